@@ -1,0 +1,194 @@
+"""Target states from relations: the rules that decide what a mutation means.
+
+Theory of operation, after asyncmachine-go's default resolver:
+
+1. Start from the states to set: for ``add`` the called states followed by
+   the active ones, for ``remove`` the active ones minus the called, for
+   ``set`` the called ones.
+2. Expand ``add`` relations (transitively) of states that are not already
+   active, unless the state is multi. A ``remove`` mutation never re-adds a
+   state it was called to remove.
+3. Drop every state whose ``require`` is missing, until nothing changes.
+4. Walk the list from its end (active states first, then called ones) and
+   drop each state removed by another listed state that is not itself
+   dropped; so called states win over active ones.
+5. Drop what the survivors ``remove``, expand ``add`` again, drop unmet
+   ``require`` again, and sort: required states before the states that
+   require them, then the ``after`` relation, then schema order.
+
+Everything is precomputed per schema in :class:`Resolver`, so a transition
+costs a few set operations when the schema has few relations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .schema import State
+
+
+class Resolver:
+    """Relation tables of one schema, and the target-state computation."""
+
+    __slots__ = (
+        "adds",
+        "after",
+        "auto_states",
+        "has_after",
+        "multi",
+        "rank",
+        "removed_by",
+        "removes",
+        "requires",
+    )
+
+    def __init__(self, schema: dict[str, State]) -> None:
+        names = list(schema)
+        self.requires = {n: s.require for n, s in schema.items() if s.require}
+        self.adds = {n: s.add for n, s in schema.items() if s.add}
+        self.removes = {n: frozenset(s.remove) for n, s in schema.items() if s.remove}
+        self.after = {n: frozenset(s.after) for n, s in schema.items() if s.after}
+        self.has_after = bool(self.after)
+        self.multi = frozenset(n for n, s in schema.items() if s.multi)
+        self.auto_states = tuple(n for n, s in schema.items() if s.auto)
+        removed_by: dict[str, list[str]] = {}
+        for name, state in schema.items():
+            for target in state.remove:
+                removed_by.setdefault(target, []).append(name)
+        self.removed_by = {k: tuple(v) for k, v in removed_by.items()}
+        self.rank = self._require_order(names)
+
+    def _require_order(self, names: list[str]) -> dict[str, int]:
+        """Rank states so that required states come first; ties keep schema order."""
+        order: list[str] = []
+        seen: set[str] = set()
+        visiting: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in seen or name in visiting:
+                return  # visited, or a require cycle: keep schema order
+            visiting.add(name)
+            for req in self.requires.get(name, ()):
+                visit(req)
+            visiting.discard(name)
+            seen.add(name)
+            order.append(name)
+
+        for name in names:
+            visit(name)
+        return {name: i for i, name in enumerate(order)}
+
+    # -- target states -----------------------------------------------------
+
+    def expand_adds(
+        self, states: list[str], active: Iterable[str], not_readded: Iterable[str]
+    ) -> list[str]:
+        """``states`` plus what their ``add`` relations bring, transitively."""
+        adds = self.adds
+        if not adds:
+            return states
+        active_set = set(active)
+        blocked = set(not_readded)
+        result = list(states)
+        present = set(result)
+        expanded: set[str] = set()
+        i = 0
+        while i < len(result):
+            name = result[i]
+            i += 1
+            if name in expanded or (name in active_set and name not in self.multi):
+                continue
+            expanded.add(name)
+            for added in adds.get(name, ()):
+                if added in blocked or added in present:
+                    continue
+                present.add(added)
+                result.append(added)
+        return result
+
+    def drop_unmet_requires(self, states: list[str]) -> list[str]:
+        """Remove states whose requirements are not all among ``states``."""
+        requires = self.requires
+        if not requires:
+            return states
+        while True:
+            present = set(states)
+            kept = [
+                s
+                for s in states
+                if s not in requires or all(r in present for r in requires[s])
+            ]
+            if len(kept) == len(states):
+                return kept
+            states = kept
+
+    def target_states(
+        self,
+        to_set: list[str],
+        active: Iterable[str],
+        removing: Iterable[str] = (),
+    ) -> list[str]:
+        """The states a transition ends with, sorted for handler order."""
+        active = tuple(active)
+        states = list(dict.fromkeys(self.expand_adds(to_set, active, removing)))
+        states = self.drop_unmet_requires(states)
+
+        if self.removes:
+            present = set(states)
+            blocked: set[str] = set()
+            survivors: list[str] = []
+            removed_by = self.removed_by
+            for name in reversed(states):
+                blockers = removed_by.get(name)
+                if blockers and any(
+                    b in present and b not in blocked for b in blockers
+                ):
+                    blocked.add(name)
+                else:
+                    survivors.append(name)
+            survivors.reverse()
+            dropped: set[str] = set()
+            for name in survivors:
+                dropped |= self.removes.get(name, frozenset())
+            expanded = self.expand_adds(survivors, active, removing)
+            states = [s for s in dict.fromkeys(expanded) if s not in dropped]
+            states = self.drop_unmet_requires(states)
+
+        return self.sort(states)
+
+    def sort(self, states: list[str]) -> list[str]:
+        """Handler order: require relations, then after relations."""
+        if len(states) < 2:
+            return states
+        rank = self.rank
+        states = sorted(states, key=rank.__getitem__)
+        if not self.has_after:
+            return states
+        # place each state only once every listed state it runs after is placed
+        after = self.after
+        remaining = states
+        ordered: list[str] = []
+        while remaining:
+            pending = set(remaining)
+            for i, name in enumerate(remaining):
+                waits_for = after.get(name)
+                if not waits_for or not (waits_for & pending):
+                    break
+            else:
+                i = 0  # an after cycle: fall back to the current order
+            ordered.append(remaining[i])
+            remaining = remaining[:i] + remaining[i + 1 :]
+        return ordered
+
+    def auto_candidates(self, is_active: Iterable[str]) -> list[str]:
+        """Inactive auto states that no active state removes."""
+        active = set(is_active)
+        candidates = []
+        for name in self.auto_states:
+            if name in active:
+                continue
+            blockers = self.removed_by.get(name, ())
+            if any(b in active for b in blockers):
+                continue
+            candidates.append(name)
+        return candidates

@@ -1,0 +1,308 @@
+"""Mutations, transitions and the events handlers receive.
+
+Theory of operation: a :class:`Mutation` is a request (add, remove or set
+some called states, with args). The machine's queue turns each one into a
+:class:`Transition`, which
+
+1. resolves the target states from relations (see ``resolver``),
+2. runs the negotiation handlers in this order: ``Foo_exit`` of every state
+   leaving, ``Foo_enter`` of every state arriving, ``Foo_Foo`` of every state
+   staying active (not for ``remove``), ``Foo_Bar`` for each active ``Foo``
+   and target ``Bar``, then ``any_enter``; any of them cancels by returning
+   ``False`` (in an auto transition a refusing auto state is dropped instead),
+3. applies the new clock (this is the moment ``is_active`` changes),
+4. runs the final handlers: ``Foo_end`` of each state left, ``Foo_state`` of
+   each state entered, then ``any_state``.
+
+A handler that raises cancels the transition; in the final phase the states
+whose final handlers did not run yet are put back as they were. Either way the
+error is queued as the ``Exception`` state and never reaches the caller.
+"""
+
+from __future__ import annotations
+
+import itertools
+from enum import Enum, IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+_tx_ids = itertools.count(1)
+
+
+class Result(IntEnum):
+    """Outcome of a mutation, numbered as in asyncmachine-go."""
+
+    EXECUTED = 0
+    CANCELED = 1
+    QUEUED = 2
+
+
+class MutationType(Enum):
+    ADD = "add"
+    REMOVE = "remove"
+    SET = "set"
+
+
+class Relation(Enum):
+    ADD = "add"
+    REQUIRE = "require"
+    REMOVE = "remove"
+    AFTER = "after"
+
+
+class Mutation:
+    """A queued request to change the active states."""
+
+    __slots__ = ("args", "called", "is_auto", "is_check", "type")
+
+    def __init__(
+        self,
+        type: MutationType,
+        called: tuple[str, ...],
+        args: dict[str, Any] | None = None,
+        *,
+        is_auto: bool = False,
+        is_check: bool = False,
+    ) -> None:
+        self.type = type
+        self.called = called
+        self.args: dict[str, Any] = {} if args is None else args
+        self.is_auto = is_auto
+        self.is_check = is_check
+
+    def __repr__(self) -> str:
+        auto = " auto" if self.is_auto else ""
+        return f"<Mutation {self.type.value}{auto} {' '.join(self.called)}>"
+
+
+class Event:
+    """What a handler receives: its name, the machine, the args, the transition."""
+
+    __slots__ = ("args", "machine", "name", "transition")
+
+    def __init__(self, name: str, machine: Machine, transition: Transition) -> None:
+        self.name = name
+        self.machine = machine
+        self.transition = transition
+        self.args = transition.mutation.args
+
+    @property
+    def is_check(self) -> bool:
+        """True inside ``can_add`` / ``can_remove`` dry runs."""
+        return self.transition.mutation.is_check
+
+    def __repr__(self) -> str:
+        return f"<Event {self.name} of {self.machine.id}>"
+
+
+class HandlerFailure(Exception):
+    """Internal: carries an exception raised by a handler out of a phase."""
+
+    def __init__(self, handler: str, state: str, error: Exception) -> None:
+        super().__init__(handler)
+        self.handler = handler
+        self.state = state
+        self.error = error
+
+
+class Transition:
+    """One mutation being executed: before, target and after, and its handlers."""
+
+    __slots__ = (
+        "_id",
+        "enters",
+        "exits",
+        "is_accepted",
+        "is_completed",
+        "machine",
+        "mutation",
+        "states_before",
+        "target_states",
+        "time_after",
+        "time_before",
+    )
+
+    def __init__(self, machine: Machine, mutation: Mutation) -> None:
+        self._id = next(_tx_ids)
+        self.machine = machine
+        self.mutation = mutation
+        self.time_before: list[int] = machine._ticks
+        active = machine._active
+        self.states_before: tuple[str, ...] = active
+        self.is_completed = False
+
+        called = mutation.called
+        kind = mutation.type
+        resolver = machine._resolver
+        if kind is MutationType.ADD:
+            to_set = list(called)
+            to_set.extend(active)
+            targets = resolver.target_states(to_set, active)
+            if mutation.is_auto:
+                accepted = any(c in targets for c in called)
+            else:
+                accepted = all(c in targets for c in called)
+        elif kind is MutationType.REMOVE:
+            to_set = [s for s in active if s not in called]
+            targets = resolver.target_states(to_set, active, called)
+            accepted = True
+        else:
+            targets = resolver.target_states(list(called), active)
+            accepted = all(c in targets for c in called)
+        self.target_states: list[str] = targets
+        self.is_accepted = accepted
+        self.time_after: list[int] = self.time_before
+        self.enters: list[str] = []
+        self.exits: list[str] = []
+        if accepted:
+            self._setup_enters_exits()
+
+    def _setup_enters_exits(self) -> None:
+        targets = self.target_states
+        before = self.states_before
+        multi = self.machine._resolver.multi
+        called = self.mutation.called
+        self.enters = [
+            s for s in targets if s not in before or (s in multi and s in called)
+        ]
+        target_set = set(targets)
+        exits = [s for s in before if s not in target_set]
+        self.exits = self.machine._resolver.sort(exits) if len(exits) > 1 else exits
+
+    # -- read-only views -------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return f"{self._id:x}"
+
+    @property
+    def called_states(self) -> list[str]:
+        return list(self.mutation.called)
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.mutation.args
+
+    @property
+    def is_auto(self) -> bool:
+        return self.mutation.is_auto
+
+    @property
+    def is_check(self) -> bool:
+        return self.mutation.is_check
+
+    @property
+    def mutation_type(self) -> MutationType:
+        return self.mutation.type
+
+    @property
+    def clock_before(self) -> dict[str, int]:
+        return dict(zip(self.machine._names, self.time_before, strict=True))
+
+    @property
+    def clock_after(self) -> dict[str, int]:
+        return dict(zip(self.machine._names, self.time_after, strict=True))
+
+    def __repr__(self) -> str:
+        return (
+            f"<Transition {self.id} {self.mutation.type.value} "
+            f"{' '.join(self.mutation.called)} -> ({' '.join(self.target_states)})>"
+        )
+
+    # -- execution -------------------------------------------------------
+
+    def _call(self, name: str, state: str, handlers: list[Any]) -> bool:
+        event = Event(name, self.machine, self)
+        for handler in handlers:
+            try:
+                if handler(event) is False:
+                    return False
+            except Exception as error:
+                raise HandlerFailure(name, state, error) from error
+        return True
+
+    def _refuse(self, state: str) -> bool:
+        """A handler of ``state`` said no: drop it (auto) or cancel (False)."""
+        m = self.machine
+        if self.mutation.is_auto and m._schema[state].auto:
+            if state in self.target_states:
+                self.target_states = [s for s in self.target_states if s != state]
+            return True
+        return False
+
+    def negotiate(self, table: dict[str, list[Any]]) -> bool:
+        """Run negotiation handlers; False when the transition is canceled."""
+        m = self.machine
+        names = m._handler_names
+        for state in self.exits:
+            name = names[state][1]
+            if name in table and not self._call(name, state, table[name]):
+                return False
+        for state in list(self.enters):
+            name = names[state][0]
+            if (
+                name in table
+                and not self._call(name, state, table[name])
+                and not self._refuse(state)
+            ):
+                return False
+        if self.mutation.type is not MutationType.REMOVE:
+            before = self.states_before
+            for state in list(self.target_states):
+                if state not in before:
+                    continue
+                name = names[state][4]
+                if (
+                    name in table
+                    and not self._call(name, state, table[name])
+                    and not self._refuse(state)
+                ):
+                    return False
+        if m._pair_handlers:
+            pairs = m._pair_handlers
+            for src in self.states_before:
+                for dst in list(self.target_states):
+                    if src == dst:
+                        continue
+                    name = pairs.get((src, dst))
+                    if (
+                        name is not None
+                        and name in table
+                        and not self._call(name, dst, table[name])
+                        and not self._refuse(dst)
+                    ):
+                        return False
+        if self.mutation.is_auto and not self.target_states:
+            return False
+        any_enter = table.get("any_enter")
+        return not (any_enter and not self._call("any_enter", "", any_enter))
+
+    def finalize(self, table: dict[str, list[Any]]) -> None:
+        """Run final handlers; on an error the unfinished states are reverted."""
+        names = self.machine._handler_names
+        exits = self.exits
+        finals = [(s, names[s][3], False) for s in exits]
+        finals.extend((s, names[s][2], True) for s in self.enters)
+        for i, (state, name, _entering) in enumerate(finals):
+            if name not in table:
+                continue
+            try:
+                self._call(name, state, table[name])
+            except HandlerFailure:
+                self._revert(finals[i:])
+                raise
+        any_state = table.get("any_state")
+        if any_state:
+            self._call("any_state", "", any_state)
+
+    def _revert(self, unfinished: list[tuple[str, str, bool]]) -> None:
+        m = self.machine
+        active = set(m._active)
+        for state, _name, entering in unfinished:
+            if entering:
+                active.discard(state)
+            else:
+                active.add(state)
+        m._apply(self, [s for s in m._names if s in active], ())

@@ -1,0 +1,337 @@
+"""Waiters: one-shot conditions on a machine, awaitable anywhere.
+
+Theory of operation: a :class:`Waiter` is registered with the machine's
+:class:`Subscriptions` under the states whose ticks it depends on. After each
+transition the machine hands over the states whose ticks changed; only the
+waiters filed under those states are checked, so an idle subscription costs
+nothing on the hot path. Registration files the waiter first and checks the
+condition second, so a transition racing with it in another thread can only
+wake it twice (which is harmless), never zero times.
+
+Firing a waiter never runs user code on the machine's thread: a blocked
+thread is released through a ``threading.Event``; an asyncio task through
+``loop.call_soon_threadsafe``; a trio task through its run's trio token. The
+machine holds waiters weakly: a waiter nobody holds any more is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .transition import Transition
+
+log = logging.getLogger("asyncmachine.waiting")
+
+Check = Callable[["Transition | None"], bool]
+
+
+class Waiter:
+    """A one-shot condition: ``.wait(timeout)`` in threads, ``await`` in async code.
+
+    Both return True when the condition was met and False when the machine
+    was disposed first, the waiter was cancelled, or (``wait``) time ran out.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_check",
+        "_event",
+        "_lock",
+        "_result",
+        "description",
+    )
+
+    def __init__(self, description: str, check: Check | None = None) -> None:
+        self.description = description
+        self._check = check
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._result = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        status = f"done={self._result}" if self.done else "pending"
+        return f"<Waiter {self.description} {status}>"
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def result(self) -> bool:
+        """True once met; False while pending or when released without it."""
+        return self._result
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block this thread until done; False on timeout or release."""
+        if self._event.wait(timeout):
+            return self._result
+        return False
+
+    def cancel(self) -> None:
+        """Release everyone waiting on this waiter with False."""
+        self._fire(False)
+
+    def _fire(self, result: bool) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._result = result
+            self._check = None
+            callbacks, self._callbacks = self._callbacks, []
+            self._event.set()
+        for wake in callbacks:
+            try:
+                wake()
+            except Exception:  # a closed loop must not break the machine
+                log.debug("could not wake a waiter for %s", self.description)
+
+    def _add_callback(self, wake: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._event.is_set():
+                return False
+            self._callbacks.append(wake)
+            return True
+
+    def _remove_callback(self, wake: Callable[[], None]) -> None:
+        with self._lock, _suppress_value_error():
+            self._callbacks.remove(wake)
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> bool:
+        if self._event.is_set():
+            return self._result
+        if _asyncio_running():
+            return await self._wait_asyncio()
+        if "trio" in sys.modules:
+            return await self._wait_trio()
+        raise RuntimeError(
+            "await a Waiter under asyncio or trio; in threads call .wait(timeout)"
+        )
+
+    async def _wait_asyncio(self) -> bool:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(resolve)
+
+        if self._add_callback(wake):
+            try:
+                await future
+            finally:
+                self._remove_callback(wake)
+        return self._result
+
+    async def _wait_trio(self) -> bool:
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+        event = trio.Event()
+
+        def wake() -> None:
+            try:
+                token.run_sync_soon(event.set)
+            except trio.RunFinishedError:
+                pass
+
+        if self._add_callback(wake):
+            try:
+                await event.wait()
+            finally:
+                self._remove_callback(wake)
+        return self._result
+
+
+class _suppress_value_error:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, value: object, tb: object) -> bool:
+        return kind is ValueError
+
+
+def _asyncio_running() -> bool:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+Ref = weakref.ref[Waiter]
+
+
+class Subscriptions:
+    """The waiters of one machine, filed by the states they depend on."""
+
+    __slots__ = ("_by_state", "_count", "_disposed", "_every", "_lock", "_queue_end")
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._by_state: dict[str, list[Ref]] = {}
+        self._every: list[Ref] = []
+        self._queue_end: list[Ref] = []
+        self._disposed: list[Ref] = []
+        self._count = 0
+
+    @property
+    def pending(self) -> int:
+        """Registered waiters, including ones that may have been dropped."""
+        return self._count
+
+    def add(self, waiter: Waiter, states: tuple[str, ...] | None) -> None:
+        """File a waiter under states, or under every transition when None."""
+        ref = weakref.ref(waiter)
+        with self._lock:
+            if states is None:
+                _prune_append(self._every, ref)
+            else:
+                for state in states:
+                    _prune_append(self._by_state.setdefault(state, []), ref)
+            self._count += 1
+
+    def add_queue_end(self, waiter: Waiter) -> None:
+        with self._lock:
+            _prune_append(self._queue_end, weakref.ref(waiter))
+            self._count += 1
+
+    def add_disposed(self, waiter: Waiter) -> None:
+        with self._lock:
+            _prune_append(self._disposed, weakref.ref(waiter))
+            self._count += 1
+
+    def process(self, changed: list[str], tx: Transition | None) -> None:
+        """Check the waiters filed under changed states, and the every-time ones."""
+        with self._lock:
+            lists = [self._by_state[s] for s in changed if s in self._by_state]
+            if self._every:
+                lists.append(self._every)
+            for refs in lists:
+                _check_refs(refs, tx)
+            self._count = sum(len(v) for v in self._by_state.values()) + len(
+                self._every
+            ) + len(self._queue_end) + len(self._disposed)
+
+    def queue_ended(self) -> None:
+        with self._lock:
+            refs, self._queue_end = self._queue_end, []
+            self._count -= len(refs)
+        for ref in refs:
+            waiter = ref()
+            if waiter is not None:
+                waiter._fire(True)
+
+    def dispose(self) -> None:
+        """Release every waiter: False, except ``when_disposed`` ones (True)."""
+        with self._lock:
+            disposed, self._disposed = self._disposed, []
+            others = [r for refs in self._by_state.values() for r in refs]
+            others += self._every + self._queue_end
+            self._by_state, self._every, self._queue_end = {}, [], []
+            self._count = 0
+        for ref in disposed:
+            waiter = ref()
+            if waiter is not None:
+                waiter._fire(True)
+        for ref in others:
+            waiter = ref()
+            if waiter is not None:
+                waiter._fire(False)
+
+
+def _prune_append(refs: list[Ref], ref: Ref) -> None:
+    if len(refs) >= 32 and len(refs) & (len(refs) - 1) == 0:
+        refs[:] = [r for r in refs if (w := r()) is not None and not w.done]
+    refs.append(ref)
+
+
+def _check_refs(refs: list[Ref], tx: Transition | None) -> None:
+    keep: list[Ref] = []
+    for ref in refs:
+        waiter = ref()
+        if waiter is None or waiter.done:
+            continue
+        check = waiter._check
+        try:
+            met = check is not None and check(tx)
+        except Exception:
+            log.exception("a waiter condition (%s) raised", waiter.description)
+            waiter._fire(False)
+            continue
+        if met:
+            waiter._fire(True)
+        else:
+            keep.append(ref)
+    refs[:] = keep
+
+
+class StateContext:
+    """Valid while its state keeps the tick it had when the context was made.
+
+    Work forked from a handler checks ``expired`` (or registers ``on_expire``)
+    to stop once the state that started it was left or re-entered.
+    """
+
+    __slots__ = ("_callbacks", "_machine", "state", "tick")
+
+    def __init__(self, machine: Machine, state: str) -> None:
+        self._machine = machine
+        self.state = state
+        self.tick = machine.tick(state)
+        self._callbacks: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        status = "expired" if self.expired else "valid"
+        return f"<StateContext {self.state}@{self.tick} {status}>"
+
+    @property
+    def expired(self) -> bool:
+        m = self._machine
+        return (
+            m.is_disposed
+            or not self.tick & 1
+            or m._ticks[m._index[self.state]] != self.tick
+        )
+
+    def on_expire(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once the context expires (now, if it already has)."""
+        if self.expired:
+            fn()
+            return
+        self._machine._watch_context(self)
+        self._callbacks.append(fn)
+        if self.expired:  # expired while registering
+            self._expire()
+
+    def when_expired(self) -> Waiter:
+        waiter = Waiter(f"expired({self.state}@{self.tick})")
+        self.on_expire(lambda: waiter._fire(True))
+        return waiter
+
+    def _expire(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            try:
+                fn()
+            except Exception:
+                log.exception("an on_expire callback of %r raised", self)
