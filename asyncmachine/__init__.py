@@ -4,6 +4,8 @@ A Python port of asyncmachine-go's core. No network, no event loop needed;
 machines are thread-safe and their waiters work in threads, asyncio and trio.
 """
 
+import logging
+
 from .errors import (
     AsyncMachineError,
     ExportError,
@@ -18,6 +20,9 @@ from .transition import Event, Mutation, MutationType, Relation, Result, Transit
 from .waiting import StateContext, Waiter
 
 __version__ = "0.1.0"
+
+# a library logs, the application decides where it goes
+logging.getLogger("asyncmachine").addHandler(logging.NullHandler())
 
 __all__ = [
     "EXCEPTION",

@@ -27,7 +27,7 @@ from .errors import ExportError, HandlerError, StateError
 from .resolver import Resolver
 from .schema import EXCEPTION, Names, State, parse_schema
 from .transition import (
-    HandlerFailure,
+    HandlerRaisedError,
     Mutation,
     MutationType,
     Relation,
@@ -41,6 +41,7 @@ log = logging.getLogger("asyncmachine.machine")
 EXECUTED, CANCELED, QUEUED = Result.EXECUTED, Result.CANCELED, Result.QUEUED
 ADD, REMOVE, SET = MutationType.ADD, MutationType.REMOVE, MutationType.SET
 
+_DEBUG = logging.DEBUG
 HANDLER_SUFFIXES = ("enter", "exit", "state", "end")
 GLOBAL_HANDLERS = ("any_enter", "any_state")
 TRACER_METHODS = (
@@ -210,9 +211,7 @@ class Machine:
             return self._mutate(REMOVE, states, args)
         return self._mutate(ADD, states, args)
 
-    def add_err(
-        self, exc: BaseException, args: dict[str, Any] | None = None
-    ) -> Result:
+    def add_err(self, exc: BaseException, args: dict[str, Any] | None = None) -> Result:
         """Activate ``Exception`` with ``args["err"] = exc``."""
         return self.add_err_state(EXCEPTION, exc, args)
 
@@ -234,9 +233,7 @@ class Machine:
         """Dry run of ``add``: EXECUTED when it would be accepted now."""
         return self._dry_run(ADD, states, args)
 
-    def can_remove(
-        self, states: Names, args: dict[str, Any] | None = None
-    ) -> Result:
+    def can_remove(self, states: Names, args: dict[str, Any] | None = None) -> Result:
         """Dry run of ``remove``."""
         return self._dry_run(REMOVE, states, args)
 
@@ -264,63 +261,71 @@ class Machine:
                 # nested in a handler: the relations alone decide
                 tx = Transition(self, mutation)
                 return EXECUTED if tx.is_accepted else CANCELED
-            self._queue.appendleft(mutation)
             self._running = True
             self._runner = threading.get_ident()
-        return self._drain()
+        return self._drain(mutation)
 
-    def _enqueue(self, mutation: Mutation, *, front: bool = False) -> Result:
+    def _enqueue(self, mutation: Mutation) -> Result:
+        """Run the mutation now when idle, else queue it behind the running one."""
         with self._lock:
             if self._disposing:
                 return CANCELED
-            if len(self._queue) >= self.queue_limit and not (
-                EXCEPTION in mutation.called and not self.is_active(EXCEPTION)
-            ):
-                log.warning(
-                    "machine %s: queue full (%d), refused %r",
-                    self._id,
-                    len(self._queue),
-                    mutation,
-                )
-                return CANCELED
-            if front:
-                self._queue.appendleft(mutation)
-            else:
+            if self._running:
+                if len(self._queue) >= self.queue_limit and not (
+                    EXCEPTION in mutation.called and not self.is_active(EXCEPTION)
+                ):
+                    log.warning(
+                        "machine %s: queue full (%d), refused %r",
+                        self._id,
+                        len(self._queue),
+                        mutation,
+                    )
+                    return CANCELED
                 self._queue.append(mutation)
-            queued = self._running
-            if not queued:
+                queued = True
+            else:
                 self._running = True
                 self._runner = threading.get_ident()
-        for trace in self._trace.get("mutation_queued", ()):
-            trace(self, mutation)
+                queued = False
+        if self._trace:
+            for trace in self._trace.get("mutation_queued", ()):
+                trace(self, mutation)
         if queued:
             return QUEUED
-        return self._drain()
+        return self._drain(mutation)
 
-    def _drain(self) -> Result:
-        """Run queued transitions until the queue is empty; first result wins."""
+    def _drain(self, first_mutation: Mutation | None = None) -> Result:
+        """Run ``first_mutation``, then the queue until it is empty.
+
+        Only the thread that set ``_running`` calls this. The result is the
+        first transition's.
+        """
         first: Result | None = None
+        lock, queue = self._lock, self._queue
         try:
+            if first_mutation is not None:
+                first = self._execute(first_mutation)
             while True:
-                with self._lock:
-                    if not self._queue or self._disposing:
+                with lock:
+                    if not queue or self._disposing:
                         if self._disposing:
-                            self._queue.clear()
+                            queue.clear()
                         self._running = False
                         self._runner = None
                         break
-                    mutation = self._queue.popleft()
+                    mutation = queue.popleft()
                 result = self._execute(mutation)
                 if first is None:
                     first = result
         except BaseException:
-            with self._lock:
+            with lock:
                 self._running = False
                 self._runner = None
             raise
-        for trace in self._trace.get("queue_end", ()):
-            trace(self)
-        if self._subs.pending:
+        if self._trace:
+            for trace in self._trace.get("queue_end", ()):
+                trace(self)
+        if self._subs._count:
             self._subs.queue_ended()
         if self._disposing and not self._disposed:
             self._finish_dispose()
@@ -330,18 +335,19 @@ class Machine:
         tx = Transition(self, mutation)
         self._transition = tx
         trace = self._trace
-        for fn in trace.get("transition_init", ()):
-            fn(tx)
-        for fn in trace.get("transition_start", ()):
-            fn(tx)
+        if trace:
+            for fn in trace.get("transition_init", ()):
+                fn(tx)
+            for fn in trace.get("transition_start", ()):
+                fn(tx)
         table = self._handlers
-        failure: HandlerFailure | None = None
+        failure: HandlerRaisedError | None = None
         accepted = tx.is_accepted
         if accepted and table:
             targets = tx.target_states
             try:
                 accepted = tx.negotiate(table)
-            except HandlerFailure as err:
+            except HandlerRaisedError as err:
                 accepted, failure = False, err
             if accepted and mutation.is_auto and tx.target_states is not targets:
                 self._reresolve_auto(tx)
@@ -351,15 +357,16 @@ class Machine:
                 if table:
                     try:
                         tx.finalize(table)
-                    except HandlerFailure as err:
+                    except HandlerRaisedError as err:
                         accepted, failure = False, err
             tx.time_after = self._ticks
         tx.is_accepted = accepted
         tx.is_completed = True
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(_DEBUG):
             self._log_transition(tx)
-        for fn in trace.get("transition_end", ()):
-            fn(tx)
+        if trace:
+            for fn in trace.get("transition_end", ()):
+                fn(tx)
         self._transition = None
 
         if failure is not None:
@@ -376,7 +383,7 @@ class Machine:
             if auto:
                 with self._lock:
                     self._queue.appendleft(Mutation(ADD, tuple(auto), is_auto=True))
-        if changed and self._subs.pending:
+        if changed and self._subs._count:
             before, after = tx.time_before, tx.time_after
             self._subs.process(
                 [n for n, b, a in zip(self._names, before, after) if b != a], tx
@@ -386,11 +393,10 @@ class Machine:
             return CANCELED
         if mutation.type is REMOVE:
             ticks, index = self._ticks, self._index
-            return (
-                CANCELED
-                if any(ticks[index[s]] & 1 for s in mutation.called)
-                else EXECUTED
-            )
+            for state in mutation.called:
+                if ticks[index[state]] & 1:
+                    return CANCELED
+            return EXECUTED
         if mutation.is_auto and not mutation.is_check:
             return (
                 EXECUTED if len(tx.target_states) > len(tx.states_before) else CANCELED
@@ -409,7 +415,8 @@ class Machine:
     ) -> None:
         """Publish the new clock: +1 on (de)activation, +2 for a re-called multi."""
         previous = self._active
-        ticks = list(self._ticks)
+        old = self._ticks
+        ticks = old[:]
         index = self._index
         multi = self._resolver.multi
         for state in targets:
@@ -417,19 +424,22 @@ class Machine:
                 ticks[index[state]] += 1
             elif state in multi and state in called:
                 ticks[index[state]] += 2
-        target_set = set(targets)
-        for state in previous:
-            if state not in target_set:
-                ticks[index[state]] += 1
-        old = self._ticks
+        if previous:
+            lookup = targets if len(targets) < 8 else set(targets)
+            for state in previous:
+                if state not in lookup:
+                    ticks[index[state]] += 1
         self._ticks = ticks
-        self._active = tuple(n for n, t in zip(self._names, ticks) if t & 1)
+        if len(targets) < 2:
+            self._active = tuple(targets)
+        else:
+            self._active = tuple(sorted(targets, key=index.__getitem__))
         if self._contexts:
             self._expire_contexts(
                 [n for n, a, b in zip(self._names, old, ticks) if a != b]
             )
 
-    def _handler_failed(self, tx: Transition, failure: HandlerFailure) -> None:
+    def _handler_failed(self, tx: Transition, failure: HandlerRaisedError) -> None:
         error = failure.error
         self._err = error
         log.error(
@@ -558,11 +568,7 @@ class Machine:
     def relations_of(self, state: str) -> list[Relation]:
         """The kinds of relations ``state`` has towards other states."""
         spec = self._schema[self._parse(state)[0]]
-        return [
-            kind
-            for kind, targets in _relation_fields(spec)
-            if targets
-        ]
+        return [kind for kind, targets in _relation_fields(spec) if targets]
 
     def relations_between(self, source: str, target: str) -> list[Relation]:
         """The kinds of relations from ``source`` to ``target``."""
@@ -572,16 +578,14 @@ class Machine:
 
     def __str__(self) -> str:
         ticks = self._ticks
-        return "(" + " ".join(
-            f"{n}:{ticks[self._index[n]]}" for n in self._active
-        ) + ")"
+        return (
+            "(" + " ".join(f"{n}:{ticks[self._index[n]]}" for n in self._active) + ")"
+        )
 
     def string_all(self) -> str:
         """Active states in parentheses, then inactive ones in brackets."""
         ticks = self._ticks
-        inactive = " ".join(
-            f"{n}:{t}" for n, t in zip(self._names, ticks) if not t & 1
-        )
+        inactive = " ".join(f"{n}:{t}" for n, t in zip(self._names, ticks) if not t & 1)
         return f"{self} [{inactive}]"
 
     def __repr__(self) -> str:
@@ -664,7 +668,7 @@ class Machine:
         return None
 
     def _handler_kind(self, attr: str) -> str | None:
-        """"ok" for a handler name, an explanation for a likely typo, else None."""
+        """ "ok" for a handler name, an explanation for a likely typo, else None."""
         if attr in GLOBAL_HANDLERS:
             return "ok"
         index = self._index
@@ -823,7 +827,7 @@ class Machine:
     # -- state contexts --------------------------------------------------
 
     def new_state_ctx(self, state: str) -> StateContext:
-        """A context valid until ``state``'s tick changes (expired if inactive)."""
+        """A context valid until ``state``'s tick changes (as in Go, also when inactive)."""
         return StateContext(self, self._parse(state)[0])
 
     def _watch_context(self, ctx: StateContext) -> None:
@@ -897,7 +901,9 @@ class Machine:
         }
 
     @classmethod
-    def from_state(cls, schema: Mapping[str, State], data: Mapping[str, Any]) -> Machine:
+    def from_state(
+        cls, schema: Mapping[str, State], data: Mapping[str, Any]
+    ) -> Machine:
         """A machine with ``schema`` restored to a snapshot of ``export_state``."""
         try:
             states, time = list(data["states"]), list(data["time"])
@@ -905,9 +911,7 @@ class Machine:
         except (KeyError, TypeError) as err:
             raise ValueError(f"not a machine snapshot: missing {err}") from None
         if len(states) != len(time):
-            raise ValueError(
-                f"snapshot has {len(states)} states but {len(time)} ticks"
-            )
+            raise ValueError(f"snapshot has {len(states)} states but {len(time)} ticks")
         machine = cls(
             schema,
             id=machine_id,

@@ -37,6 +37,7 @@ class Resolver:
         "has_after",
         "multi",
         "rank",
+        "trivial",
         "removed_by",
         "removes",
         "requires",
@@ -57,9 +58,18 @@ class Resolver:
                 removed_by.setdefault(target, []).append(name)
         self.removed_by = {k: tuple(v) for k, v in removed_by.items()}
         self.rank = self._require_order(names)
+        self.trivial = not (self.requires or self.adds or self.removes)
 
     def _require_order(self, names: list[str]) -> dict[str, int]:
-        """Rank states so that required states come first; ties keep schema order."""
+        """Rank the states that take part in require relations, required first.
+
+        States without any require relation are not ranked: sorting keeps
+        them first, in the order the resolution produced (called states
+        first), as asyncmachine-go does.
+        """
+        in_graph = set(self.requires)
+        for reqs in self.requires.values():
+            in_graph.update(reqs)
         order: list[str] = []
         seen: set[str] = set()
         visiting: set[str] = set()
@@ -75,7 +85,8 @@ class Resolver:
             order.append(name)
 
         for name in names:
-            visit(name)
+            if name in in_graph:
+                visit(name)
         return {name: i for i, name in enumerate(order)}
 
     # -- target states -----------------------------------------------------
@@ -129,6 +140,8 @@ class Resolver:
         removing: Iterable[str] = (),
     ) -> list[str]:
         """The states a transition ends with, sorted for handler order."""
+        if self.trivial:
+            return self.sort(list(dict.fromkeys(to_set)))
         active = tuple(active)
         states = list(dict.fromkeys(self.expand_adds(to_set, active, removing)))
         states = self.drop_unmet_requires(states)
@@ -161,23 +174,25 @@ class Resolver:
         if len(states) < 2:
             return states
         rank = self.rank
-        states = sorted(states, key=rank.__getitem__)
+        if rank:
+            states = sorted(states, key=lambda s: rank.get(s, -1))
         if not self.has_after:
             return states
         # place each state only once every listed state it runs after is placed
         after = self.after
-        remaining = states
+        remaining = list(states)
         ordered: list[str] = []
         while remaining:
             pending = set(remaining)
-            for i, name in enumerate(remaining):
-                waits_for = after.get(name)
-                if not waits_for or not (waits_for & pending):
-                    break
-            else:
-                i = 0  # an after cycle: fall back to the current order
-            ordered.append(remaining[i])
-            remaining = remaining[:i] + remaining[i + 1 :]
+            ready = next(
+                (
+                    i
+                    for i, name in enumerate(remaining)
+                    if not (after.get(name, frozenset()) & pending)
+                ),
+                0,  # an after cycle: fall back to the current order
+            )
+            ordered.append(remaining.pop(ready))
         return ordered
 
     def auto_candidates(self, is_active: Iterable[str]) -> list[str]:

@@ -164,9 +164,7 @@ def parse_schema(schema: Schema) -> dict[str, State]:
             raise StateError(
                 f"state {name!r} both requires and removes {other!r}", other
             )
-        remove = tuple(
-            r for r in state.remove if r != name and r not in state.add
-        )
+        remove = tuple(r for r in state.remove if r != name and r not in state.add)
         after = tuple(a for a in state.after if a != name)
         if remove != state.remove or after != state.after:
             parsed[name] = state.replace(remove=remove, after=after)

@@ -97,7 +97,7 @@ class Event:
         return f"<Event {self.name} of {self.machine.id}>"
 
 
-class HandlerFailure(Exception):
+class HandlerRaisedError(Exception):
     """Internal: carries an exception raised by a handler out of a phase."""
 
     def __init__(self, handler: str, state: str, error: Exception) -> None:
@@ -129,6 +129,7 @@ class Transition:
         self.machine = machine
         self.mutation = mutation
         self.time_before: list[int] = machine._ticks
+        self.time_after: list[int] = self.time_before
         active = machine._active
         self.states_before: tuple[str, ...] = active
         self.is_completed = False
@@ -137,10 +138,10 @@ class Transition:
         kind = mutation.type
         resolver = machine._resolver
         if kind is MutationType.ADD:
-            to_set = list(called)
-            to_set.extend(active)
-            targets = resolver.target_states(to_set, active)
-            if mutation.is_auto:
+            targets = resolver.target_states([*called, *active], active)
+            if len(called) == 1:
+                accepted = called[0] in targets
+            elif mutation.is_auto:
                 accepted = any(c in targets for c in called)
             else:
                 accepted = all(c in targets for c in called)
@@ -153,23 +154,30 @@ class Transition:
             accepted = all(c in targets for c in called)
         self.target_states: list[str] = targets
         self.is_accepted = accepted
-        self.time_after: list[int] = self.time_before
-        self.enters: list[str] = []
-        self.exits: list[str] = []
-        if accepted:
+        if not accepted:
+            self.enters: list[str] = []
+            self.exits: list[str] = []
+        elif len(targets) == 1 and not active:
+            state = targets[0]
+            self.enters = [state]
+            self.exits = []
+        elif not targets and len(active) == 1:
+            self.enters = []
+            self.exits = [active[0]]
+        else:
             self._setup_enters_exits()
 
     def _setup_enters_exits(self) -> None:
         targets = self.target_states
         before = self.states_before
-        multi = self.machine._resolver.multi
+        resolver = self.machine._resolver
+        multi = resolver.multi
         called = self.mutation.called
         self.enters = [
             s for s in targets if s not in before or (s in multi and s in called)
         ]
-        target_set = set(targets)
-        exits = [s for s in before if s not in target_set]
-        self.exits = self.machine._resolver.sort(exits) if len(exits) > 1 else exits
+        exits = [s for s in before if s not in targets]
+        self.exits = resolver.sort(exits) if len(exits) > 1 else exits
 
     # -- read-only views -------------------------------------------------
 
@@ -220,7 +228,7 @@ class Transition:
                 if handler(event) is False:
                     return False
             except Exception as error:
-                raise HandlerFailure(name, state, error) from error
+                raise HandlerRaisedError(name, state, error) from error
         return True
 
     def _refuse(self, state: str) -> bool:
@@ -264,13 +272,10 @@ class Transition:
             pairs = m._pair_handlers
             for src in self.states_before:
                 for dst in list(self.target_states):
-                    if src == dst:
-                        continue
-                    name = pairs.get((src, dst))
+                    pair = pairs.get((src, dst)) if src != dst else None
                     if (
-                        name is not None
-                        and name in table
-                        and not self._call(name, dst, table[name])
+                        pair is not None
+                        and not self._call(pair, dst, table[pair])
                         and not self._refuse(dst)
                     ):
                         return False
@@ -290,7 +295,7 @@ class Transition:
                 continue
             try:
                 self._call(name, state, table[name])
-            except HandlerFailure:
+            except HandlerRaisedError:
                 self._revert(finals[i:])
                 raise
         any_state = table.get("any_state")

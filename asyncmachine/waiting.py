@@ -16,6 +16,7 @@ machine holds waiters weakly: a waiter nobody holds any more is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -102,7 +103,7 @@ class Waiter:
             return True
 
     def _remove_callback(self, wake: Callable[[], None]) -> None:
-        with self._lock, _suppress_value_error():
+        with self._lock, contextlib.suppress(ValueError):
             self._callbacks.remove(wake)
 
     def __await__(self) -> Generator[Any, None, bool]:
@@ -146,10 +147,8 @@ class Waiter:
         event = trio.Event()
 
         def wake() -> None:
-            try:
+            with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(event.set)
-            except trio.RunFinishedError:
-                pass
 
         if self._add_callback(wake):
             try:
@@ -157,14 +156,6 @@ class Waiter:
             finally:
                 self._remove_callback(wake)
         return self._result
-
-
-class _suppress_value_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, value: object, tb: object) -> bool:
-        return kind is ValueError
 
 
 def _asyncio_running() -> bool:
@@ -228,9 +219,12 @@ class Subscriptions:
                 lists.append(self._every)
             for refs in lists:
                 _check_refs(refs, tx)
-            self._count = sum(len(v) for v in self._by_state.values()) + len(
-                self._every
-            ) + len(self._queue_end) + len(self._disposed)
+            self._count = (
+                sum(len(v) for v in self._by_state.values())
+                + len(self._every)
+                + len(self._queue_end)
+                + len(self._disposed)
+            )
 
     def queue_ended(self) -> None:
         with self._lock:
@@ -307,11 +301,7 @@ class StateContext:
     @property
     def expired(self) -> bool:
         m = self._machine
-        return (
-            m.is_disposed
-            or not self.tick & 1
-            or m._ticks[m._index[self.state]] != self.tick
-        )
+        return m.is_disposed or m._ticks[m._index[self.state]] != self.tick
 
     def on_expire(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once the context expires (now, if it already has)."""
