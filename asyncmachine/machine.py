@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from time import monotonic as _monotonic
 from typing import Any
 
 from . import hooks
@@ -59,8 +60,10 @@ Handler = Callable[[Any], Any]
 class Machine:
     """A multi-state, clock-based, relational state machine."""
 
-    #: Mutations waiting beyond this are refused (CANCELED), as in Go.
+    #: Longest queue; beyond it other threads wait for room, handlers are refused.
     queue_limit = 1000
+    #: Seconds another thread waits for room in a full queue before CANCELED.
+    queue_full_timeout = 10.0
 
     def __init__(
         self,
@@ -93,6 +96,8 @@ class Machine:
             self._parent_id = parent or None
 
         self._lock = threading.RLock()
+        self._room = threading.Condition(self._lock)
+        self._blocked = 0
         self._queue: deque[Mutation] = deque()
         self._running = False
         self._runner: int | None = None
@@ -266,13 +271,19 @@ class Machine:
         return self._drain(mutation)
 
     def _enqueue(self, mutation: Mutation) -> Result:
-        """Run the mutation now when idle, else queue it behind the running one."""
+        """Run the mutation now when idle, else queue it behind the running one.
+
+        A full queue (``queue_limit``) makes other threads wait for room, up
+        to ``queue_full_timeout`` seconds; the runner itself (a handler) can't
+        wait for its own queue, so its mutation is refused (CANCELED), as in
+        Go. ``Exception`` always gets in once.
+        """
         with self._lock:
             if self._disposing:
                 return CANCELED
             if self._running:
-                if len(self._queue) >= self.queue_limit and not (
-                    EXCEPTION in mutation.called and not self.is_active(EXCEPTION)
+                if len(self._queue) >= self.queue_limit and not self._room_for(
+                    mutation
                 ):
                     log.warning(
                         "machine %s: queue full (%d), refused %r",
@@ -281,18 +292,58 @@ class Machine:
                         mutation,
                     )
                     return CANCELED
+                if self._disposing:
+                    return CANCELED
+            # waiting for room may have outlived the runner
+            queued: bool = self._running
+            if queued:
+                if self._repeats_last(mutation):
+                    return QUEUED
                 self._queue.append(mutation)
-                queued = True
             else:
                 self._running = True
                 self._runner = threading.get_ident()
-                queued = False
         if self._trace:
             for trace in self._trace.get("mutation_queued", ()):
                 trace(self, mutation)
         if queued:
             return QUEUED
         return self._drain(mutation)
+
+    def _repeats_last(self, mutation: Mutation) -> bool:
+        """Go folds argument-less repeats of non-multi mutations into one.
+
+        Only a repeat of the last queued mutation is folded, which can't
+        change the outcome (Go folds any queued one, which can).
+        """
+        if mutation.args or not self._queue:
+            return False
+        last = self._queue[-1]
+        return (
+            not last.args
+            and not last.is_check
+            and last.type is mutation.type
+            and last.called == mutation.called
+            and not any(s in self._resolver.multi for s in mutation.called)
+        )
+
+    def _room_for(self, mutation: Mutation) -> bool:
+        """Wait (lock held) until the full queue has room; False to refuse."""
+        if EXCEPTION in mutation.called and not self.is_active(EXCEPTION):
+            return True
+        if self._runner == threading.get_ident():
+            return False
+        deadline = _monotonic() + self.queue_full_timeout
+        self._blocked += 1
+        try:
+            while self._running and len(self._queue) >= self.queue_limit:
+                remaining = deadline - _monotonic()
+                if remaining <= 0 or self._disposing:
+                    return False
+                self._room.wait(remaining)
+        finally:
+            self._blocked -= 1
+        return True
 
     def _drain(self, first_mutation: Mutation | None = None) -> Result:
         """Run ``first_mutation``, then the queue until it is empty.
@@ -312,8 +363,12 @@ class Machine:
                             queue.clear()
                         self._running = False
                         self._runner = None
+                        if self._blocked:
+                            self._room.notify_all()
                         break
                     mutation = queue.popleft()
+                    if self._blocked:
+                        self._room.notify()
                 result = self._execute(mutation)
                 if first is None:
                     first = result
@@ -419,17 +474,24 @@ class Machine:
         ticks = old[:]
         index = self._index
         multi = self._resolver.multi
+        changed = False
         for state in targets:
             if state not in previous:
                 ticks[index[state]] += 1
+                changed = True
             elif state in multi and state in called:
                 ticks[index[state]] += 2
+                changed = True
         if previous:
             lookup = targets if len(targets) < 8 else set(targets)
             for state in previous:
                 if state not in lookup:
                     ticks[index[state]] += 1
+                    changed = True
+        if not changed:
+            return  # same clock: publish nothing, so nothing looks changed
         self._ticks = ticks
+        tx.time_after = ticks
         if len(targets) < 2:
             self._active = tuple(targets)
         else:
@@ -592,17 +654,18 @@ class Machine:
         return f"<Machine {self._id} {self}>"
 
     def inspect(self, states: Names | None = None) -> str:
-        """A readable dump: each state, its tick and its relations."""
+        """A readable dump in asyncmachine-go's layout: tick, flags, relations."""
         names = self._names if states is None else self._parse(states)
         lines = []
         for name in names:
             tick = self._ticks[self._index[name]]
             spec = self._schema[name]
-            flags = [f for f, on in (("auto", spec.auto), ("multi", spec.multi)) if on]
-            mark = "1" if tick & 1 else "0"
-            head = f"{mark} {name}" + (f" ({', '.join(flags)})" if flags else "")
-            lines.append(head)
-            lines.append(f"    |Time     {tick}")
+            lines.append(f"{tick & 1} {name}")
+            lines.append(f"    |Tick     {tick}")
+            if spec.auto:
+                lines.append("    |Auto     true")
+            if spec.multi:
+                lines.append("    |Multi    true")
             for kind, targets in _relation_fields(spec):
                 if targets:
                     label = kind.value.capitalize()
@@ -772,6 +835,8 @@ class Machine:
 
         waiter = Waiter(f"when_args({name}, {wanted})", check)
         self._subs.add(waiter, (name,))
+        if self._disposed:
+            waiter._fire(False)
         return waiter
 
     def when_query(self, query: Callable[[dict[str, int]], bool]) -> Waiter:
@@ -827,7 +892,7 @@ class Machine:
     # -- state contexts --------------------------------------------------
 
     def new_state_ctx(self, state: str) -> StateContext:
-        """A context valid until ``state``'s tick changes (as in Go, also when inactive)."""
+        """A context valid until ``state``'s tick changes (also when inactive)."""
         return StateContext(self, self._parse(state)[0])
 
     def _watch_context(self, ctx: StateContext) -> None:
@@ -862,6 +927,8 @@ class Machine:
             if self._disposing:
                 return
             self._disposing = True
+            if self._blocked:
+                self._room.notify_all()
             if self._running:
                 return
         self._finish_dispose()

@@ -37,10 +37,10 @@ class Resolver:
         "has_after",
         "multi",
         "rank",
-        "trivial",
         "removed_by",
         "removes",
         "requires",
+        "trivial",
     )
 
     def __init__(self, schema: dict[str, State]) -> None:

@@ -211,7 +211,25 @@ class Transition:
 
     @property
     def clock_after(self) -> dict[str, int]:
-        return dict(zip(self.machine._names, self.time_after, strict=True))
+        """Ticks after the transition; predicted while negotiation runs."""
+        return dict(zip(self.machine._names, self.predicted_time(), strict=True))
+
+    def predicted_time(self) -> list[int]:
+        """``time_after`` once applied; before that, what applying would give."""
+        if self.time_after is not self.time_before or not self.is_accepted:
+            return self.time_after
+        m = self.machine
+        ticks = list(self.time_before)
+        multi, called = m._resolver.multi, self.mutation.called
+        for state in self.target_states:
+            if state not in self.states_before:
+                ticks[m._index[state]] += 1
+            elif state in multi and state in called:
+                ticks[m._index[state]] += 2
+        for state in self.states_before:
+            if state not in self.target_states:
+                ticks[m._index[state]] += 1
+        return ticks
 
     def __repr__(self) -> str:
         return (
