@@ -34,7 +34,6 @@ class Resolver:
         "adds",
         "after",
         "auto_states",
-        "has_after",
         "multi",
         "rank",
         "removed_by",
@@ -49,7 +48,6 @@ class Resolver:
         self.adds = {n: s.add for n, s in schema.items() if s.add}
         self.removes = {n: frozenset(s.remove) for n, s in schema.items() if s.remove}
         self.after = {n: frozenset(s.after) for n, s in schema.items() if s.after}
-        self.has_after = bool(self.after)
         self.multi = frozenset(n for n, s in schema.items() if s.multi)
         self.auto_states = tuple(n for n, s in schema.items() if s.auto)
         removed_by: dict[str, list[str]] = {}
@@ -61,25 +59,31 @@ class Resolver:
         self.trivial = not (self.requires or self.adds or self.removes)
 
     def _require_order(self, names: list[str]) -> dict[str, int]:
-        """Rank the states that take part in require relations, required first.
+        """Rank the states in require and after relations: what comes first first.
 
-        States without any require relation are not ranked: sorting keeps
-        them first, in the order the resolution produced (called states
-        first), as asyncmachine-go does.
+        A state comes after the states it requires and the states it runs
+        after. States in neither relation are not ranked: sorting keeps them
+        first, in the order the resolution produced (called states first), as
+        asyncmachine-go does. Cycles keep schema order.
         """
-        in_graph = set(self.requires)
-        for reqs in self.requires.values():
-            in_graph.update(reqs)
+        before: dict[str, list[str]] = {}
+        for name, reqs in self.requires.items():
+            before.setdefault(name, []).extend(reqs)
+        for name, afters in self.after.items():
+            before.setdefault(name, []).extend(afters)
+        in_graph = set(before)
+        for preds in before.values():
+            in_graph.update(preds)
         order: list[str] = []
         seen: set[str] = set()
         visiting: set[str] = set()
 
         def visit(name: str) -> None:
             if name in seen or name in visiting:
-                return  # visited, or a require cycle: keep schema order
+                return
             visiting.add(name)
-            for req in self.requires.get(name, ()):
-                visit(req)
+            for pred in sorted(before.get(name, ()), key=names.index):
+                visit(pred)
             visiting.discard(name)
             seen.add(name)
             order.append(name)
@@ -170,33 +174,18 @@ class Resolver:
         return self.sort(states)
 
     def sort(self, states: list[str]) -> list[str]:
-        """Handler order: require relations, then after relations."""
-        if len(states) < 2:
+        """Handler order: required and after-ed states first (one stable sort)."""
+        if len(states) < 2 or not self.rank:
             return states
         rank = self.rank
-        if rank:
-            states = sorted(states, key=lambda s: rank.get(s, -1))
-        if not self.has_after:
-            return states
-        # place each state only once every listed state it runs after is placed
-        after = self.after
-        remaining = list(states)
-        ordered: list[str] = []
-        while remaining:
-            pending = set(remaining)
-            ready = next(
-                (
-                    i
-                    for i, name in enumerate(remaining)
-                    if not (after.get(name, frozenset()) & pending)
-                ),
-                0,  # an after cycle: fall back to the current order
-            )
-            ordered.append(remaining.pop(ready))
-        return ordered
+        return sorted(states, key=lambda s: rank.get(s, -1))
 
     def auto_candidates(self, is_active: Iterable[str]) -> list[str]:
-        """Inactive auto states that no active state removes."""
+        """Inactive auto states that no active state removes.
+
+        A candidate whose requirements can't be met (neither active nor
+        another candidate) is left out, so a hopeless auto pass isn't queued.
+        """
         active = set(is_active)
         candidates = []
         for name in self.auto_states:
@@ -206,4 +195,16 @@ class Resolver:
             if any(b in active for b in blockers):
                 continue
             candidates.append(name)
-        return candidates
+        if not candidates or not self.requires:
+            return candidates
+        possible = active | set(candidates)
+        while True:
+            kept = [
+                c
+                for c in candidates
+                if all(r in possible for r in self.requires.get(c, ()))
+            ]
+            if len(kept) == len(candidates):
+                return kept
+            candidates = kept
+            possible = active | set(kept)
