@@ -74,7 +74,23 @@ class Machine:
         parent: Machine | str | None = None,
         tracers: Iterable[object] = (),
     ) -> None:
-        self._schema = parse_schema(schema)
+        self._setup(parse_schema(schema), id, tags, parent)
+        for tracer in tracers:
+            self.bind_tracer(tracer)
+            init = getattr(tracer, "machine_init", None)
+            if init is not None:
+                init(self)
+        hooks.machine_init(self)
+
+    def _setup(
+        self,
+        schema: dict[str, State],
+        id: str | None,
+        tags: Iterable[str],
+        parent: Machine | str | None,
+    ) -> None:
+        """Everything but validation; subclasses with their own schema rules call it."""
+        self._schema = schema
         self._names = list(self._schema)
         self._index = {name: i for i, name in enumerate(self._names)}
         self._ticks = [0] * len(self._names)
@@ -115,13 +131,6 @@ class Machine:
         self._disposing = False
         self._disposed = False
         self._dispose_fns: list[Callable[[Machine], Any]] = []
-
-        for tracer in tracers:
-            self.bind_tracer(tracer)
-            init = getattr(tracer, "machine_init", None)
-            if init is not None:
-                init(self)
-        hooks.machine_init(self)
 
     # -- identity --------------------------------------------------------
 

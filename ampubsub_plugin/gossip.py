@@ -1,0 +1,936 @@
+"""The protocol's brain, sans-IO: messages and time in, messages out.
+
+Theory of operation. Each peer keeps a view of every other peer's exported
+machines (:class:`RemoteMachine`) and converges it with four mechanisms:
+
+1. **Push.** A change of an own machine marks it dirty; the next ``collect``
+   sends its full time vector in an ``updates`` message. The first change
+   goes out at once; changes within ``update_interval`` of a send coalesce
+   into one message. A dirty machine stays dirty until a message carrying
+   its time was handed to the transport, so rate limiting never loses state.
+2. **Introductions.** After joining, a peer announces its machines (``info``,
+   the hello), repeating it with backoff until another peer's gossip shows
+   it was heard, and asks for a snapshot of everyone (``reqinfo`` with no
+   ids). Machines exported later are announced the same way.
+3. **Anti-entropy.** Now and then a peer gossips time sums of a few peers it
+   knows, its own among them. A receiver that is behind asks for those
+   clocks (``requpdates``); one that is ahead, or that meets an unknown peer,
+   pushes the fresher clock or asks for an introduction (``reqinfo``).
+4. **Suppressed answers.** The owner of a machine answers requests about it
+   at once; anyone else waits a random moment and stays silent if another
+   answer arrives first, so one or two peers reply, not all of them.
+
+Clocks only grow, so any message may carry any peer's clock: a vector is
+applied when its sum is greater than the one known, whoever relays it.
+Departures: ``bye`` marks machines disconnected at once; a peer silent for
+``peer_ttl`` is marked disconnected too, and forgotten ``gone_ttl`` later.
+Every table is bounded.
+
+Nothing here blocks, sleeps or touches a socket. The topic calls it from its
+trio thread (``mark_dirty`` may come from any thread) and asks ``next_due``
+when to call ``collect`` again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from asyncmachine import Machine, State
+
+from .protocol import (
+    ByeMach,
+    ByeMsg,
+    GossipMsg,
+    Info,
+    InfoMsg,
+    Message,
+    ReqInfoMsg,
+    ReqUpdatesMsg,
+    UpdatesMsg,
+    schema_hash,
+)
+from .remote import RemoteMachine
+
+log = logging.getLogger("ampubsub.gossip")
+
+Peers = dict[str, dict[int, int]]
+
+
+@dataclass
+class GossipConfig:
+    """Timing and size knobs, in seconds and counts."""
+
+    #: minimum gap between two ``updates`` pushes of own machines
+    update_interval: float = 0.02
+    #: how often the topic calls ``heartbeat``
+    heartbeat: float = 1.0
+    #: about this many gossip messages per ``gossip_interval`` network-wide
+    gossip_per_interval: float = 1.0
+    gossip_interval: float = 2.0
+    #: peers per gossip message (own included)
+    gossip_sample: int = 5
+    #: a non-owner answers after a random delay in this window (suppression)
+    answer_delay: tuple[float, float] = (0.02, 0.25)
+    #: minimum gap between two own requests of one kind
+    request_interval: float = 0.5
+    #: the same peer is asked about again only after this long
+    rerequest: float = 3.0
+    #: hello repeats: first gap, then doubling up to the max
+    hello_first: float = 0.25
+    hello_max: float = 16.0
+    #: send something at least this often, so others know we're alive
+    keepalive: float = 15.0
+    #: a peer unheard for this long is shown disconnected ...
+    peer_ttl: float = 60.0
+    #: ... and forgotten this long after that (or after its bye)
+    gone_ttl: float = 60.0
+    #: outbound token bucket: messages per second, burst size
+    rate: float = 30.0
+    burst: int = 30
+    #: bounds of the tables
+    max_peers: int = 4096
+    max_pending: int = 1024
+    max_schemas: int = 1024
+    #: machines per info message (bigger snapshots are split)
+    infos_per_message: int = 64
+
+
+class GossipListener(Protocol):
+    """What the topic wants to hear about remote machines."""
+
+    def accept_remote(self, peer_id: str, index: int, info: Info) -> bool:
+        """False refuses (hides) a remote machine."""
+
+    def discovered(self, remote: RemoteMachine) -> None: ...
+
+    def updated(self, remote: RemoteMachine) -> None: ...
+
+    def gone(self, remote: RemoteMachine) -> None: ...
+
+
+class _Silent:
+    def accept_remote(self, peer_id: str, index: int, info: Info) -> bool:
+        return True
+
+    def discovered(self, remote: RemoteMachine) -> None:
+        pass
+
+    def updated(self, remote: RemoteMachine) -> None:
+        pass
+
+    def gone(self, remote: RemoteMachine) -> None:
+        pass
+
+
+class _Export:
+    __slots__ = ("hash", "index", "machine", "schema", "states")
+
+    def __init__(self, index: int, machine: Machine) -> None:
+        self.index = index
+        self.machine = machine
+        self.states = machine.state_names
+        self.schema = machine.schema
+        self.hash = schema_hash(self.schema, self.states)
+
+    def info(self, with_schema: bool) -> Info:
+        m = self.machine
+        return Info(
+            id=m.id,
+            schema=self.schema if with_schema else None,
+            states=list(self.states),
+            time=m.time(),
+            tags=m.tags,
+            parent=m.parent_id or "",
+            schema_hash=self.hash,
+        )
+
+
+class _PeerView:
+    __slots__ = ("bye_at", "heard_at", "machines", "needs_schema", "silent")
+
+    def __init__(self, now: float) -> None:
+        self.machines: dict[int, RemoteMachine] = {}
+        self.heard_at = now
+        self.bye_at: float | None = None
+        self.silent = False
+        self.needs_schema = False
+
+
+class _TokenBucket:
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp: float | None = None
+
+    def refill(self, now: float) -> None:
+        if self.stamp is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.refill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def ready_at(self, now: float) -> float:
+        self.refill(now)
+        if self.tokens >= 1:
+            return now
+        return now + (1 - self.tokens) / self.rate
+
+
+class GossipCore:
+    """One peer's protocol state for one topic."""
+
+    def __init__(
+        self,
+        peer_id: str,
+        *,
+        config: GossipConfig | None = None,
+        listener: GossipListener | None = None,
+        rng: random.Random | None = None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.peer_id = peer_id
+        self.config = config or GossipConfig()
+        self.listener: GossipListener = listener or _Silent()
+        self.rng = rng or random.Random()
+        self._wake = wake or (lambda: None)
+        self._lock = threading.RLock()
+        self.counters: Counter[str] = Counter()
+
+        self._exports: dict[int, _Export] = {}
+        self._next_index = 0
+        self._dirty: set[int] = set()
+        self._woken = False
+        self._last_update_sent = float("-inf")
+        self._byes: dict[int, ByeMach] = {}
+        self._schemas_sent: set[str] = set()
+
+        self._peers: dict[str, _PeerView] = {}
+        self._schemas: OrderedDict[str, dict[str, State]] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
+        self._missing_peers: dict[str, float] = {}
+        self._missing_updates: dict[str, dict[int, int]] = {}
+        self._asked_info: dict[str, float] = {}
+        self._asked_updates: dict[str, float] = {}
+        self._last_reqinfo = float("-inf")
+        self._last_requpdates = float("-inf")
+        self._next_request_check = float("-inf")
+
+        self._answer_info: dict[str, float] = {}
+        self._answer_updates: dict[str, float] = {}
+        self._snapshot_due: float | None = None
+        self._snapshot_asked = False
+        self._hello_due: float | None = None
+        self._hello_gap = self.config.hello_first
+        self._hello_sent = False
+        self._heard = False
+        self._gossip_due: float | None = None
+        self._last_sent = float("-inf")
+        self._bucket = _TokenBucket(self.config.rate, self.config.burst)
+        self._joined = False
+
+    # -- own machines ------------------------------------------------------
+
+    def export(self, machine: Machine) -> int:
+        """Announce a local machine; returns its stable index on the wire."""
+        with self._lock:
+            for export in self._exports.values():
+                if export.machine is machine:
+                    return export.index
+            index = self._next_index
+            self._next_index += 1
+            self._exports[index] = _Export(index, machine)
+            self._byes.pop(index, None)
+            self._announce()
+        self._wake()
+        return index
+
+    def unexport(self, machine: Machine) -> int | None:
+        """Stop sharing a machine; a ``bye`` for it goes out."""
+        with self._lock:
+            for index, export in list(self._exports.items()):
+                if export.machine is machine:
+                    del self._exports[index]
+                    self._dirty.discard(index)
+                    self._byes[index] = ByeMach(
+                        peer_bye=False, id=machine.id, time=machine.time()
+                    )
+                    break
+            else:
+                return None
+        self._wake()
+        return index
+
+    def exports(self) -> list[Machine]:
+        with self._lock:
+            return [e.machine for e in self._exports.values()]
+
+    def index_of(self, machine: Machine) -> int | None:
+        with self._lock:
+            for export in self._exports.values():
+                if export.machine is machine:
+                    return export.index
+        return None
+
+    def mark_dirty(self, index: int) -> None:
+        """An own machine changed (from any thread)."""
+        with self._lock:
+            if index not in self._exports:
+                return
+            self._dirty.add(index)
+            if self._woken:
+                return
+            self._woken = True
+        self._wake()
+
+    def bye_all(self) -> None:
+        """The whole peer leaves: the next collect sends one ``bye``."""
+        with self._lock:
+            for index, export in self._exports.items():
+                m = export.machine
+                self._byes[index] = ByeMach(peer_bye=True, id=m.id, time=m.time())
+            if not self._byes:
+                self._byes[-1] = ByeMach(peer_bye=True, id="", time=[])
+            self._dirty.clear()
+        self._wake()
+
+    def _announce(self) -> None:
+        self._heard = False
+        self._hello_gap = self.config.hello_first
+        if self._joined:
+            self._hello_due = -1.0  # as soon as possible
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def joined(self, now: float) -> None:
+        """The topic joined: hello, and ask for a snapshot of everyone."""
+        with self._lock:
+            self._joined = True
+            self._hello_due = now if self._exports else None
+            self._hello_gap = self.config.hello_first
+            self._heard = False
+            self._snapshot_asked = True
+            self._gossip_due = now + self._gossip_gap()
+        self._wake()
+
+    def left(self) -> None:
+        with self._lock:
+            self._joined = False
+            self._hello_due = None
+            self._snapshot_asked = False
+            self._answer_info.clear()
+            self._answer_updates.clear()
+            self._snapshot_due = None
+
+    def peer_joined(self, peer: str, now: float) -> None:
+        """A direct neighbour subscribed: greet it if it's new to us."""
+        with self._lock:
+            if peer == self.peer_id:
+                return
+            if peer not in self._peers:
+                self._missing_peers.setdefault(peer, now)
+                if self._exports and self._joined:
+                    self._hello_due = now
+                    self._hello_gap = self.config.hello_first
+        self._wake()
+
+    def peer_left(self, peer: str, now: float) -> None:
+        """A direct neighbour left; liveness is judged by ``peer_ttl``."""
+        self.counters["peer_left"] += 1
+
+    # -- inbound -------------------------------------------------------------
+
+    def receive(self, sender: str, msg: Message, now: float) -> None:
+        """Apply one decoded message authored by ``sender``."""
+        if sender == self.peer_id:
+            return
+        with self._lock:
+            self.counters[f"in_{msg.TYPE}"] += 1
+            view = self._peers.get(sender)
+            if view is not None:
+                view.heard_at = now
+                if view.silent and view.bye_at is None:
+                    self._revive(view)
+            elif not isinstance(msg, ByeMsg):
+                introduced = isinstance(msg, InfoMsg) and sender in msg.peer_info
+                if not introduced:
+                    self._missing(sender, now)
+            if isinstance(msg, InfoMsg):
+                self._on_info(sender, msg, now)
+            elif isinstance(msg, UpdatesMsg):
+                self._on_updates(msg.peer_clocks, now)
+            elif isinstance(msg, GossipMsg):
+                self._on_gossip(msg.peer_gossips, now)
+            elif isinstance(msg, ReqInfoMsg):
+                self._on_reqinfo(msg.peer_ids, now)
+            elif isinstance(msg, ReqUpdatesMsg):
+                self._on_requpdates(msg.peer_ids, now)
+            elif isinstance(msg, ByeMsg):
+                self._on_bye(sender, msg, now)
+        self._wake()
+
+    def _missing(self, peer: str, now: float) -> None:
+        if peer == self.peer_id or peer in self._peers:
+            return
+        if len(self._missing_peers) >= self.config.max_peers:
+            self.counters["drop_missing_full"] += 1
+            return
+        self._missing_peers.setdefault(peer, now)
+
+    def _on_info(self, sender: str, msg: InfoMsg, now: float) -> None:
+        for peer, infos in msg.peer_info.items():
+            if peer == self.peer_id:
+                self._heard = True
+                continue
+            # an introduction arrived: our own pending answer is redundant
+            self._answer_info.pop(peer, None)
+            view = self._peers.get(peer)
+            if view is None:
+                if len(self._peers) >= self.config.max_peers:
+                    self.counters["drop_peers_full"] += 1
+                    continue
+                view = self._peers[peer] = _PeerView(now)
+                if peer != sender:
+                    view.heard_at = now - self.config.peer_ttl / 2
+            self._missing_peers.pop(peer, None)
+            for index, info in infos.items():
+                self._on_machine_info(peer, view, index, info, sender, now)
+        if self._snapshot_due is not None:
+            others = set(msg.peer_info) - {sender}
+            if others and set(self._peers) - {sender} <= set(msg.peer_info):
+                self._snapshot_due = None  # someone else sent the snapshot
+        if msg.peer_gossips:
+            self._on_gossip(msg.peer_gossips, now)
+
+    def _on_machine_info(
+        self,
+        peer: str,
+        view: _PeerView,
+        index: int,
+        info: Info,
+        sender: str,
+        now: float,
+    ) -> None:
+        if info.schema is not None and info.states is not None:
+            key = info.schema_hash or schema_hash(info.schema, info.states)
+            self._schemas[key] = info.schema
+            self._schemas.move_to_end(key)
+            while len(self._schemas) > self.config.max_schemas:
+                self._schemas.popitem(last=False)
+        if info.states is None:
+            self.counters["drop_info_no_states"] += 1
+            return
+        existing = view.machines.get(index)
+        if existing is not None:
+            if existing.id != info.id or existing.state_names != info.states:
+                if sender != peer:
+                    # a relayed info must agree with what we know
+                    self.counters["drop_info_contradicts"] += 1
+                    return
+                self._forget(peer, index)  # the owner redefined the machine
+                existing = None
+            else:
+                if existing.schema_hash is None and info.schema is not None:
+                    view.needs_schema = False
+                if existing._apply_time(info.time):
+                    self.listener.updated(existing)
+                return
+        schema = info.schema
+        if schema is None and info.schema_hash is not None:
+            schema = self._schemas.get(info.schema_hash)
+        if schema is None:
+            view.needs_schema = True
+            self._missing_peers.setdefault(peer, now)
+        if not self.listener.accept_remote(peer, index, info):
+            self.counters["refused_remote"] += 1
+            return
+        try:
+            remote = RemoteMachine(
+                peer_id=peer,
+                index=index,
+                id=info.id,
+                states=info.states,
+                schema=schema,
+                time=info.time,
+                tags=info.tags,
+                parent_id=info.parent,
+                schema_hash=info.schema_hash,
+            )
+        except ValueError as err:
+            self.counters["drop_info_invalid"] += 1
+            log.debug("dropped an info of %s#%d: %s", peer, index, err)
+            return
+        pending = self._pending.pop((peer, index), None)
+        if pending is not None:
+            remote._apply_time(pending)
+        view.machines[index] = remote
+        self.listener.discovered(remote)
+
+    def _on_updates(self, clocks: dict[str, dict[int, list[int]]], now: float) -> None:
+        for peer, machines in clocks.items():
+            if peer == self.peer_id:
+                self._check_own({i: sum(t) for i, t in machines.items()}, now)
+                continue
+            view = self._peers.get(peer)
+            for index, time in machines.items():
+                remote = view.machines.get(index) if view else None
+                if remote is None:
+                    self._buffer(peer, index, time)
+                    if view is None:
+                        self._missing(peer, now)
+                    else:
+                        self._missing_peers.setdefault(peer, now)
+                    continue
+                if len(time) != len(remote.state_names):
+                    self.counters["drop_vector_length"] += 1
+                    continue
+                if remote._apply_time(time):
+                    self.listener.updated(remote)
+                gap = self._missing_updates.get(peer)
+                if gap is not None and gap.get(index, 0) <= remote.time_sum:
+                    gap.pop(index, None)
+                    if not gap:
+                        del self._missing_updates[peer]
+            due = self._answer_updates.get(peer)
+            if (
+                due is not None
+                and view is not None
+                and all(i in machines for i in view.machines)
+            ):
+                del self._answer_updates[peer]  # someone else answered
+
+    def _check_own(self, reported: dict[int, int], now: float) -> None:
+        """Others report sums of our machines: push ours where they're behind."""
+        for index, theirs in reported.items():
+            export = self._exports.get(index)
+            if export is not None and theirs < sum(export.machine.time()):
+                self._dirty.add(index)
+
+    def _buffer(self, peer: str, index: int, time: list[int]) -> None:
+        key = (peer, index)
+        old = self._pending.get(key)
+        if old is None or sum(time) > sum(old):
+            self._pending[key] = time
+            self._pending.move_to_end(key)
+        while len(self._pending) > self.config.max_pending:
+            self._pending.popitem(last=False)
+            self.counters["drop_pending_full"] += 1
+
+    def _on_gossip(self, gossips: Peers, now: float) -> None:
+        for peer, sums in gossips.items():
+            if peer == self.peer_id:
+                if set(self._exports) <= set(sums):
+                    self._heard = True
+                    self._hello_due = None
+                self._check_own(sums, now)
+                continue
+            view = self._peers.get(peer)
+            if view is None:
+                self._missing(peer, now)
+                continue
+            for index, gossiped in sums.items():
+                remote = view.machines.get(index)
+                if remote is None:
+                    self._missing_peers.setdefault(peer, now)
+                    continue
+                local = remote.time_sum
+                if gossiped > local:
+                    gaps = self._missing_updates.setdefault(peer, {})
+                    gaps[index] = max(gaps.get(index, 0), gossiped)
+                elif gossiped < local and peer not in self._answer_updates:
+                    # the gossiper is behind: push what we know, unless beaten
+                    self._answer_updates[peer] = now + self._answer_gap()
+
+    def _on_reqinfo(self, peer_ids: list[str], now: float) -> None:
+        if not peer_ids:
+            if (self._peers or self._exports) and self._snapshot_due is None:
+                self._snapshot_due = now + self._answer_gap()
+            if self._exports and self._hello_due is None:
+                self._hello_due = now  # a newcomer needs us, at least
+            return
+        for peer in peer_ids:
+            self._asked_info[peer] = now
+            if peer == self.peer_id:
+                if self._exports:
+                    self._answer_info[peer] = now
+            elif peer in self._peers and self._peers[peer].machines:
+                self._answer_info.setdefault(peer, now + self._answer_gap())
+
+    def _on_requpdates(self, peer_ids: list[str], now: float) -> None:
+        for peer in peer_ids:
+            self._asked_updates[peer] = now
+            if peer == self.peer_id:
+                self._dirty.update(self._exports)
+            elif peer in self._peers and self._peers[peer].machines:
+                self._answer_updates.setdefault(peer, now + self._answer_gap())
+
+    def _on_bye(self, sender: str, msg: ByeMsg, now: float) -> None:
+        view = self._peers.get(sender)
+        if view is None:
+            return
+        whole = any(b.peer_bye for b in msg.machs.values())
+        for index, bye in msg.machs.items():
+            remote = view.machines.get(index)
+            if remote is None:
+                continue
+            if bye.time:
+                remote._apply_time(bye.time)
+            if not whole:
+                self._forget(sender, index)
+        if whole:
+            view.bye_at = now
+            self._silence(view)
+
+    def _silence(self, view: _PeerView) -> None:
+        if view.silent:
+            return
+        view.silent = True
+        for remote in view.machines.values():
+            remote._set_connected(False)
+            self.listener.gone(remote)
+
+    def _revive(self, view: _PeerView) -> None:
+        view.silent = False
+        for remote in view.machines.values():
+            remote._set_connected(True)
+            self.listener.updated(remote)
+
+    def _forget(self, peer: str, index: int) -> None:
+        view = self._peers.get(peer)
+        if view is None:
+            return
+        remote = view.machines.pop(index, None)
+        if remote is not None:
+            remote._set_connected(False)
+            self.listener.gone(remote)
+            remote.dispose()
+
+    # -- time ----------------------------------------------------------------
+
+    def heartbeat(self, now: float) -> None:
+        """Periodic work: expiry, requests, gossip scheduling, pruning."""
+        cfg = self.config
+        with self._lock:
+            for peer, view in list(self._peers.items()):
+                if not view.silent and now - view.heard_at > cfg.peer_ttl:
+                    self.counters["peer_silent"] += 1
+                    view.bye_at = now
+                    self._silence(view)
+                if view.bye_at is not None and now - view.bye_at > cfg.gone_ttl:
+                    for index in list(view.machines):
+                        self._forget(peer, index)
+                    del self._peers[peer]
+            horizon = now - 4 * cfg.rerequest
+            for table in (self._asked_info, self._asked_updates, self._missing_peers):
+                for key in [k for k, t in table.items() if t < horizon]:
+                    if table is self._missing_peers:
+                        continue  # still missing: keep asking
+                    del table[key]
+            if self._joined and self._gossip_due is None:
+                self._gossip_due = now + self._gossip_gap()
+        self._wake()
+
+    def _gossip_gap(self) -> float:
+        """Random gap so that all peers together gossip at the configured rate."""
+        cfg = self.config
+        peers = max(1, len(self._peers))
+        mean = cfg.gossip_interval * peers / max(cfg.gossip_per_interval, 1e-9)
+        mean = min(mean, cfg.keepalive)
+        return self.rng.uniform(0.5 * mean, 1.5 * mean)
+
+    def _answer_gap(self) -> float:
+        low, high = self.config.answer_delay
+        return self.rng.uniform(low, high)
+
+    def next_due(self, now: float) -> float | None:
+        """When ``collect`` has something to send (None: nothing planned)."""
+        with self._lock:
+            self._woken = False
+            dues: list[float] = []
+            if self._byes:
+                dues.append(now)
+            if self._dirty:
+                dues.append(self._last_update_sent + self.config.update_interval)
+            if self._joined:
+                dues.extend(self._answer_info.values())
+                dues.extend(self._answer_updates.values())
+                hello = self._hello_due if self._exports else None
+                for due in (self._snapshot_due, hello, self._gossip_due):
+                    if due is not None:
+                        dues.append(due)
+                if self._snapshot_asked:
+                    dues.append(now)
+                if self._wants_requests():
+                    dues.append(self._next_request_check)
+                dues.append(self._last_sent + self.config.keepalive)
+            if not dues:
+                return None
+            return self._bucket.ready_at(max(now, min(dues))) if dues else None
+
+    def _wants_requests(self) -> bool:
+        return bool(self._missing_peers or self._missing_updates or self._pending)
+
+    # -- outbound ------------------------------------------------------------
+
+    def collect(self, now: float) -> list[Message]:
+        """Messages to publish now, most important first, within the rate limit."""
+        out: list[Message] = []
+        with self._lock:
+            builders: list[Callable[[float], list[Message]]] = [
+                self._collect_byes,
+                self._collect_updates,
+                self._collect_answers,
+                self._collect_hello,
+                self._collect_requests,
+                self._collect_gossip,
+            ]
+            for build in builders:
+                for msg in build(now):
+                    if not self._bucket.take(now):
+                        self.counters["rate_limited"] += 1
+                        self._put_back(msg)
+                        return out
+                    out.append(msg)
+                    self.counters[f"out_{msg.TYPE}"] += 1
+            if out:
+                self._last_sent = now
+        return out
+
+    def _put_back(self, msg: Message) -> None:
+        """A message the rate limiter held back: keep its intent pending."""
+        if isinstance(msg, UpdatesMsg) and self.peer_id in msg.peer_clocks:
+            self._dirty.update(msg.peer_clocks[self.peer_id])
+        elif isinstance(msg, ByeMsg):
+            self._byes.update(msg.machs)
+
+    def publish_failed(self, msg: Message) -> None:
+        """The transport refused a collected message: keep its intent pending."""
+        with self._lock:
+            self.counters["publish_failed"] += 1
+            self._put_back(msg)
+
+    def _collect_byes(self, now: float) -> list[Message]:
+        if not self._byes:
+            return []
+        byes, self._byes = self._byes, {}
+        return [ByeMsg(machs={max(i, 0): b for i, b in byes.items()})]
+
+    def _collect_updates(self, now: float) -> list[Message]:
+        if not self._dirty:
+            return []
+        if now < self._last_update_sent + self.config.update_interval:
+            return []
+        clocks = {
+            i: self._exports[i].machine.time()
+            for i in sorted(self._dirty)
+            if i in self._exports
+        }
+        self._dirty.clear()
+        self._last_update_sent = now
+        if not clocks:
+            return []
+        return [UpdatesMsg(peer_clocks={self.peer_id: clocks})]
+
+    def _collect_answers(self, now: float) -> list[Message]:
+        out: list[Message] = []
+        due_info = [p for p, t in self._answer_info.items() if t <= now]
+        for peer in due_info:
+            del self._answer_info[peer]
+        snapshot = self._snapshot_due is not None and self._snapshot_due <= now
+        if snapshot:
+            self._snapshot_due = None
+            due_info = list(self._peers) + ([self.peer_id] if self._exports else [])
+        if due_info:
+            out.extend(self._info_messages(due_info, with_schema=True))
+        due_updates = [p for p, t in self._answer_updates.items() if t <= now]
+        if due_updates:
+            clocks: dict[str, dict[int, list[int]]] = {}
+            for peer in due_updates:
+                del self._answer_updates[peer]
+                view = self._peers.get(peer)
+                if view is not None and view.machines:
+                    clocks[peer] = {i: m.time() for i, m in view.machines.items()}
+            if clocks:
+                out.append(UpdatesMsg(peer_clocks=clocks))
+        return out
+
+    def _collect_hello(self, now: float) -> list[Message]:
+        if self._hello_due is None or self._hello_due > now or not self._exports:
+            return []
+        if self._heard and self._hello_sent:
+            self._hello_due = None
+            return []
+        self._hello_sent = True
+        self._hello_due = now + self._hello_gap
+        self._hello_gap = min(self._hello_gap * 2, self.config.hello_max)
+        return self._info_messages([self.peer_id], with_schema=False)
+
+    def _collect_requests(self, now: float) -> list[Message]:
+        out: list[Message] = []
+        cfg = self.config
+        if self._snapshot_asked:
+            self._snapshot_asked = False
+            self._last_reqinfo = now
+            out.append(ReqInfoMsg(peer_ids=[]))
+        if now < self._next_request_check:
+            return out
+        self._next_request_check = now + cfg.request_interval
+        if now >= self._last_reqinfo + cfg.request_interval:
+            wanted = set(self._missing_peers)
+            wanted.update(peer for peer, _ in self._pending)
+            wanted.update(p for p, v in self._peers.items() if v.needs_schema)
+            ids = self._pick(wanted, self._asked_info, now)
+            if ids:
+                self._last_reqinfo = now
+                out.append(ReqInfoMsg(peer_ids=ids))
+        if now >= self._last_requpdates + cfg.request_interval:
+            ids = self._pick(set(self._missing_updates), self._asked_updates, now)
+            if ids:
+                self._last_requpdates = now
+                out.append(ReqUpdatesMsg(peer_ids=ids))
+        return out
+
+    def _pick(self, wanted: set[str], asked: dict[str, float], now: float) -> list[str]:
+        fresh = [
+            p
+            for p in wanted
+            if p != self.peer_id
+            and now - asked.get(p, float("-inf")) >= self.config.rerequest
+        ]
+        self.rng.shuffle(fresh)
+        chosen = sorted(fresh[:16])
+        for peer in chosen:
+            asked[peer] = now
+        return chosen
+
+    def _collect_gossip(self, now: float) -> list[Message]:
+        keepalive = now >= self._last_sent + self.config.keepalive and self._joined
+        due = self._gossip_due is not None and self._gossip_due <= now
+        if not (due or keepalive):
+            return []
+        self._gossip_due = now + self._gossip_gap()
+        sums = self._gossip_sample()
+        if not sums:
+            self._last_sent = now  # nothing to say; don't ask again at once
+            return []
+        return [GossipMsg(peer_gossips=sums)]
+
+    def _gossip_sample(self) -> Peers:
+        sums: Peers = {}
+        if self._exports:
+            sums[self.peer_id] = {
+                i: sum(e.machine.time()) for i, e in self._exports.items()
+            }
+        known = [p for p, v in self._peers.items() if v.machines and not v.silent]
+        sample = self.rng.sample(known, min(len(known), self.config.gossip_sample - 1))
+        for peer in sample:
+            sums[peer] = {i: m.time_sum for i, m in self._peers[peer].machines.items()}
+        return sums
+
+    def _info_messages(
+        self, peers: Iterable[str], *, with_schema: bool
+    ) -> list[Message]:
+        """Infos of these peers (own: live), split to keep messages small."""
+        entries: list[tuple[str, int, Info]] = []
+        for peer in peers:
+            if peer == self.peer_id:
+                for index, export in self._exports.items():
+                    # a schema travels once; afterwards its hash refers to it
+                    full = with_schema or export.hash not in self._schemas_sent
+                    self._schemas_sent.add(export.hash)
+                    entries.append((peer, index, export.info(full)))
+                continue
+            view = self._peers.get(peer)
+            if view is None:
+                continue
+            for index, remote in view.machines.items():
+                entries.append((peer, index, self._relay_info(remote)))
+        out: list[Message] = []
+        size = self.config.infos_per_message
+        for start in range(0, len(entries), size):
+            chunk: dict[str, dict[int, Info]] = {}
+            for peer, index, info in entries[start : start + size]:
+                chunk.setdefault(peer, {})[index] = info
+            gossips = self._gossip_sample() if start == 0 else {}
+            out.append(InfoMsg(peer_info=chunk, peer_gossips=gossips))
+        return out
+
+    def _relay_info(self, remote: RemoteMachine) -> Info:
+        names = remote.state_names
+        known = remote.schema_hash is not None and remote.schema_hash in self._schemas
+        return Info(
+            id=remote.id,
+            schema=self._schemas[remote.schema_hash]
+            if known and remote.schema_hash
+            else None,
+            states=names,
+            time=remote.time(),
+            tags=remote.tags,
+            parent=remote.parent_id or "",
+            schema_hash=remote.schema_hash,
+        )
+
+    def intents(self) -> set[str]:
+        """Topic states naming the kinds of messages waiting to be sent."""
+        with self._lock:
+            pending: set[str] = set()
+            if self._dirty or self._answer_updates:
+                pending.add("SendUpdates")
+            if self._answer_info or self._snapshot_due is not None:
+                pending.add("SendInfo")
+            if self._hello_due is not None and self._exports:
+                pending.add("DoSendInfo")
+            if self._missing_peers or self._pending:
+                pending.add("ReqMissingPeers")
+            if self._missing_updates:
+                pending.add("ReqMissingUpdates")
+            return pending
+
+    # -- views -----------------------------------------------------------------
+
+    def remotes(self) -> list[RemoteMachine]:
+        with self._lock:
+            return [
+                m
+                for view in self._peers.values()
+                for _, m in sorted(view.machines.items())
+            ]
+
+    def peers(self) -> list[str]:
+        with self._lock:
+            return list(self._peers)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "peers": len(self._peers),
+                "remote_machines": sum(len(v.machines) for v in self._peers.values()),
+                "missing_peers": len(self._missing_peers),
+                "missing_updates": sum(len(v) for v in self._missing_updates.values()),
+                "pending_updates": len(self._pending),
+                "schemas": len(self._schemas),
+                "exports": len(self._exports),
+                "dirty": len(self._dirty),
+            }
+
+    def dispose(self) -> None:
+        """Forget every remote machine (they are disposed: waiters released)."""
+        with self._lock:
+            for peer in list(self._peers):
+                view = self._peers[peer]
+                for index in list(view.machines):
+                    self._forget(peer, index)
+            self._peers.clear()

@@ -1,0 +1,118 @@
+"""ampubsub's own hooks (pluggy project and entry-point group ``ampubsub``).
+
+Third parties watch the network and filter it without subclassing:
+
+- ``ampubsub_peer_joined`` / ``ampubsub_peer_left``: a direct neighbour
+  subscribed to, or left, a topic;
+- ``ampubsub_machine_discovered`` / ``_updated`` / ``_gone``: a remote machine
+  appeared, showed a newer clock, or disconnected (bye or silence);
+- ``ampubsub_accept_remote``: return False to hide a remote machine;
+- ``ampubsub_accept_export``: return False to refuse exporting a machine.
+
+Hooks run synchronously on the topic's trio thread: they must not block.
+The manager loads installed entry points on first use; a topic calls a hook
+only when some plugin implements it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from asyncmachine import Machine
+
+    from .protocol import Info
+    from .remote import RemoteMachine
+    from .topic import Topic
+
+PROJECT = "ampubsub"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+log = logging.getLogger("ampubsub.hooks")
+
+
+class TopicSpecs:
+    """Hook specifications of ampubsub."""
+
+    @hookspec
+    def ampubsub_peer_joined(self, topic: Topic, peer_id: str) -> None:
+        """A directly connected peer subscribed to ``topic``."""
+
+    @hookspec
+    def ampubsub_peer_left(self, topic: Topic, peer_id: str) -> None:
+        """A directly connected peer left ``topic`` (it may still be reachable)."""
+
+    @hookspec
+    def ampubsub_machine_discovered(self, topic: Topic, remote: RemoteMachine) -> None:
+        """A remote machine became known."""
+
+    @hookspec
+    def ampubsub_machine_updated(self, topic: Topic, remote: RemoteMachine) -> None:
+        """A remote machine shows a newer clock (or reconnected)."""
+
+    @hookspec
+    def ampubsub_machine_gone(self, topic: Topic, remote: RemoteMachine) -> None:
+        """A remote machine disconnected (its peer said bye or fell silent)."""
+
+    @hookspec(firstresult=True)
+    def ampubsub_accept_remote(
+        self, topic: Topic, peer_id: str, index: int, info: Info
+    ) -> bool | None:
+        """Return False to hide this remote machine from ``topic``."""
+
+    @hookspec(firstresult=True)
+    def ampubsub_accept_export(self, topic: Topic, machine: Machine) -> bool | None:
+        """Return False to refuse exporting ``machine`` to ``topic``."""
+
+
+_manager: pluggy.PluginManager | None = None
+_lock = threading.Lock()
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide ampubsub manager; entry points load once, on first use."""
+    global _manager
+    if _manager is None:
+        with _lock:
+            if _manager is None:
+                manager = pluggy.PluginManager(PROJECT)
+                manager.add_hookspecs(TopicSpecs)
+                manager.load_setuptools_entrypoints(PROJECT)
+                manager.check_pending()
+                _manager = manager
+    return _manager
+
+
+def register(plugin: object, name: str | None = None) -> None:
+    """Register a plugin by hand (validated against the specs at once)."""
+    manager = get_plugin_manager()
+    manager.register(plugin, name=name)
+    manager.check_pending()
+
+
+def unregister(plugin: object) -> None:
+    get_plugin_manager().unregister(plugin)
+
+
+def implemented(name: str) -> bool:
+    """True when some plugin implements hook ``name`` (cheap; for hot paths)."""
+    caller = getattr(get_plugin_manager().hook, name)
+    return bool(caller.get_hookimpls())
+
+
+def call(name: str, **kwargs: Any) -> Any:
+    """Call a hook; a plugin's exception is logged, never raised into the topic."""
+    caller = getattr(get_plugin_manager().hook, name)
+    if not caller.get_hookimpls():
+        return None
+    try:
+        return caller(**kwargs)
+    except Exception:
+        log.exception("an ampubsub plugin failed in %s", name)
+        return None

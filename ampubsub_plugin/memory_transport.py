@@ -1,0 +1,325 @@
+"""An in-process network: the Transport interface without sockets.
+
+It behaves like a gossipsub topic seen from the outside: a publish reaches
+every subscribed peer in the publisher's connected component (relays are
+implicit), after a configurable latency with jitter, each delivery lost with
+a configurable probability, and never across a partition. Peer join/leave
+events are reported for direct links only, as gossipsub does.
+
+Most protocol tests run on it: it is fast, needs no ports, and under trio's
+``MockClock`` its timers run in virtual time. Peers may live on different
+trio runs (threads); each delivery runs in the receiver's own trio thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import trio
+
+from .transport import Transport, TransportError, TransportHandler
+
+log = logging.getLogger("ampubsub.memory")
+
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+PREFIX = "/memory/"
+
+
+class MemoryNetwork:
+    """A shared medium for :class:`MemoryTransport` peers of one process."""
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        loss: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        if latency < 0 or jitter < 0 or not 0 <= loss <= 1:
+            raise ValueError("latency and jitter must be >= 0 and loss in [0, 1]")
+        self.latency = latency
+        self.jitter = jitter
+        self.loss = loss
+        self.rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._peers: dict[str, MemoryTransport] = {}
+        self._links: dict[str, set[str]] = {}
+        self._group: dict[str, int] = {}
+        self.delivered = 0
+        self.dropped = 0
+
+    def transport(self) -> MemoryTransport:
+        """A new peer on this network (it joins once it serves)."""
+        with self._lock:
+            while True:
+                suffix = "".join(self.rng.choice(_BASE58) for _ in range(44))
+                peer_id = "12D3KooW" + suffix
+                if peer_id not in self._peers:
+                    break
+        return MemoryTransport(self, peer_id)
+
+    # -- topology ----------------------------------------------------------
+
+    def partition(self, *groups: Iterable[str | MemoryTransport]) -> None:
+        """Split the network: peers only reach peers of their own group.
+
+        Peers named in no group form one more group together.
+        """
+        mapping: dict[str, int] = {}
+        for i, group in enumerate(groups, start=1):
+            for member in group:
+                peer_id = (
+                    member.peer_id if isinstance(member, MemoryTransport) else member
+                )
+                mapping[peer_id] = i
+        with self._lock:
+            self._group = mapping
+        self._announce_links()
+
+    def heal(self) -> None:
+        """Undo :meth:`partition`."""
+        with self._lock:
+            self._group = {}
+        self._announce_links()
+
+    def _linked(self, a: str, b: str) -> bool:
+        return b in self._links.get(a, ()) and self._group.get(a, 0) == self._group.get(
+            b, 0
+        )
+
+    def _component(self, start: str) -> set[str]:
+        seen = {start}
+        frontier = [start]
+        while frontier:
+            node = frontier.pop()
+            for other in self._links.get(node, ()):
+                if other not in seen and self._linked(node, other):
+                    seen.add(other)
+                    frontier.append(other)
+        return seen
+
+    def _announce_links(self) -> None:
+        """Tell every peer about direct topic neighbours it gained or lost."""
+        with self._lock:
+            peers = list(self._peers.values())
+            views = {
+                p.peer_id: frozenset(
+                    q
+                    for q in self._links.get(p.peer_id, ())
+                    if self._linked(p.peer_id, q)
+                    and self._peers.get(q) is not None
+                    and self._peers[q]._topic is not None
+                    and self._peers[q]._topic == p._topic
+                )
+                for p in peers
+                if p._topic is not None
+            }
+        for peer in peers:
+            peer._set_neighbours(views.get(peer.peer_id, frozenset()))
+
+    # -- peers -------------------------------------------------------------
+
+    def _register(self, transport: MemoryTransport) -> None:
+        with self._lock:
+            self._peers[transport.peer_id] = transport
+            self._links.setdefault(transport.peer_id, set())
+
+    def _unregister(self, transport: MemoryTransport) -> None:
+        with self._lock:
+            self._peers.pop(transport.peer_id, None)
+            for other in self._links.pop(transport.peer_id, set()):
+                self._links.get(other, set()).discard(transport.peer_id)
+        self._announce_links()
+
+    def _connect(self, a: str, b: str) -> bool:
+        with self._lock:
+            if b not in self._peers or a == b:
+                return False
+            self._links[a].add(b)
+            self._links[b].add(a)
+        self._announce_links()
+        return True
+
+    def _publish(self, sender: MemoryTransport, data: bytes) -> None:
+        with self._lock:
+            topic = sender._topic
+            targets = [
+                self._peers[p]
+                for p in self._component(sender.peer_id)
+                if p != sender.peer_id
+                and p in self._peers
+                and self._peers[p]._topic == topic
+            ]
+            plans = []
+            for target in targets:
+                if self.loss and self.rng.random() < self.loss:
+                    self.dropped += 1
+                    continue
+                delay = self.latency
+                if self.jitter:
+                    delay += self.rng.uniform(0, self.jitter)
+                plans.append((target, delay))
+                self.delivered += 1
+        for target, delay in plans:
+            target._enqueue(sender.peer_id, data, delay)
+
+
+class MemoryTransport(Transport):
+    """One peer of a :class:`MemoryNetwork`."""
+
+    def __init__(self, network: MemoryNetwork, peer_id: str) -> None:
+        self.network = network
+        self._peer_id = peer_id
+        self._topic: str | None = None
+        self._handler: TransportHandler | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._inbox: trio.MemorySendChannel[tuple[str, bytes, float]] | None = None
+        self._neighbours: frozenset[str] = frozenset()
+        self._serving = False
+
+    def __repr__(self) -> str:
+        return f"<MemoryTransport {self._peer_id[-6:]} topic={self._topic}>"
+
+    @property
+    def peer_id(self) -> str:
+        return self._peer_id
+
+    @property
+    def addrs(self) -> list[str]:
+        return [f"{PREFIX}{self._peer_id}/p2p/{self._peer_id}"]
+
+    async def serve(
+        self, handler: TransportHandler, *, task_status: Any = None
+    ) -> None:
+        if self._serving:
+            raise TransportError(f"{self!r} is already serving")
+        send, receive = trio.open_memory_channel[tuple[str, bytes, float]](math.inf)
+        self._handler = handler
+        self._token = trio.lowlevel.current_trio_token()
+        self._inbox = send
+        self._serving = True
+        self.network._register(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                if task_status is not None:
+                    task_status.started()
+                async for sender, data, delay in receive:
+                    if delay > 0:
+                        nursery.start_soon(self._deliver_later, sender, data, delay)
+                    else:
+                        self._deliver(sender, data)
+        finally:
+            self._serving = False
+            self._topic = None
+            self._inbox = None
+            self.network._unregister(self)
+            self._neighbours = frozenset()
+
+    async def _deliver_later(self, sender: str, data: bytes, delay: float) -> None:
+        await trio.sleep(delay)
+        self._deliver(sender, data)
+
+    def _deliver(self, sender: str, data: bytes) -> None:
+        if self._topic is None or self._handler is None:
+            return
+        try:
+            self._handler.on_message(sender, data)
+        except Exception:
+            log.exception("%r: on_message raised", self)
+
+    def _enqueue(self, sender: str, data: bytes, delay: float) -> None:
+        inbox, token = self._inbox, self._token
+        if inbox is None or token is None:
+            return
+
+        def put() -> None:
+            if self._inbox is not None:
+                self._inbox.send_nowait((sender, data, delay))
+
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(put)
+
+    def _set_neighbours(self, neighbours: frozenset[str]) -> None:
+        token = self._token
+        if token is None:
+            return
+
+        def update() -> None:
+            old, self._neighbours = self._neighbours, neighbours
+            handler = self._handler
+            if handler is None or self._topic is None:
+                return
+            for peer in sorted(neighbours - old):
+                _call(handler.on_peer_joined, peer)
+            for peer in sorted(old - neighbours):
+                _call(handler.on_peer_left, peer)
+
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(update)
+
+    async def connect(self, addrs: Sequence[str]) -> int:
+        self._require_serving("connect")
+        made = 0
+        failed = []
+        for addr in addrs:
+            if not addr.startswith(PREFIX) or "/p2p/" not in addr:
+                raise ValueError(
+                    f"not a memory address (want {PREFIX}<id>/p2p/<id>): {addr!r}"
+                )
+            peer_id = addr.rsplit("/p2p/", 1)[1]
+            if self.network._connect(self._peer_id, peer_id):
+                made += 1
+            else:
+                failed.append(addr)
+        await trio.lowlevel.checkpoint()
+        if addrs and not made:
+            raise TransportError(f"no peer reachable at {', '.join(failed)}")
+        return made
+
+    async def join(self, topic: str) -> None:
+        self._require_serving("join")
+        self._topic = topic
+        self.network._announce_links()
+        await trio.lowlevel.checkpoint()
+
+    async def leave(self) -> None:
+        self._topic = None
+        self.network._announce_links()
+        await trio.lowlevel.checkpoint()
+
+    async def publish(self, data: bytes) -> None:
+        self._require_serving("publish")
+        if self._topic is None:
+            raise TransportError(f"{self!r} can't publish: not joined to a topic")
+        self.network._publish(self, bytes(data))
+        await trio.lowlevel.checkpoint()
+
+    def topic_peers(self) -> frozenset[str]:
+        return self._neighbours
+
+    def connection_count(self) -> int:
+        net = self.network
+        with net._lock:
+            return sum(
+                1
+                for p in net._links.get(self._peer_id, ())
+                if net._linked(self._peer_id, p)
+            )
+
+    def _require_serving(self, what: str) -> None:
+        if not self._serving:
+            raise TransportError(f"{self!r} can't {what}: not serving")
+
+
+def _call(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("transport callback %r raised", fn)

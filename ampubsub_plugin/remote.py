@@ -1,0 +1,157 @@
+"""RemoteMachine: a read-only view of a machine exported by another peer.
+
+It is an asyncmachine ``Machine`` in every checking and waiting method (the
+same code, so ``remote.when("Foo")`` behaves like a local waiter), fed by
+clocks from the network instead of mutations. Its identity is the owner's:
+``id``, ``tags`` and ``parent_id`` are what the owner exported; ``peer_id``
+and ``index`` say where it lives. Mutations raise ``ReadOnlyError``.
+
+The owner's clock only grows, so a clock is applied only when its time sum
+is greater than the one shown; an older or equal one changes nothing. That
+makes applying idempotent and order-independent, whichever peer relays it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn
+
+from asyncmachine import Machine, ReadOnlyError, Result, State
+from asyncmachine.schema import Names
+
+
+def remote_schema(
+    states: list[str], schema: Mapping[str, State] | None
+) -> dict[str, State]:
+    """The owner's schema in its state order; relations to absent states dropped.
+
+    Lenient on purpose: a remote schema is data to display, not rules to run.
+    """
+    present = set(states)
+    result: dict[str, State] = {}
+    for name in states:
+        spec = (schema or {}).get(name) or State()
+        result[name] = State(
+            require=[s for s in spec.require if s in present],
+            add=[s for s in spec.add if s in present],
+            remove=[s for s in spec.remove if s in present and s != name],
+            after=[s for s in spec.after if s in present and s != name],
+            auto=spec.auto,
+            multi=spec.multi,
+            tags=spec.tags,
+        )
+    return result
+
+
+class RemoteMachine(Machine):
+    """A machine of another peer, as last heard of."""
+
+    def __init__(
+        self,
+        *,
+        peer_id: str,
+        index: int,
+        id: str,
+        states: list[str],
+        schema: Mapping[str, State] | None,
+        time: list[int],
+        tags: Iterable[str] = (),
+        parent_id: str = "",
+        schema_hash: str | None = None,
+    ) -> None:
+        if len(time) != len(states):
+            raise ValueError(
+                f"remote machine {id!r}: {len(states)} states but {len(time)} ticks"
+            )
+        self._setup(remote_schema(states, schema), id, tags, parent_id or None)
+        self.peer_id = peer_id
+        self.index = index
+        self.schema_hash = schema_hash
+        self._connected = True
+        self._set_time(list(time))
+
+    def __repr__(self) -> str:
+        where = f"{self.peer_id[-6:]}#{self.index}"
+        status = "" if self._connected else " disconnected"
+        return f"<RemoteMachine {self.id}@{where}{status} {self}>"
+
+    @property
+    def is_connected(self) -> bool:
+        """False once its peer said bye or went silent for too long."""
+        return self._connected and not self.is_disposed
+
+    @property
+    def time_sum(self) -> int:
+        return sum(self._ticks)
+
+    # -- fed by the topic ----------------------------------------------------
+
+    def _set_connected(self, connected: bool) -> None:
+        self._connected = connected
+
+    def _apply_time(self, time: list[int]) -> bool:
+        """Show a newer clock; False (and nothing changes) unless its sum grew."""
+        if len(time) != len(self._names) or self.is_disposed:
+            return False
+        with self._lock:
+            if sum(time) <= sum(self._ticks):
+                return False
+            old = self._ticks
+            self._set_time(list(time))
+            changed = [n for n, a, b in zip(self._names, old, time) if a != b]
+        if self._contexts:
+            self._expire_contexts(changed)
+        if self._subs._count:
+            self._subs.process(changed, None)
+        return True
+
+    def _set_time(self, time: list[int]) -> None:
+        self._ticks = time
+        self._active = tuple(n for n, t in zip(self._names, time) if t & 1)
+
+    # -- read-only -----------------------------------------------------------
+
+    def _refuse(self, *_: Any, **__: Any) -> NoReturn:
+        raise ReadOnlyError(
+            f"machine {self.id!r} belongs to peer {self.peer_id}; "
+            "remote machines are read-only"
+        )
+
+    def add(self, states: Names, args: dict[str, Any] | None = None) -> Result:
+        self._refuse()
+
+    def remove(self, states: Names, args: dict[str, Any] | None = None) -> Result:
+        self._refuse()
+
+    def set(self, states: Names, args: dict[str, Any] | None = None) -> Result:
+        self._refuse()
+
+    def toggle(self, states: Names, args: dict[str, Any] | None = None) -> Result:
+        self._refuse()
+
+    def add_err(self, exc: BaseException, args: dict[str, Any] | None = None) -> Result:
+        self._refuse()
+
+    def add_err_state(
+        self, state: str, exc: BaseException, args: dict[str, Any] | None = None
+    ) -> Result:
+        self._refuse()
+
+    def can_add(self, states: Names, args: dict[str, Any] | None = None) -> Result:
+        self._refuse()
+
+    def can_remove(self, states: Names, args: dict[str, Any] | None = None) -> Result:
+        self._refuse()
+
+    def bind(self, handlers: object) -> str:
+        raise ReadOnlyError(
+            f"remote machine {self.id!r} runs no handlers; wait on its states instead"
+        )
+
+    def when_args(self, state: str, args: Mapping[str, Any]) -> Any:
+        raise ReadOnlyError(
+            f"remote machine {self.id!r}: mutation args do not travel over the network"
+        )
+
+    def export_to(self, target: object, **opts: Any) -> Any:
+        raise ReadOnlyError(f"remote machine {self.id!r} can't be exported again")

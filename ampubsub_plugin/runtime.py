@@ -1,0 +1,192 @@
+"""Where topics run: a trio run, the caller's or a shared background one.
+
+py-libp2p is trio-only. A topic started from trio code runs its tasks as
+system tasks of the caller's own run (they end with that run). A topic
+started from plain threads or asyncio runs on one background trio thread
+shared by every topic of the process, created on first use.
+
+A task spawned here never takes the run down: an exception is logged and
+handed to the spawner's ``on_error`` callback (the topic turns it into an
+error state). Cancelling a :class:`Task` is thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+
+log = logging.getLogger("ampubsub.runtime")
+
+T = TypeVar("T")
+AsyncFn = Callable[..., Awaitable[Any]]
+ErrorCallback = Callable[[BaseException], None]
+
+
+class Task:
+    """A spawned task: cancel it from any thread; wait for it to finish."""
+
+    __slots__ = ("_cancel_requested", "_runtime", "_scope", "done", "name")
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self._runtime = runtime
+        self.name = name
+        self._scope: trio.CancelScope | None = None
+        self._cancel_requested = False
+        self.done = threading.Event()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done.is_set() else "running"
+        return f"<Task {self.name} {state}>"
+
+    def cancel(self) -> None:
+        """Cancel the task (from any thread); a no-op once it finished."""
+        self._cancel_requested = True
+        if self.done.is_set():
+            return
+        self._runtime.call_soon(self._cancel_now)
+
+    def _cancel_now(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+
+class Runtime:
+    """A trio run that hosts tasks for code that may live in other threads."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken, thread_id: int) -> None:
+        self.token = token
+        self._thread_id = thread_id
+
+    @property
+    def in_thread(self) -> bool:
+        """True when called from this runtime's trio thread."""
+        return threading.get_ident() == self._thread_id
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` in the trio thread soon (thread-safe, non-blocking)."""
+        try:
+            self.token.run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            log.debug("runtime finished; dropped a call to %r", fn)
+
+    def spawn(
+        self,
+        fn: AsyncFn,
+        *args: Any,
+        name: str | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> Task:
+        """Start ``fn(*args)`` as a task of this run; returns at once."""
+        task = Task(self, name or str(getattr(fn, "__qualname__", repr(fn))))
+
+        async def run() -> None:
+            try:
+                with trio.CancelScope() as scope:
+                    task._scope = scope
+                    if task._cancel_requested:
+                        scope.cancel()
+                    await fn(*args)
+            except Exception as error:
+                log.debug("task %s failed", task.name, exc_info=True)
+                if on_error is not None:
+                    try:
+                        on_error(error)
+                    except Exception:
+                        log.exception("on_error of task %s raised", task.name)
+                else:
+                    log.error("task %s failed: %r", task.name, error)
+            finally:
+                task.done.set()
+
+        def start() -> None:
+            trio.lowlevel.spawn_system_task(run, name=task.name)
+
+        if self.in_thread:
+            start()
+        else:
+            self.call_soon(start)
+        return task
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await fn(*args)`` in the trio thread and block for its result.
+
+        Only for code outside this runtime's thread (it would deadlock there).
+        """
+        if self.in_thread:
+            raise RuntimeError("Runtime.run called from its own trio thread")
+        return trio.from_thread.run(fn, *args, trio_token=self.token)
+
+
+class SharedRuntime(Runtime):
+    """The process-wide background trio thread."""
+
+    _instance: SharedRuntime | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        ready = threading.Event()
+        holder: dict[str, Any] = {}
+
+        async def main() -> None:
+            holder["token"] = trio.lowlevel.current_trio_token()
+            holder["stop"] = trio.Event()
+            ready.set()
+            await holder["stop"].wait()
+
+        def target() -> None:
+            try:
+                trio.run(main)
+            except BaseException:  # the thread must never die silently
+                log.exception("the shared ampubsub runtime crashed")
+                raise
+            finally:
+                ready.set()
+
+        thread = threading.Thread(target=target, name="ampubsub-trio", daemon=True)
+        thread.start()
+        ready.wait()
+        if "token" not in holder:
+            raise RuntimeError("the shared ampubsub trio runtime failed to start")
+        super().__init__(holder["token"], thread.ident or 0)
+        self.thread = thread
+        self._stop: trio.Event = holder["stop"]
+
+    @classmethod
+    def get(cls) -> SharedRuntime:
+        """The shared runtime, started on first use (and after a shutdown)."""
+        with cls._lock:
+            instance = cls._instance
+            if instance is None or not instance.thread.is_alive():
+                instance = cls._instance = cls()
+            return instance
+
+    @classmethod
+    def shutdown(cls, timeout: float = 10.0) -> None:
+        """Stop the shared thread, cancelling every task still on it."""
+        with cls._lock:
+            instance, cls._instance = cls._instance, None
+        if instance is None or not instance.thread.is_alive():
+            return
+        instance.call_soon(instance._stop.set)
+        instance.thread.join(timeout)
+
+
+def current_trio_runtime() -> Runtime | None:
+    """A runtime on the caller's trio run, or None outside trio."""
+    if "trio" not in sys.modules:
+        return None
+    try:
+        token = trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return None
+    return Runtime(token, threading.get_ident())
+
+
+def runtime_for_caller() -> Runtime:
+    """The caller's trio run when there is one, else the shared background one."""
+    return current_trio_runtime() or SharedRuntime.get()

@@ -1,0 +1,532 @@
+"""Topic: one peer of one gossip network, driven by its own state machine.
+
+Theory of operation. ``topic.mach`` has asyncmachine-go's topic schema, and
+its handlers (``_Handlers``) do the work: ``Start`` serves the transport,
+``Connecting`` dials the bootstrap peers, ``Joining`` subscribes, ``Joined``
+runs the send loop and the heartbeat; inbound messages and peer events
+arrive as multi states (``MsgInfo``, ``PeerJoined``, ...) whose handlers hand
+them to the sans-IO :class:`~ampubsub_plugin.gossip.GossipCore`.
+
+Handlers never block: anything that waits (dialling, publishing, timers) is
+forked as a task on the topic's trio runtime, under the context of the state
+that forked it, and is cancelled when that state ends. The runtime is the
+caller's trio run when ``start()`` is called from trio, else the process's
+shared background trio thread; the core is only touched from that thread,
+except ``mark_dirty`` (exported machines change on any thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from asyncmachine import Event, Machine, Transition
+
+from . import hooks
+from .gossip import GossipConfig, GossipCore
+from .protocol import Info, Message, ProtocolError, decode, encode
+from .remote import RemoteMachine
+from .runtime import Runtime, Task, runtime_for_caller
+from .states import MSG_STATES, TOPIC_SCHEMA
+from .transport import Transport, TransportError
+
+if TYPE_CHECKING:
+    from asyncmachine import StateContext
+
+log = logging.getLogger("ampubsub.topic")
+
+DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+
+
+class Topic:
+    """A peer of the network ``name``: exports local machines, shows remote ones."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        listen: Sequence[str] = DEFAULT_LISTEN,
+        bootstrap: Iterable[str] = (),
+        machines: Iterable[Machine] = (),
+        transport: Transport | None = None,
+        config: GossipConfig | None = None,
+        id: str | None = None,
+        ready_peers: int = 1,
+        connect_attempts: int = 5,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a topic name must be a non-empty str, got {name!r}")
+        if isinstance(bootstrap, str):
+            bootstrap = [bootstrap]
+        self.name = name
+        self.bootstrap = [str(a) for a in bootstrap]
+        if transport is None:
+            from .libp2p_transport import Libp2pTransport
+
+            transport = Libp2pTransport(listen=list(listen))
+        self.transport = transport
+        self.config = config or GossipConfig()
+        self.ready_peers = ready_peers
+        self.connect_attempts = max(1, connect_attempts)
+        self.runtime: Runtime | None = None
+        self._serve_task: Task | None = None
+        self._wake_event: trio.Event | None = None
+        self._listener = _Listener(self)
+        self.core = GossipCore(
+            "", config=self.config, listener=self._listener, wake=self._wake
+        )
+        self._tracers: dict[int, _ExportTracer] = {}
+        self.mach = Machine(
+            TOPIC_SCHEMA,
+            id=id or f"ps-{name}-{secrets.token_hex(2)}",
+            tags=["ampubsub:topic", f"topic:{name}"],
+        )
+        self.mach.bind(_Handlers(self))
+        for machine in machines:
+            self.export(machine)
+
+    def __repr__(self) -> str:
+        peer = self.core.peer_id[-6:] if self.core.peer_id else "-"
+        return f"<Topic {self.name} peer={peer} {self.mach}>"
+
+    # -- public API ------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        """This peer's id; empty until ``Started``."""
+        return self.core.peer_id
+
+    @property
+    def addrs(self) -> list[str]:
+        """Full multiaddrs (``.../p2p/<id>``) other peers can bootstrap from."""
+        if not self.mach.is_active("Started"):
+            return []
+        return self.transport.addrs
+
+    def start(self) -> None:
+        """Start -> Started -> Connecting -> Connected (returns at once)."""
+        self.mach.add("Start")
+
+    def join(self) -> None:
+        """Joining -> Joined (returns at once; wait on ``mach.when("Joined")``)."""
+        self.mach.add("Joining")
+
+    def dispose(self) -> None:
+        """Say bye, leave, release sockets and tasks; ends in ``Disposed``."""
+        if self.mach.is_disposed or self.mach.any_active("Disposing", "Disposed"):
+            return
+        if self.mach.is_active("Joined") and self.runtime is not None:
+            self.core.bye_all()
+            self._fork("Start", self._goodbye)
+        else:
+            self.mach.add("Disposing")
+
+    def export(self, machine: Machine) -> int:
+        """Share a local machine with the network; returns its index on the wire."""
+        if isinstance(machine, RemoteMachine):
+            raise TypeError(f"{machine!r} is remote; only local machines are exported")
+        if not isinstance(machine, Machine):
+            raise TypeError(f"only asyncmachine Machines are exported, not {machine!r}")
+        if machine.is_disposed:
+            raise ValueError(f"machine {machine.id!r} is disposed")
+        if hooks.call("ampubsub_accept_export", topic=self, machine=machine) is False:
+            raise PermissionError(
+                f"a plugin refused exporting machine {machine.id!r} to {self.name!r}"
+            )
+        index = self.core.export(machine)
+        if index not in self._tracers:
+            tracer = _ExportTracer(self, index)
+            self._tracers[index] = tracer
+            machine.bind_tracer(tracer)
+        return index
+
+    def unexport(self, machine: Machine) -> bool:
+        """Stop sharing a machine; others get a ``bye`` for it."""
+        index = self.core.unexport(machine)
+        if index is None:
+            return False
+        tracer = self._tracers.pop(index, None)
+        if tracer is not None and not machine.is_disposed:
+            machine.unbind_tracer(tracer)
+        return True
+
+    @property
+    def exported(self) -> list[Machine]:
+        return self.core.exports()
+
+    def list_machines(
+        self,
+        id: str | None = None,
+        id_partial: str | None = None,
+        id_regex: str | re.Pattern[str] | None = None,
+        peer_id: str | None = None,
+        parent: str | None = None,
+        tag: str | None = None,
+        *,
+        connected: bool | None = None,
+    ) -> list[RemoteMachine]:
+        """Remote machines known here, filtered (all filters must match).
+
+        ``tag`` matches a tag equal to it or a ``key:value`` tag with it as key.
+        """
+        pattern = re.compile(id_regex) if isinstance(id_regex, str) else id_regex
+        result = []
+        for remote in self.core.remotes():
+            if remote.is_disposed:
+                continue
+            if id is not None and remote.id != id:
+                continue
+            if id_partial is not None and id_partial not in remote.id:
+                continue
+            if pattern is not None and not pattern.search(remote.id):
+                continue
+            if peer_id is not None and remote.peer_id != peer_id:
+                continue
+            if parent is not None and remote.parent_id != parent:
+                continue
+            if tag is not None and not any(
+                t == tag or t.startswith(tag + ":") for t in remote.tags
+            ):
+                continue
+            if connected is not None and remote.is_connected != connected:
+                continue
+            result.append(remote)
+        return result
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Messages in/out and drops by reason, plus table sizes."""
+        merged = dict(self.core.counters)
+        merged.update(self.core.stats())
+        return merged
+
+    # -- runtime plumbing ------------------------------------------------------
+
+    def _now(self) -> float:
+        runtime = self.runtime
+        if runtime is not None and runtime.in_thread:
+            return trio.current_time()
+        return time.monotonic()
+
+    def _fork(self, state: str, fn: Callable[..., Any], *args: Any) -> Task | None:
+        """Run ``fn`` on the runtime until ``state``'s current activation ends."""
+        runtime = self.runtime
+        if runtime is None:
+            return None
+        ctx: StateContext = self.mach.new_state_ctx(state)
+        if ctx.expired:
+            return None
+        task = runtime.spawn(
+            fn, *args, name=f"{self.name}:{fn.__name__}", on_error=self._task_failed
+        )
+        ctx.on_expire(task.cancel)
+        return task
+
+    def _task_failed(self, error: BaseException) -> None:
+        state = "ErrNetwork" if isinstance(error, TransportError | OSError) else None
+        exc = error if isinstance(error, Exception) else RuntimeError(repr(error))
+        if state is not None:
+            self.mach.add_err_state(state, exc)
+        else:
+            self.mach.add_err(exc)
+
+    def _in_runtime(self, fn: Callable[..., None], *args: Any) -> None:
+        """Call ``fn`` on the runtime thread (now, if already there)."""
+        runtime = self.runtime
+        if runtime is None:
+            return
+        if runtime.in_thread:
+            fn(*args)
+        else:
+            runtime.call_soon(fn, *args)
+
+    def _wake(self) -> None:
+        """The core has something new to send (callable from any thread)."""
+        self._in_runtime(self._set_wake)
+
+    def _set_wake(self) -> None:
+        if self._wake_event is not None:
+            self._wake_event.set()
+
+    # -- tasks ------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_serve_transport, self.transport, _Inbound(self))
+            self.core.peer_id = self.transport.peer_id
+            self.mach.add("Started")
+            self.mach.add("Connecting" if self.bootstrap else "Connected")
+
+    async def _connect(self) -> None:
+        delay = 0.25
+        error: Exception | None = None
+        for attempt in range(1, self.connect_attempts + 1):
+            try:
+                made = await self.transport.connect(self.bootstrap)
+            except ValueError as err:  # a malformed address won't get better
+                self.mach.add_err_state("ErrConnecting", err)
+                return
+            except TransportError as err:
+                error = err
+                log.debug("%s: connect attempt %d failed: %s", self, attempt, err)
+                if attempt < self.connect_attempts:
+                    await trio.sleep(delay)
+                    delay *= 2
+                continue
+            log.debug("%s: %d connection(s)", self, made)
+            self.mach.add("Connected")
+            return
+        assert error is not None
+        self.mach.add_err_state("ErrConnecting", error)
+
+    async def _join(self) -> None:
+        try:
+            await self.transport.join(self.name)
+        except TransportError as err:
+            self.mach.add_err_state("ErrJoining", err)
+            return
+        self.mach.add("Joined")
+
+    async def _leave(self) -> None:
+        try:
+            await self.transport.leave()
+        except TransportError as err:
+            log.debug("%s: leave failed: %s", self, err)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await trio.sleep(self.config.heartbeat)
+            self.mach.add("Heartbeat")
+
+    async def _send_loop(self) -> None:
+        wait_mesh = getattr(self.transport, "wait_mesh", None)
+        if wait_mesh is not None:
+            # don't publish the hello into a mesh that doesn't exist yet
+            await wait_mesh(2.0)
+        while True:
+            now = trio.current_time()
+            due = self.core.next_due(now)
+            if due is None or due > now:
+                self._wake_event = trio.Event()
+                with trio.move_on_at(math.inf if due is None else due):
+                    await self._wake_event.wait()
+                continue
+            messages = self.core.collect(now)
+            self._sync_intents()
+            if not messages:
+                await trio.sleep(self.config.update_interval / 4)
+                continue
+            for msg in messages:
+                await self._publish(msg)
+
+    async def _publish(self, msg: Message) -> None:
+        try:
+            data = encode(msg)
+        except ProtocolError as err:
+            self.core.counters[f"drop_out_{err.reason}"] += 1
+            log.warning("%s: can't send a %s message: %s", self, msg.TYPE, err)
+            return
+        try:
+            await self.transport.publish(data)
+        except TransportError as err:
+            self.core.publish_failed(msg)
+            self.mach.add_err_state("ErrNetwork", err)
+            await trio.sleep(self.config.heartbeat)
+            return
+        self.mach.add("SendMsg", {"type": msg.TYPE, "size": len(data)})
+
+    async def _goodbye(self) -> None:
+        """Publish the bye (bounded), then dispose."""
+        with trio.move_on_after(2.0):
+            for msg in self.core.collect(trio.current_time()):
+                await self._publish(msg)
+        self.mach.add("Disposing")
+
+    async def _finish_disposal(self, serving: Task | None) -> None:
+        if serving is not None:
+            with trio.move_on_after(5.0):
+                while not serving.done.is_set():
+                    await trio.sleep(0.01)
+        self.mach.add("Disposed")
+
+    def _sync_intents(self) -> None:
+        wanted = self.core.intents()
+        for state in (
+            "SendUpdates",
+            "SendInfo",
+            "DoSendInfo",
+            "ReqMissingPeers",
+            "ReqMissingUpdates",
+        ):
+            active = self.mach.is_active(state)
+            if state in wanted and not active:
+                self.mach.add(state)
+            elif state not in wanted and active:
+                self.mach.remove(state)
+
+
+async def _serve_transport(
+    transport: Transport, handler: _Inbound, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    await transport.serve(handler, task_status=task_status)
+
+
+class _Inbound:
+    """Transport callbacks, on the runtime thread: everything becomes a state."""
+
+    def __init__(self, topic: Topic) -> None:
+        self.topic = topic
+
+    def on_message(self, sender: str, data: bytes) -> None:
+        topic = self.topic
+        try:
+            msg = decode(data, strict_relations=False)
+        except ProtocolError as err:
+            topic.core.counters[f"drop_{err.reason}"] += 1
+            log.debug("%s: dropped a message from %s: %s", topic, sender, err)
+            return
+        state = MSG_STATES[msg.TYPE]
+        if topic.mach.add(state, {"peer_id": sender, "msg": msg}) == 1:
+            topic.core.counters["drop_not_joined"] += 1
+
+    def on_peer_joined(self, peer_id: str) -> None:
+        self.topic.mach.add("PeerJoined", {"peer_id": peer_id})
+
+    def on_peer_left(self, peer_id: str) -> None:
+        self.topic.mach.add("PeerLeft", {"peer_id": peer_id})
+
+
+class _ExportTracer:
+    """Attached to each exported machine: a changed clock marks it dirty."""
+
+    def __init__(self, topic: Topic, index: int) -> None:
+        self.topic = topic
+        self.index = index
+
+    def transition_end(self, tx: Transition) -> None:
+        if tx.time_after is not tx.time_before and not tx.is_check:
+            self.topic.core.mark_dirty(self.index)
+
+    def machine_dispose(self, machine: Machine) -> None:
+        self.topic.unexport(machine)
+
+
+class _Listener:
+    """Core events -> ampubsub hooks (only when someone implements them)."""
+
+    def __init__(self, topic: Topic) -> None:
+        self.topic = topic
+
+    def accept_remote(self, peer_id: str, index: int, info: Info) -> bool:
+        verdict = hooks.call(
+            "ampubsub_accept_remote",
+            topic=self.topic,
+            peer_id=peer_id,
+            index=index,
+            info=info,
+        )
+        return verdict is not False
+
+    def discovered(self, remote: RemoteMachine) -> None:
+        hooks.call("ampubsub_machine_discovered", topic=self.topic, remote=remote)
+
+    def updated(self, remote: RemoteMachine) -> None:
+        hooks.call("ampubsub_machine_updated", topic=self.topic, remote=remote)
+
+    def gone(self, remote: RemoteMachine) -> None:
+        hooks.call("ampubsub_machine_gone", topic=self.topic, remote=remote)
+
+
+class _Handlers:
+    """The topic machine's handlers: the protocol's moves, one state each."""
+
+    def __init__(self, topic: Topic) -> None:
+        self.t = topic
+
+    # lifecycle
+
+    def Start_enter(self, e: Event) -> bool:
+        self.t.runtime = runtime_for_caller()
+        return True
+
+    def Start_state(self, e: Event) -> None:
+        self.t._serve_task = self.t._fork("Start", self.t._serve)
+
+    def Connecting_state(self, e: Event) -> None:
+        self.t._fork("Connecting", self.t._connect)
+
+    def Joining_state(self, e: Event) -> None:
+        self.t._fork("Joining", self.t._join)
+
+    def Joined_state(self, e: Event) -> None:
+        t = self.t
+        t.core.joined(t._now())
+        t._fork("Joined", t._send_loop)
+        t._fork("Joined", t._heartbeat)
+
+    def Joined_end(self, e: Event) -> None:
+        t = self.t
+        t.core.left()
+        t._fork("Start", t._leave)
+
+    def Ready_enter(self, e: Event) -> bool:
+        return len(self.t.transport.topic_peers()) >= self.t.ready_peers
+
+    def Heartbeat_state(self, e: Event) -> None:
+        t = self.t
+        t._in_runtime(lambda: t.core.heartbeat(t._now()))
+        e.machine.remove("Heartbeat")
+
+    def PeerJoined_state(self, e: Event) -> None:
+        t, peer = self.t, e.args["peer_id"]
+        t._in_runtime(lambda: t.core.peer_joined(peer, t._now()))
+        hooks.call("ampubsub_peer_joined", topic=t, peer_id=peer)
+
+    def PeerLeft_state(self, e: Event) -> None:
+        t, peer = self.t, e.args["peer_id"]
+        t._in_runtime(lambda: t.core.peer_left(peer, t._now()))
+        hooks.call("ampubsub_peer_left", topic=t, peer_id=peer)
+        if len(t.transport.topic_peers()) < t.ready_peers:
+            e.machine.remove("Ready")
+
+    # inbound messages: one multi state per type, one handler for all
+
+    def _receive(self, e: Event) -> None:
+        t, sender, msg = self.t, e.args["peer_id"], e.args["msg"]
+        t._in_runtime(lambda: t.core.receive(sender, msg, t._now()))
+
+    MsgInfo_state = _receive
+    MsgUpdates_state = _receive
+    MsgGossip_state = _receive
+    MsgReqInfo_state = _receive
+    MsgReqUpdates_state = _receive
+    MsgBye_state = _receive
+
+    def ListMachines_state(self, e: Event) -> None:
+        """Go-style listing: args ``filters`` (dict) and ``callback(list)``."""
+        callback = e.args.get("callback")
+        if callable(callback):
+            callback(self.t.list_machines(**(e.args.get("filters") or {})))
+
+    # disposal
+
+    def Disposing_state(self, e: Event) -> None:
+        t = self.t
+        for machine in t.core.exports():
+            t.unexport(machine)
+        t.core.dispose()
+        runtime = t.runtime
+        if runtime is None:
+            e.machine.add("Disposed")
+            return
+        runtime.spawn(t._finish_disposal, t._serve_task, name=f"{t.name}:dispose")
+
+    def Disposed_state(self, e: Event) -> None:
+        e.machine.dispose()

@@ -1,0 +1,94 @@
+"""The Transport interface: all the topic needs from a network.
+
+A transport is one peer's access to one broadcast channel (a gossipsub
+topic). The topic's protocol code never touches libp2p: it calls these few
+methods and receives three callbacks, so the same protocol runs over
+py-libp2p (``libp2p_transport``) and over an in-process network with
+latency, loss and partitions (``memory_transport``).
+
+Rules every implementation keeps:
+
+- Everything runs on a trio run: ``serve`` is one long-lived task that owns
+  the transport's resources; cancelling it releases them (sockets, tasks).
+- Callbacks are plain functions called in that trio thread; they must not
+  block (the topic turns them into mutations of its machine).
+- ``publish`` never blocks for long and never raises for a slow network: it
+  raises :class:`TransportError` only when the transport can't publish at all
+  (not serving, not joined). Delivery is best effort, as in gossipsub; the
+  protocol repairs losses.
+- Messages from this peer itself are never delivered back to it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+
+class TransportError(Exception):
+    """The network refused an operation; the message names what and where."""
+
+
+class TransportHandler(Protocol):
+    """What a transport reports, from its trio thread."""
+
+    def on_message(self, sender: str, data: bytes) -> None:
+        """A payload published on the joined topic by ``sender`` (a peer id)."""
+
+    def on_peer_joined(self, peer_id: str) -> None:
+        """A directly connected peer subscribed to the joined topic."""
+
+    def on_peer_left(self, peer_id: str) -> None:
+        """A directly connected peer unsubscribed or disconnected."""
+
+
+class Transport(ABC):
+    """One peer on one broadcast topic."""
+
+    @property
+    @abstractmethod
+    def peer_id(self) -> str:
+        """This peer's id (libp2p's base58 form), known once serving."""
+
+    @property
+    @abstractmethod
+    def addrs(self) -> list[str]:
+        """Full addresses others can dial, each ending in ``/p2p/<peer_id>``."""
+
+    @abstractmethod
+    async def serve(
+        self, handler: TransportHandler, *, task_status: Any = None
+    ) -> None:
+        """Listen and run until cancelled; ``task_status.started()`` once listening.
+
+        Leaving this coroutine (by cancellation or error) releases everything.
+        """
+
+    @abstractmethod
+    async def connect(self, addrs: Sequence[str]) -> int:
+        """Dial peers; return how many connections were made.
+
+        Raises :class:`TransportError` naming the addresses when none worked,
+        and ``ValueError`` for an address that can't be parsed.
+        """
+
+    @abstractmethod
+    async def join(self, topic: str) -> None:
+        """Subscribe to ``topic``; messages and peer events flow from now on."""
+
+    @abstractmethod
+    async def leave(self) -> None:
+        """Unsubscribe; no more messages or peer events."""
+
+    @abstractmethod
+    async def publish(self, data: bytes) -> None:
+        """Broadcast ``data`` on the joined topic (best effort)."""
+
+    @abstractmethod
+    def topic_peers(self) -> frozenset[str]:
+        """Directly connected peers subscribed to the joined topic."""
+
+    @abstractmethod
+    def connection_count(self) -> int:
+        """Open connections to other peers."""
