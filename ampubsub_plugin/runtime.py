@@ -30,13 +30,14 @@ ErrorCallback = Callable[[BaseException], None]
 class Task:
     """A spawned task: cancel it from any thread; wait for it to finish."""
 
-    __slots__ = ("_cancel_requested", "_runtime", "_scope", "done", "name")
+    __slots__ = ("_cancel_requested", "_finished", "_runtime", "_scope", "done", "name")
 
     def __init__(self, runtime: Runtime, name: str) -> None:
         self._runtime = runtime
         self.name = name
         self._scope: trio.CancelScope | None = None
         self._cancel_requested = False
+        self._finished: trio.Event | None = None
         self.done = threading.Event()
 
     def __repr__(self) -> str:
@@ -49,6 +50,15 @@ class Task:
         if self.done.is_set():
             return
         self._runtime.call_soon(self._cancel_now)
+
+    async def wait(self) -> None:
+        """Wait (on this task's trio run) until the task has finished."""
+        while not self.done.is_set():
+            finished = self._finished
+            if finished is None or not self._runtime.in_thread:
+                await trio.sleep(0.01)  # not started yet, or another run
+            else:
+                await finished.wait()
 
     def _cancel_now(self) -> None:
         if self._scope is not None:
@@ -85,6 +95,7 @@ class Runtime:
         task = Task(self, name or str(getattr(fn, "__qualname__", repr(fn))))
 
         async def run() -> None:
+            task._finished = trio.Event()
             try:
                 with trio.CancelScope() as scope:
                     task._scope = scope
@@ -102,6 +113,7 @@ class Runtime:
                     log.error("task %s failed: %r", task.name, error)
             finally:
                 task.done.set()
+                task._finished.set()
 
         def start() -> None:
             trio.lowlevel.spawn_system_task(run, name=task.name)

@@ -257,7 +257,9 @@ class Topic:
 
     # -- tasks ------------------------------------------------------------------
 
-    async def _serve(self) -> None:
+    async def _serve(self, previous: Task | None) -> None:
+        if previous is not None:
+            await previous.wait()  # a restart: the old transport must be closed
         async with trio.open_nursery() as nursery:
             await nursery.start(_serve_transport, self.transport, _Inbound(self))
             self.core.peer_id = self.transport.peer_id
@@ -352,8 +354,7 @@ class Topic:
     async def _finish_disposal(self, serving: Task | None) -> None:
         if serving is not None:
             with trio.move_on_after(5.0):
-                while not serving.done.is_set():
-                    await trio.sleep(0.01)
+                await serving.wait()
         self.mach.add("Disposed")
 
     def _sync_intents(self) -> None:
@@ -457,7 +458,8 @@ class _Handlers:
         return True
 
     def Start_state(self, e: Event) -> None:
-        self.t._serve_task = self.t._fork("Start", self.t._serve)
+        t = self.t
+        t._serve_task = t._fork("Start", t._serve, t._serve_task)
 
     def Connecting_state(self, e: Event) -> None:
         self.t._fork("Connecting", self.t._connect)

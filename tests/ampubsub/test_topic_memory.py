@@ -1,0 +1,314 @@
+"""The protocol end to end over the in-memory transport (virtual time)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from ampubsub_plugin.gossip import GossipConfig
+from ampubsub_plugin.memory_transport import MemoryNetwork
+from ampubsub_plugin.remote import RemoteMachine
+from ampubsub_plugin.topic import Topic
+from asyncmachine import ReadOnlyError, Result
+
+from .netutil import (
+    dispose_all,
+    run,
+    sees,
+    start_network,
+    start_topic,
+    until,
+    worker,
+)
+
+
+def test_one_peer_starts_and_reports_addresses() -> None:
+    async def main() -> None:
+        net = MemoryNetwork()
+        topic = await start_topic(net, join=False)
+        assert topic.peer_id
+        assert topic.addrs and all(
+            a.endswith("/p2p/" + topic.peer_id) for a in topic.addrs
+        )
+        # the first peer of a network: Connected without dialling anyone
+        assert topic.mach.is_active(["Start", "Started", "Connected"])
+        await dispose_all([topic])
+        assert topic.mach.is_disposed
+
+    run(main)
+
+
+def test_two_peers_see_each_others_machines() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.005)
+        a = await start_topic(net, machines=[worker("a1")])
+        b = await start_topic(net, a.addrs, [worker("b1")])
+        await until([a, b], sees(1))
+        (remote,) = a.list_machines()
+        assert isinstance(remote, RemoteMachine)
+        assert (remote.id, remote.peer_id, remote.index) == ("b1", b.peer_id, 0)
+        assert b.list_machines()[0].id == "a1"
+        assert a.mach.is_active("Ready") and b.mach.is_active("Ready")
+        await dispose_all([a, b])
+
+    run(main)
+
+
+def test_five_peers_two_machines_each_everyone_discovers_everyone() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, jitter=0.01, seed=5)
+        topics = await start_network(net, 5, 2)
+        await until(topics, sees(8))
+        for topic in topics:
+            ids = sorted(m.id for m in topic.list_machines())
+            own = {m.id for m in topic.exported}
+            assert not own & set(ids)
+            assert len(set(ids)) == 8
+        await dispose_all(topics)
+
+    run(main)
+
+
+def test_late_joiner_learns_all() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=2)
+        topics = await start_network(net, 4, 2)
+        await until(topics, sees(6))
+        late = await start_topic(net, topics[-1].addrs, [worker("late")])
+        await until([late], sees(8))
+        await until(topics, sees(7))
+        await dispose_all([*topics, late])
+
+    run(main)
+
+
+def test_machine_exported_before_any_mesh_is_discovered() -> None:
+    """Every early message is lost (hellos included); repair must still win."""
+
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, loss=1.0, seed=3)
+        topics = await start_network(net, 3, 1)
+        net.loss = 0.0
+        await until(topics, sees(2))
+        await dispose_all(topics)
+
+    run(main)
+
+
+def test_machine_exported_after_joining_is_discovered() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=4)
+        topics = await start_network(net, 3, 1)
+        await until(topics, sees(2))
+        extra = worker("extra")
+        index = extra.export_to(topics[0])  # through the asyncmachine plugin hook
+        assert index == 1
+        await until(topics[1:], lambda t: bool(t.list_machines(id="extra")))
+        await dispose_all(topics)
+
+    run(main)
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.3])
+def test_burst_of_1000_transitions_ends_with_exact_final_clock(loss: float) -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, jitter=0.02, seed=6)
+        topics = await start_network(net, 5, 1)
+        await until(topics, sees(4))
+        net.loss = loss
+        source = topics[2].exported[0]
+        for i in range(1000):
+            source.toggle("Bar")
+            if i % 50 == 0:
+                await trio.sleep(0.003)  # let some updates out mid-burst
+        source.add(["Bar", "Foo"])
+        final = source.time()
+        net.loss = loss / 3  # repairs must work through some loss, too
+        for topic in topics:
+            if topic is topics[2]:
+                continue
+            (remote,) = topic.list_machines(id=source.id)
+            with trio.fail_after(120):
+                assert await remote.when_time(source.state_names, final)
+            assert remote.time() == final
+            assert remote.active_states == ["Foo", "Bar"]
+        await dispose_all(topics)
+
+    run(main)
+
+
+def test_remote_waiter_wakes_and_mutations_are_refused() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01)
+        mine = worker("w", tags=["foo:1", "kind:worker"], parent="root-7")
+        a = await start_topic(net, machines=[mine])
+        b = await start_topic(net, a.addrs)
+        await until([b], sees(1))
+        (remote,) = b.list_machines(tag="foo")
+        assert remote.tags == ["foo:1", "kind:worker"]
+        assert remote.parent_id == "root-7"
+        assert b.list_machines(parent="root-7") == [remote]
+        assert b.list_machines(tag="nope") == []
+        waiter = remote.when("Baz")
+        assert not waiter.done
+        assert mine.add("Baz") is Result.EXECUTED
+        with trio.fail_after(10):
+            assert await waiter
+        assert remote.is_active("Baz")
+        with pytest.raises(ReadOnlyError, match="read-only"):
+            remote.add("Foo")
+        with pytest.raises(ReadOnlyError):
+            remote.toggle("Baz")
+        await dispose_all([a, b])
+
+    run(main)
+
+
+def test_disposed_peers_machines_turn_disconnected_elsewhere() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=8)
+        topics = await start_network(net, 3, 1)
+        await until(topics, sees(2))
+        leaving = topics[0]
+        leaving_id = leaving.exported[0].id
+        remotes = [t.list_machines(id=leaving_id)[0] for t in topics[1:]]
+        assert all(r.is_connected for r in remotes)
+        await dispose_all([leaving])
+        await until(
+            topics[1:],
+            lambda t: not any(r.is_connected for r in t.list_machines(id=leaving_id)),
+            timeout=10,  # bye, not the silence timeout
+        )
+        assert not any(r.is_connected for r in remotes)
+        await dispose_all(topics[1:])
+
+    run(main)
+
+
+def test_silent_peer_expires_then_is_forgotten() -> None:
+    async def main() -> None:
+        cfg = GossipConfig(peer_ttl=20, gone_ttl=20, keepalive=5)
+        net = MemoryNetwork(latency=0.01, seed=9)
+        topics = await start_network(net, 3, 1, config=cfg)
+        await until(topics, sees(2))
+        silent = topics[0]
+        silent_id = silent.exported[0].id
+        net.partition([silent.transport])  # it can't say bye
+        await until(
+            topics[1:],
+            lambda t: not any(r.is_connected for r in t.list_machines(id=silent_id)),
+            timeout=60,
+        )
+        await until(topics[1:], lambda t: not t.list_machines(id=silent_id), timeout=60)
+        await dispose_all(topics)
+
+    run(main)
+
+
+def test_partition_heals_and_converges() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=10)
+        topics = await start_network(net, 4, 1)
+        await until(topics, sees(3))
+        net.partition([t.transport for t in topics[:2]])
+        a_machine = topics[0].exported[0]
+        a_machine.add("Baz")
+        net.heal()
+        final = a_machine.time()
+        for topic in topics[1:]:
+            (remote,) = topic.list_machines(id=a_machine.id)
+            with trio.fail_after(120):
+                assert await remote.when_time(a_machine.state_names, final)
+        await dispose_all(topics)
+
+    run(main)
+
+
+def test_rate_limiter_never_loses_the_final_state() -> None:
+    async def main() -> None:
+        cfg = GossipConfig(rate=2.0, burst=1, update_interval=0.2)
+        net = MemoryNetwork(latency=0.01, seed=11)
+        topics = await start_network(net, 3, 1, config=cfg)
+        await until(topics, sees(2))
+        source = topics[0].exported[0]
+        for i in range(200):
+            source.toggle("Baz")
+            await trio.sleep(0.001)
+        final = source.time()
+        for topic in topics[1:]:
+            (remote,) = topic.list_machines(id=source.id)
+            with trio.fail_after(120):
+                assert await remote.when_time(source.state_names, final)
+        assert topics[0].counters["rate_limited"] > 0  # the limiter did work
+        await dispose_all(topics)
+
+    run(main)
+
+
+def test_unexport_sends_bye_for_that_machine_only() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=12)
+        a = await start_topic(net, machines=[worker("keep"), worker("drop")])
+        b = await start_topic(net, a.addrs)
+        await until([b], sees(2))
+        assert a.unexport(a.exported[1])
+        await until([b], lambda t: [m.id for m in t.list_machines()] == ["keep"])
+        assert b.list_machines(id="keep")[0].is_connected
+        await dispose_all([a, b])
+
+    run(main)
+
+
+def test_restart_and_rejoin() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=13)
+        a = await start_topic(net, machines=[worker("a")])
+        b = await start_topic(net, a.addrs, [worker("b")])
+        await until([a, b], sees(1))
+        # leave and join again
+        b.mach.remove("Joined")
+        assert not b.mach.is_active("Joined")
+        b.join()
+        with trio.fail_after(10):
+            assert await b.mach.when("Joined")
+        # stop and start again
+        a.mach.remove("Start")
+        assert a.mach.not_active(["Started", "Connected", "Joined"])
+        a.start()
+        with trio.fail_after(10):
+            assert await a.mach.when("Connected")
+        a.join()
+        with trio.fail_after(10):
+            assert await a.mach.when("Joined")
+        await until([b], lambda t: len(t.list_machines(connected=True)) >= 1)
+        await dispose_all([a, b])
+
+    run(main)
+
+
+def test_topic_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="topic name"):
+        Topic("", transport=MemoryNetwork().transport())
+    topic = Topic("t", transport=MemoryNetwork().transport())
+    with pytest.raises(TypeError, match="only asyncmachine Machines"):
+        topic.export("not a machine")  # type: ignore[arg-type]
+    m = worker("x")
+    m.dispose()
+    with pytest.raises(ValueError, match="disposed"):
+        topic.export(m)
+    topic.mach.dispose()
+
+
+def test_malformed_bootstrap_address_is_err_connecting() -> None:
+    async def main() -> None:
+        net = MemoryNetwork()
+        topic = Topic("t", transport=net.transport(), bootstrap=["/ip4/nonsense"])
+        topic.start()
+        with trio.fail_after(10):
+            assert await topic.mach.when("ErrConnecting")
+        assert "not a memory address" in str(topic.mach.err)
+        topic.dispose()
+        with trio.fail_after(10):
+            assert await topic.mach.when_disposed()
+
+    run(main)
