@@ -29,6 +29,14 @@ def run(fn: Callable[[], Awaitable[Any]]) -> Any:
     return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+async def advance(seconds: float) -> None:
+    """Move virtual time forward, then let every task react (no real sleep)."""
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, trio.testing.MockClock)
+    clock.jump(seconds)
+    await trio.testing.wait_all_tasks_blocked()
+
+
 def worker(name: str, **kwargs: Any) -> Machine:
     return Machine(WORKER, id=name, **kwargs)
 

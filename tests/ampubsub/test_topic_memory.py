@@ -12,6 +12,7 @@ from ampubsub_plugin.topic import Topic
 from asyncmachine import ReadOnlyError, Result
 
 from .netutil import (
+    advance,
     dispose_all,
     run,
     sees,
@@ -120,7 +121,7 @@ def test_burst_of_1000_transitions_ends_with_exact_final_clock(loss: float) -> N
         for i in range(1000):
             source.toggle("Bar")
             if i % 50 == 0:
-                await trio.sleep(0.003)  # let some updates out mid-burst
+                await advance(0.003)  # let some updates out mid-burst
         source.add(["Bar", "Foo"])
         final = source.time()
         net.loss = loss / 3  # repairs must work through some loss, too
@@ -231,9 +232,9 @@ def test_rate_limiter_never_loses_the_final_state() -> None:
         topics = await start_network(net, 3, 1, config=cfg)
         await until(topics, sees(2))
         source = topics[0].exported[0]
-        for i in range(200):
+        for _ in range(200):
             source.toggle("Baz")
-            await trio.sleep(0.001)
+            await advance(0.001)
         final = source.time()
         for topic in topics[1:]:
             (remote,) = topic.list_machines(id=source.id)
