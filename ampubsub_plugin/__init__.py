@@ -1,1 +1,59 @@
-"""ampubsub_plugin: share asyncmachine machines over a libp2p gossipsub topic."""
+"""ampubsub_plugin: share asyncmachine machines over a libp2p gossipsub topic.
+
+``machine.export_to(topic)`` works once this package is installed (it is an
+``asyncmachine`` plugin). Names are imported lazily, so importing the package
+(as pytest and asyncmachine's plugin loading do) pulls in neither trio nor
+py-libp2p.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .gossip import GossipConfig
+    from .hooks import hookimpl, hookspec
+    from .libp2p_transport import Libp2pTransport
+    from .memory_transport import MemoryNetwork, MemoryTransport
+    from .remote import RemoteMachine
+    from .runtime import SharedRuntime
+    from .topic import Topic
+    from .transport import Transport, TransportError
+
+_EXPORTS = {
+    "Topic": ".topic",
+    "RemoteMachine": ".remote",
+    "GossipConfig": ".gossip",
+    "Transport": ".transport",
+    "TransportError": ".transport",
+    "MemoryNetwork": ".memory_transport",
+    "MemoryTransport": ".memory_transport",
+    "Libp2pTransport": ".libp2p_transport",
+    "SharedRuntime": ".runtime",
+    "hookimpl": ".hooks",
+    "hookspec": ".hooks",
+}
+
+__all__ = [
+    "GossipConfig",
+    "Libp2pTransport",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "RemoteMachine",
+    "SharedRuntime",
+    "Topic",
+    "Transport",
+    "TransportError",
+    "hookimpl",
+    "hookspec",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ampubsub_plugin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -93,7 +93,11 @@ def register(plugin: object, name: str | None = None) -> None:
     """Register a plugin by hand (validated against the specs at once)."""
     manager = get_plugin_manager()
     manager.register(plugin, name=name)
-    manager.check_pending()
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError:
+        manager.unregister(plugin)  # a rejected plugin must not stay behind
+        raise
 
 
 def unregister(plugin: object) -> None:

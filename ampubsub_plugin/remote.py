@@ -14,6 +14,7 @@ makes applying idempotent and order-independent, whichever peer relays it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from time import monotonic as _monotonic
 from typing import Any, NoReturn
 
 from asyncmachine import Machine, ReadOnlyError, Result, State
@@ -68,6 +69,7 @@ class RemoteMachine(Machine):
         self.index = index
         self.schema_hash = schema_hash
         self._connected = True
+        self.updated_at = _monotonic()
         self._set_time(list(time))
 
     def __repr__(self) -> str:
@@ -98,6 +100,7 @@ class RemoteMachine(Machine):
                 return False
             old = self._ticks
             self._set_time(list(time))
+            self.updated_at = _monotonic()
             changed = [n for n, a, b in zip(self._names, old, time) if a != b]
         if self._contexts:
             self._expire_contexts(changed)

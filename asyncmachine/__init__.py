@@ -17,7 +17,7 @@ from .hooks import hookimpl, hookspec
 from .machine import Machine
 from .schema import EXCEPTION, Schema, State, merge_schemas
 from .transition import Event, Mutation, MutationType, Relation, Result, Transition
-from .waiting import StateContext, Waiter
+from .waiting import StateContext, Waiter, any_of
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "Transition",
     "Waiter",
     "__version__",
+    "any_of",
     "hookimpl",
     "hookspec",
     "merge_schemas",

@@ -82,7 +82,11 @@ def register(plugin: object, name: str | None = None) -> None:
     """Register a plugin object or module by hand (checked against the specs)."""
     manager = get_plugin_manager()
     manager.register(plugin, name=name)
-    manager.check_pending()
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError:
+        manager.unregister(plugin)  # a rejected plugin must not stay behind
+        raise
 
 
 def unregister(plugin: object) -> None:

@@ -455,23 +455,28 @@ class Machine:
 
         if not accepted:
             return CANCELED
+        if mutation.is_check:
+            if mutation.type is REMOVE:
+                targets = tx.target_states
+                return (
+                    CANCELED if any(s in targets for s in mutation.called) else EXECUTED
+                )
+            return EXECUTED
         if mutation.type is REMOVE:
             ticks, index = self._ticks, self._index
             for state in mutation.called:
                 if ticks[index[state]] & 1:
                     return CANCELED
             return EXECUTED
-        if mutation.is_auto and not mutation.is_check:
-            return (
-                EXECUTED if len(tx.target_states) > len(tx.states_before) else CANCELED
-            )
+        if mutation.is_auto:
+            return EXECUTED if len(tx.target_states) > len(tx._before) else CANCELED
         return EXECUTED
 
     def _reresolve_auto(self, tx: Transition) -> None:
         """Auto states refused by handlers are left out; targets are recomputed."""
         kept = [s for s in tx.mutation.called if s in tx.target_states]
-        to_set = kept + list(tx.states_before)
-        tx.target_states = self._resolver.target_states(to_set, tx.states_before)
+        to_set = kept + list(tx._before)
+        tx.target_states = self._resolver.target_states(to_set, tx._before)
         tx._setup_enters_exits()
 
     def _apply(
@@ -753,17 +758,23 @@ class Machine:
                 if suffix in HANDLER_SUFFIXES or suffix in index:
                     return "ok"
                 if suffix[:1].isupper():
-                    typo = f"state {suffix!r} is not in the schema"
+                    typo = f"state {suffix!r} is not in the schema" + _hint(
+                        suffix, self._names, f"{prefix}_"
+                    )
                 elif difflib.get_close_matches(suffix, HANDLER_SUFFIXES, n=1):
-                    typo = f"{suffix!r} is not a handler kind {HANDLER_SUFFIXES}"
+                    typo = f"{suffix!r} is not a handler kind" + _hint(
+                        suffix, HANDLER_SUFFIXES, f"{prefix}_"
+                    )
             elif prefix == "any" and suffix in HANDLER_SUFFIXES:
-                typo = "only any_enter and any_state exist"
+                typo = "only any_enter and any_state exist" + _hint(
+                    attr, GLOBAL_HANDLERS, ""
+                )
             elif prefix[:1].isupper() and (
                 suffix in HANDLER_SUFFIXES or suffix in index
             ):
-                close = difflib.get_close_matches(prefix, self._names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                typo = f"state {prefix!r} is not in the schema{hint}"
+                typo = f"state {prefix!r} is not in the schema" + _hint(
+                    prefix, self._names, "", f"_{suffix}"
+                )
         return typo
 
     def bind_tracer(self, tracer: object) -> None:
@@ -988,19 +999,25 @@ class Machine:
             raise ValueError(f"not a machine snapshot: missing {err}") from None
         if len(states) != len(time):
             raise ValueError(f"snapshot has {len(states)} states but {len(time)} ticks")
+        names = list(parse_schema(schema))
+        positions = {name: i for i, name in enumerate(names)}
+        ticks = [0] * len(names)
+        for name, tick in zip(states, time, strict=True):
+            if name not in positions:
+                raise StateError(
+                    f"snapshot of {machine_id!r} has state {name!r}, "
+                    "which is not in the schema" + _hint(name, names),
+                    name,
+                )
+            if not isinstance(tick, int) or isinstance(tick, bool) or tick < 0:
+                raise ValueError(f"tick of {name!r} must be an int >= 0, got {tick!r}")
+            ticks[positions[name]] = tick
         machine = cls(
             schema,
             id=machine_id,
             tags=data.get("tags") or (),
             parent=data.get("parent") or None,
         )
-        ticks = [0] * len(machine._names)
-        for name, tick in zip(states, time, strict=True):
-            if name not in machine._index:
-                raise machine._unknown(name)
-            if not isinstance(tick, int) or isinstance(tick, bool) or tick < 0:
-                raise ValueError(f"tick of {name!r} must be an int >= 0, got {tick!r}")
-            ticks[machine._index[name]] = tick
         machine._ticks = ticks
         machine._active = tuple(
             n for n, t in zip(machine._names, ticks, strict=True) if t & 1
@@ -1026,6 +1043,11 @@ def _relation_fields(spec: State) -> list[tuple[Relation, tuple[str, ...]]]:
         (Relation.REMOVE, spec.remove),
         (Relation.AFTER, spec.after),
     ]
+
+
+def _hint(word: str, choices: Iterable[str], before: str = "", after: str = "") -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {before}{close[0]}{after!s}?)" if close else ""
 
 
 def _safely(fn: Callable[..., Any], *args: Any) -> None:

@@ -111,6 +111,7 @@ class Transition:
     """One mutation being executed: before, target and after, and its handlers."""
 
     __slots__ = (
+        "_before",
         "_id",
         "enters",
         "exits",
@@ -118,7 +119,6 @@ class Transition:
         "is_completed",
         "machine",
         "mutation",
-        "states_before",
         "target_states",
         "time_after",
         "time_before",
@@ -131,7 +131,7 @@ class Transition:
         self.time_before: list[int] = machine._ticks
         self.time_after: list[int] = self.time_before
         active = machine._active
-        self.states_before: tuple[str, ...] = active
+        self._before: tuple[str, ...] = active
         self.is_completed = False
 
         called = mutation.called
@@ -169,7 +169,7 @@ class Transition:
 
     def _setup_enters_exits(self) -> None:
         targets = self.target_states
-        before = self.states_before
+        before = self._before
         resolver = self.machine._resolver
         multi = resolver.multi
         called = self.mutation.called
@@ -184,6 +184,11 @@ class Transition:
     @property
     def id(self) -> str:
         return f"{self._id:x}"
+
+    @property
+    def states_before(self) -> list[str]:
+        """Active states when the transition started, in schema order."""
+        return list(self._before)
 
     @property
     def called_states(self) -> list[str]:
@@ -222,11 +227,11 @@ class Transition:
         ticks = list(self.time_before)
         multi, called = m._resolver.multi, self.mutation.called
         for state in self.target_states:
-            if state not in self.states_before:
+            if state not in self._before:
                 ticks[m._index[state]] += 1
             elif state in multi and state in called:
                 ticks[m._index[state]] += 2
-        for state in self.states_before:
+        for state in self._before:
             if state not in self.target_states:
                 ticks[m._index[state]] += 1
         return ticks
@@ -275,7 +280,7 @@ class Transition:
             ):
                 return False
         if self.mutation.type is not MutationType.REMOVE:
-            before = self.states_before
+            before = self._before
             for state in list(self.target_states):
                 if state not in before:
                     continue
@@ -288,7 +293,7 @@ class Transition:
                     return False
         if m._pair_handlers:
             pairs = m._pair_handlers
-            for src in self.states_before:
+            for src in self._before:
                 for dst in list(self.target_states):
                     pair = pairs.get((src, dst)) if src != dst else None
                     if (

@@ -45,6 +45,7 @@ class Waiter:
         "_callbacks",
         "_check",
         "_event",
+        "_keep",
         "_lock",
         "_result",
         "description",
@@ -57,6 +58,7 @@ class Waiter:
         self._lock = threading.Lock()
         self._result = False
         self._callbacks: list[Callable[[], None]] = []
+        self._keep: tuple[Waiter, ...] = ()
 
     def __repr__(self) -> str:
         status = f"done={self._result}" if self.done else "pending"
@@ -87,6 +89,7 @@ class Waiter:
                 return
             self._result = result
             self._check = None
+            self._keep = ()
             callbacks, self._callbacks = self._callbacks, []
             self._event.set()
         for wake in callbacks:
@@ -156,6 +159,21 @@ class Waiter:
             finally:
                 self._remove_callback(wake)
         return self._result
+
+
+def any_of(*waiters: Waiter) -> Waiter:
+    """A waiter done as soon as one of ``waiters`` is (True if it was met)."""
+    combined = Waiter("any_of(" + ", ".join(w.description for w in waiters) + ")")
+    combined._keep = waiters  # machines hold waiters weakly; keep them alive
+    for waiter in waiters:
+
+        def relay(source: Waiter = waiter) -> None:
+            combined._fire(source._result)
+
+        if not waiter._add_callback(relay):
+            combined._fire(waiter._result)
+            break
+    return combined
 
 
 def _asyncio_running() -> bool:
