@@ -163,6 +163,13 @@ class _PeerView:
 
 
 class _TokenBucket:
+    """Messages per second with a burst; a send may overdraw it (debt).
+
+    Overdrawing lets a builder's messages go out together (an info split in
+    chunks, say) instead of being cut in the middle; the debt delays what
+    comes next, so the average rate holds and nothing is dropped.
+    """
+
     __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: int) -> None:
@@ -171,23 +178,25 @@ class _TokenBucket:
         self.tokens = float(burst)
         self.stamp: float | None = None
 
-    def refill(self, now: float) -> None:
-        if self.stamp is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+    def _level(self, at: float) -> float:
+        if self.stamp is None or at <= self.stamp:
+            return self.tokens
+        return min(self.burst, self.tokens + (at - self.stamp) * self.rate)
 
-    def take(self, now: float) -> bool:
-        self.refill(now)
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+    def available(self, now: float) -> bool:
+        return self._level(now) >= 1
 
-    def ready_at(self, now: float) -> float:
-        self.refill(now)
-        if self.tokens >= 1:
-            return now
-        return now + (1 - self.tokens) / self.rate
+    def spend(self, now: float, count: int) -> None:
+        self.tokens = self._level(now) - count
+        if self.stamp is None or now > self.stamp:
+            self.stamp = now
+
+    def ready_at(self, at: float) -> float:
+        """The earliest moment from ``at`` on when a send is allowed."""
+        level = self._level(at)
+        if level >= 1:
+            return at
+        return at + (1 - level) / self.rate
 
 
 class GossipCore:
@@ -231,6 +240,7 @@ class GossipCore:
 
         self._answer_info: dict[str, float] = {}
         self._answer_updates: dict[str, float] = {}
+        self._acks: dict[str, float] = {}
         self._snapshot_due: float | None = None
         self._snapshot_asked = False
         self._hello_due: float | None = None
@@ -333,6 +343,7 @@ class GossipCore:
             self._snapshot_asked = False
             self._answer_info.clear()
             self._answer_updates.clear()
+            self._acks.clear()
             self._snapshot_due = None
 
     def peer_joined(self, peer: str, now: float) -> None:
@@ -373,7 +384,7 @@ class GossipCore:
             elif isinstance(msg, UpdatesMsg):
                 self._on_updates(msg.peer_clocks, now)
             elif isinstance(msg, GossipMsg):
-                self._on_gossip(msg.peer_gossips, now)
+                self._on_gossip(sender, msg.peer_gossips, now)
             elif isinstance(msg, ReqInfoMsg):
                 self._on_reqinfo(msg.peer_ids, now)
             elif isinstance(msg, ReqUpdatesMsg):
@@ -413,7 +424,7 @@ class GossipCore:
             if others and set(self._peers) - {sender} <= set(msg.peer_info):
                 self._snapshot_due = None  # someone else sent the snapshot
         if msg.peer_gossips:
-            self._on_gossip(msg.peer_gossips, now)
+            self._on_gossip(sender, msg.peer_gossips, now)
 
     def _on_machine_info(
         self,
@@ -473,6 +484,9 @@ class GossipCore:
             self.counters["drop_info_invalid"] += 1
             log.debug("dropped an info of %s#%d: %s", peer, index, err)
             return
+        if sender == peer and not self._acks.get(peer):
+            # tell the owner it was heard (one or two of us will, see _on_gossip)
+            self._acks[peer] = now + self._answer_gap()
         pending = self._pending.pop((peer, index), None)
         if pending is not None:
             remote._apply_time(pending)
@@ -529,7 +543,7 @@ class GossipCore:
             self._pending.popitem(last=False)
             self.counters["drop_pending_full"] += 1
 
-    def _on_gossip(self, gossips: Peers, now: float) -> None:
+    def _on_gossip(self, sender: str, gossips: Peers, now: float) -> None:
         for peer, sums in gossips.items():
             if peer == self.peer_id:
                 if set(self._exports) <= set(sums):
@@ -541,6 +555,10 @@ class GossipCore:
             if view is None:
                 self._missing(peer, now)
                 continue
+            if peer in self._acks and sender != peer and all(
+                sums.get(i) == m.time_sum for i, m in view.machines.items()
+            ):
+                del self._acks[peer]  # someone already told the owner
             for index, gossiped in sums.items():
                 remote = view.machines.get(index)
                 if remote is None:
@@ -564,9 +582,8 @@ class GossipCore:
         for peer in peer_ids:
             self._asked_info[peer] = now
             if peer == self.peer_id:
-                if self._exports:
-                    self._answer_info[peer] = now
-            elif peer in self._peers and self._peers[peer].machines:
+                self._answer_info[peer] = now  # even with nothing to export
+            elif peer in self._peers:
                 self._answer_info.setdefault(peer, now + self._answer_gap())
 
     def _on_requpdates(self, peer_ids: list[str], now: float) -> None:
@@ -667,6 +684,7 @@ class GossipCore:
             if self._joined:
                 dues.extend(self._answer_info.values())
                 dues.extend(self._answer_updates.values())
+                dues.extend(self._acks.values())
                 hello = self._hello_due if self._exports else None
                 for due in (self._snapshot_due, hello, self._gossip_due):
                     if due is not None:
@@ -693,18 +711,21 @@ class GossipCore:
                 self._collect_byes,
                 self._collect_updates,
                 self._collect_answers,
+                self._collect_acks,
                 self._collect_hello,
                 self._collect_requests,
                 self._collect_gossip,
             ]
             for build in builders:
-                for msg in build(now):
-                    if not self._bucket.take(now):
-                        self.counters["rate_limited"] += 1
-                        self._put_back(msg)
-                        return out
-                    out.append(msg)
-                    self.counters[f"out_{msg.TYPE}"] += 1
+                if not self._bucket.available(now):
+                    self.counters["rate_limited"] += 1
+                    break
+                messages = build(now)
+                if messages:
+                    self._bucket.spend(now, len(messages))
+                    for msg in messages:
+                        self.counters[f"out_{msg.TYPE}"] += 1
+                    out.extend(messages)
             if out:
                 self._last_sent = now
         return out
@@ -766,6 +787,18 @@ class GossipCore:
             if clocks:
                 out.append(UpdatesMsg(peer_clocks=clocks))
         return out
+
+    def _collect_acks(self, now: float) -> list[Message]:
+        due = [p for p, t in self._acks.items() if t <= now]
+        if not due:
+            return []
+        sums: Peers = {}
+        for peer in due:
+            del self._acks[peer]
+            view = self._peers.get(peer)
+            if view is not None and view.machines:
+                sums[peer] = {i: m.time_sum for i, m in view.machines.items()}
+        return [GossipMsg(peer_gossips=sums)] if sums else []
 
     def _collect_hello(self, now: float) -> list[Message]:
         if self._hello_due is None or self._hello_due > now or not self._exports:
@@ -845,7 +878,11 @@ class GossipCore:
     ) -> list[Message]:
         """Infos of these peers (own: live), split to keep messages small."""
         entries: list[tuple[str, int, Info]] = []
+        empty: list[str] = []  # known peers exporting nothing: introduce them too
         for peer in peers:
+            if peer == self.peer_id and not self._exports:
+                empty.append(peer)
+                continue
             if peer == self.peer_id:
                 for index, export in self._exports.items():
                     # a schema travels once; afterwards its hash refers to it
@@ -856,12 +893,16 @@ class GossipCore:
             view = self._peers.get(peer)
             if view is None:
                 continue
+            if not view.machines and not view.silent:
+                empty.append(peer)
             for index, remote in view.machines.items():
                 entries.append((peer, index, self._relay_info(remote)))
         out: list[Message] = []
         size = self.config.infos_per_message
-        for start in range(0, len(entries), size):
+        for start in range(0, max(len(entries), 1 if empty else 0), size):
             chunk: dict[str, dict[int, Info]] = {}
+            if start == 0:
+                chunk.update({peer: {} for peer in empty})
             for peer, index, info in entries[start : start + size]:
                 chunk.setdefault(peer, {})[index] = info
             gossips = self._gossip_sample() if start == 0 else {}

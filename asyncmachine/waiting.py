@@ -83,6 +83,10 @@ class Waiter:
         """Release everyone waiting on this waiter with False."""
         self._fire(False)
 
+    def complete(self) -> None:
+        """Release everyone waiting with True (for waiters made by hand)."""
+        self._fire(True)
+
     def _fire(self, result: bool) -> None:
         with self._lock:
             if self._event.is_set():

@@ -1,0 +1,621 @@
+"""Networks of topics for tests, and the checks that run across their peers.
+
+:class:`Network` is for plain (sync) tests: its topics run on the shared
+background trio thread and its checks block the test thread.
+:class:`AsyncNetwork` is for trio tests: its topics run on the test's own
+trio run and its checks are awaited. Both build the same topology (each new
+peer dials up to four earlier ones, never a star) and share every check,
+written once as a waiting plan (see ``plans``).
+
+Each check is the same "eventually" shape: wait on the waiters of the
+machines involved until the condition holds on every peer or the timeout
+passes; on timeout, raise an ``AssertionError`` that says what each peer
+last saw.
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from asyncmachine import Machine, Waiter, any_of
+
+from . import settings
+from .plans import Plan, Timeout, run_sync, run_trio
+from .report import peer_table, protocol_log
+
+if TYPE_CHECKING:
+    from ampubsub_plugin import RemoteMachine, Topic
+
+Machines = int | Callable[[int], Iterable[Machine]] | None
+Check = Callable[[], Any]
+
+#: peers a new peer dials (gossipsub needs degree_low neighbours, not a hub)
+BOOTSTRAP_PEERS = 4
+
+
+class TopicCrashed(AssertionError):
+    """A peer's topic machine entered Exception: waiting longer won't help."""
+
+
+class _Base:
+    """What sync and trio networks share: topology, checks, reports."""
+
+    def __init__(self, *, transport: str, name: str | None, config: Any) -> None:
+        if transport not in settings.TRANSPORTS:
+            raise ValueError(
+                f"transport must be one of {', '.join(settings.TRANSPORTS)}, "
+                f"not {transport!r}"
+            )
+        self.transport = transport
+        self.name = name or f"ampubsub-test-{secrets.token_hex(4)}"
+        self.config = config
+        self.topics: list[Topic] = []
+        self.logs: dict[str, collections.deque[str]] = {}
+        self._memory: Any = None
+        self._last_error: AssertionError | None = None
+        self._attempts = 0
+
+    # -- container ---------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+    def __getitem__(self, index: int) -> Topic:
+        return self.topics[index]
+
+    def __iter__(self) -> Iterator[Topic]:
+        return iter(self.topics)
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name} {len(self)} peers ({self.transport})>"
+        )
+
+    # -- building ------------------------------------------------------------------
+
+    def _new_topic(self, machines: Iterable[Machine]) -> Topic:
+        from ampubsub_plugin import Topic
+
+        if self.transport == "memory":
+            from ampubsub_plugin import MemoryNetwork
+
+            if self._memory is None:
+                self._memory = MemoryNetwork()
+            transport: Any = self._memory.transport()
+        else:
+            from ampubsub_plugin import Libp2pTransport
+
+            transport = Libp2pTransport(listen=["/ip4/127.0.0.1/tcp/0"])
+        bootstrap = [a for t in self.topics[-BOOTSTRAP_PEERS:] for a in t.addrs]
+        topic = Topic(
+            self.name,
+            transport=transport,
+            bootstrap=bootstrap,
+            machines=machines,
+            config=self.config,
+        )
+        self._record(topic)
+        self.topics.append(topic)
+        return topic
+
+    def _record(self, topic: Topic) -> None:
+        """Keep the last lines of each topic's protocol activity for reports."""
+        log: collections.deque[str] = collections.deque(maxlen=settings.LOG_LINES)
+        started = time.monotonic()
+
+        class Recorder:
+            def transition_end(self, tx: Any) -> None:
+                if not tx.is_accepted or tx.time_after is tx.time_before:
+                    return
+                args = tx.args
+                detail = ""
+                if "msg" in args:
+                    detail = f" {args['msg'].TYPE} from {str(args.get('peer_id'))[-6:]}"
+                elif "type" in args:
+                    detail = f" {args['type']} {args.get('size', '?')}B"
+                elif "err" in args:
+                    detail = f" {args['err']!r}"
+                sign = "-" if tx.mutation_type.value == "remove" else "+"
+                called = " ".join(tx.called_states)
+                log.append(
+                    f"{time.monotonic() - started:8.3f}s {sign}{called}{detail}"
+                )
+
+        topic.mach.bind_tracer(Recorder())
+        self.logs[topic.mach.id] = log
+
+    def _build(self, peers: int, machines: Machines) -> Plan:
+        """Start, connect and join ``peers`` new topics (a waiting plan)."""
+        for i in range(peers):
+            index = len(self.topics)
+            topic = self._new_topic(_machines_for(machines, index))
+            topic.start()
+            met = yield topic.mach.when("Connected")
+            if not met:
+                raise AssertionError(f"peer {index} never connected")
+            topic.join()
+            met = yield topic.mach.when("Joined")
+            if not met:
+                raise AssertionError(f"peer {index} never joined")
+            del i
+        if len(self.topics) > 1:
+            for topic in self.topics:
+                yield topic.mach.when("Ready")
+
+    def _closing(self) -> Plan:
+        for topic in self.topics:
+            topic.dispose()
+        for topic in self.topics:
+            yield topic.mach.when_disposed()
+
+    # -- failure reports -------------------------------------------------------------
+
+    def crashed(self) -> None:
+        """Raise at once when a peer's topic machine is in Exception."""
+        for i, topic in enumerate(self.topics):
+            mach = topic.mach
+            if not mach.is_disposed and mach.is_active("Exception"):
+                raise TopicCrashed(
+                    f"peer {i} ({topic.peer_id[-6:]}) crashed: {mach.err!r}\n"
+                    + peer_table(self.topics)
+                )
+
+    def report(self) -> str:
+        """Per-peer table, counters and recent protocol activity, for failures."""
+        lines = [peer_table(self.topics), ""]
+        for i, topic in enumerate(self.topics):
+            counters = " ".join(f"{k}={v}" for k, v in sorted(topic.counters.items()))
+            lines.append(f"peer {i} {topic.peer_id[-6:]} {topic.mach}")
+            lines.append(f"  counters: {counters}")
+            lines.extend(
+                "  " + line for line in protocol_log(self.logs.get(topic.mach.id, ()))
+            )
+        return "\n".join(lines)
+
+    def _fail(
+        self, what: str, started: float, error: BaseException | None, waiter: Any
+    ) -> AssertionError:
+        elapsed = time.monotonic() - started
+        head = f"{what}: not met after {elapsed:.2f}s"
+        attempts = getattr(self, "_attempts", 0)
+        if attempts:
+            head += f" and {attempts} attempts"
+        if waiter is not None:
+            head += f" (waiting for {waiter.description})"
+        if error is not None and str(error):
+            head += f"\n{error}"
+        return AssertionError(f"{head}\n{peer_table(self.topics)}")
+
+    # -- the checks, as plans ----------------------------------------------------------
+
+    def _scope(self, mach_id: str | None, peers: Sequence[int] | None) -> list[Topic]:
+        if peers is not None:
+            return [self.topics[i] for i in peers]
+        owners = {
+            id(t) for t in self.topics if any(m.id == mach_id for m in t.exported)
+        }
+        return [t for t in self.topics if id(t) not in owners]
+
+    def _remote(self, topic: Topic, mach_id: str) -> Plan:
+        """Wait until ``topic`` lists a remote machine ``mach_id``; return it."""
+        remotes = topic.list_machines(id=mach_id)
+        if not remotes:
+            yield topic.mach.when_query(lambda _: bool(topic.list_machines(id=mach_id)))
+            remotes = topic.list_machines(id=mach_id)
+        return remotes[0]
+
+    def _plan_active(
+        self, mach_id: str, states: Any, peers: Sequence[int] | None, active: bool
+    ) -> Plan:
+        for topic in self._scope(mach_id, peers):
+            remote: RemoteMachine = yield from self._remote(topic, mach_id)
+            yield remote.when(states) if active else remote.when_not(states)
+
+    def _plan_clock(
+        self, mach_id: str, clock: Mapping[str, int], peers: Sequence[int] | None
+    ) -> Plan:
+        wanted = dict(clock)
+        for topic in self._scope(mach_id, peers):
+            remote: RemoteMachine = yield from self._remote(topic, mach_id)
+            yield remote.when_query(_clock_is(wanted))
+
+    def _plan_discovered(self, count: int, peers: Sequence[int] | None) -> Plan:
+        scope = self.topics if peers is None else [self.topics[i] for i in peers]
+        for topic in scope:
+            yield topic.mach.when_query(_lists(topic, count))
+
+    def _plan_consistently(
+        self,
+        mach_id: str,
+        states: Any,
+        duration: float,
+        peers: Sequence[int] | None,
+    ) -> Plan:
+        scope = self._scope(mach_id, peers)
+        remotes = []
+        for topic in scope:
+            remote: RemoteMachine = yield from self._remote(topic, mach_id)
+            if not remote.is_active(states):
+                raise AssertionError(
+                    f"{mach_id} is not {states} on peer {topic.peer_id[-6:]}"
+                )
+            remotes.append(remote)
+        violated = any_of(*(r.when_query(_left(r, states)) for r in remotes))
+        deadline = _Deadline(duration)
+        met = yield any_of(violated, deadline.waiter)
+        deadline.cancel()
+        if violated.done and violated.result:
+            bad = [r for r in remotes if not r.is_active(states)]
+            names = ", ".join(f"{r.peer_id[-6:]} {r}" for r in bad)
+            raise AssertionError(
+                f"{mach_id} stopped being {states} within {duration}s on: {names}"
+            )
+        del met
+
+    def _plan_eventually(self, check: Check, watched: Sequence[Machine]) -> Plan:
+        """Retry ``check`` (plain asserts) each time a watched machine changes."""
+        attempts = 0
+        while True:
+            machines = list(watched) or [t.mach for t in self.topics]
+            changed = any_of(*(_next_change(m) for m in machines))
+            attempts += 1
+            try:
+                return check(), attempts
+            except AssertionError as error:
+                self._last_error = error
+                self._attempts = attempts
+            yield changed
+
+    def _plan_converged(self, mach_ids: Sequence[str] | None) -> Plan:
+        def check() -> None:
+            for owner in self.topics:
+                for machine in owner.exported:
+                    if mach_ids is not None and machine.id not in mach_ids:
+                        continue
+                    expected = machine.time()
+                    for topic in self.topics:
+                        if topic is owner:
+                            continue
+                        seen = topic.list_machines(id=machine.id, peer_id=owner.peer_id)
+                        assert seen, f"peer {topic.peer_id[-6:]} lacks {machine.id}"
+                        assert seen[0].time() == expected, (
+                            f"peer {topic.peer_id[-6:]} sees {machine.id} at "
+                            f"{seen[0].time()}, owner is at {expected}"
+                        )
+
+        watched = [t.mach for t in self.topics] + [
+            m for t in self.topics for m in t.exported
+        ]
+        result = yield from self._plan_eventually(check, watched)
+        return result
+
+
+class Network(_Base):
+    """Topics for a plain (sync) test; checks block this thread."""
+
+    def __init__(
+        self,
+        peers: int = 3,
+        *,
+        transport: str | None = None,
+        machines: Machines = None,
+        name: str | None = None,
+        config: Any = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(
+            transport=transport or settings.current.transport, name=name, config=config
+        )
+        self._run(self._build(peers, machines), timeout, "starting the network")
+
+    def add_peer(
+        self, machines: Iterable[Machine] = (), timeout: float | None = None
+    ) -> Topic:
+        """One more started, connected and joined peer."""
+        items = list(machines)
+        self._run(self._build(1, lambda _: items), timeout, "adding a peer")
+        return self.topics[-1]
+
+    def close(self, timeout: float | None = None) -> None:
+        """Dispose every topic (bye sent) and wait until each is Disposed."""
+        self._run(self._closing(), timeout, "closing the network", check_crash=False)
+
+    def _run(
+        self,
+        plan: Plan,
+        timeout: float | None,
+        what: str,
+        *,
+        check_crash: bool = True,
+    ) -> Any:
+        __tracebackhide__ = True
+        started = time.monotonic()
+        deadline = started + settings.timeout(timeout)
+        self._last_error = None
+        self._attempts = 0
+        crashed = self.crashed if check_crash else _never
+        try:
+            return run_sync(plan, deadline, crashed)
+        except Timeout as timed_out:
+            raise self._fail(what, started, self._last_error, timed_out.waiter) from (
+                self._last_error
+            )
+
+    # checks ---------------------------------------------------------------------------
+
+    def assert_eventually_active(
+        self,
+        mach_id: str,
+        states: Any,
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Every peer in ``peers`` (default: all but the owner) sees ``states``."""
+        __tracebackhide__ = True
+        self._run(
+            self._plan_active(mach_id, states, peers, True),
+            timeout,
+            f"{mach_id} {states} active",
+        )
+
+    def assert_eventually_inactive(
+        self,
+        mach_id: str,
+        states: Any,
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        __tracebackhide__ = True
+        self._run(
+            self._plan_active(mach_id, states, peers, False),
+            timeout,
+            f"{mach_id} {states} inactive",
+        )
+
+    def assert_eventually_clock(
+        self,
+        mach_id: str,
+        clock: Mapping[str, int],
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Every peer sees exactly these ticks for these states."""
+        __tracebackhide__ = True
+        self._run(
+            self._plan_clock(mach_id, clock, peers),
+            timeout,
+            f"{mach_id} clock {dict(clock)}",
+        )
+
+    def assert_eventually_discovered(
+        self,
+        count: int,
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Each peer lists at least ``count`` connected remote machines."""
+        __tracebackhide__ = True
+        self._run(
+            self._plan_discovered(count, peers), timeout, f"{count} machines discovered"
+        )
+
+    def assert_consistently_active(
+        self,
+        mach_id: str,
+        states: Any,
+        duration: float,
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """``states`` stay active everywhere for ``duration``; fails at once if not."""
+        __tracebackhide__ = True
+        self._run(
+            self._plan_consistently(mach_id, states, duration, peers),
+            (timeout or settings.timeout(None)) + duration,
+            f"{mach_id} {states} consistently active",
+        )
+
+    def assert_converged(
+        self, mach_ids: Sequence[str] | None = None, timeout: float | None = None
+    ) -> None:
+        """Every peer sees every exported machine at its owner's current clock."""
+        __tracebackhide__ = True
+        self._run(self._plan_converged(mach_ids), timeout, "converged")
+
+    def eventually(
+        self,
+        check: Check,
+        timeout: float | None = None,
+        watch: Sequence[Machine] = (),
+    ) -> Any:
+        """Retry ``check`` (a callable with plain asserts) on every change."""
+        __tracebackhide__ = True
+        value, _ = self._run(self._plan_eventually(check, watch), timeout, "eventually")
+        return value
+
+
+class AsyncNetwork(_Base):
+    """Topics on the calling trio run; every check is awaited."""
+
+    @classmethod
+    async def open(
+        cls,
+        peers: int = 3,
+        *,
+        transport: str | None = None,
+        machines: Machines = None,
+        name: str | None = None,
+        config: Any = None,
+        timeout: float | None = None,
+    ) -> AsyncNetwork:
+        net = cls(
+            transport=transport or settings.current.transport, name=name, config=config
+        )
+        await net._run(net._build(peers, machines), timeout, "starting the network")
+        return net
+
+    async def add_peer(
+        self, machines: Iterable[Machine] = (), timeout: float | None = None
+    ) -> Topic:
+        items = list(machines)
+        await self._run(self._build(1, lambda _: items), timeout, "adding a peer")
+        return self.topics[-1]
+
+    async def close(self, timeout: float | None = None) -> None:
+        await self._run(
+            self._closing(), timeout, "closing the network", check_crash=False
+        )
+
+    async def _run(
+        self, plan: Plan, timeout: float | None, what: str, *, check_crash: bool = True
+    ) -> Any:
+        __tracebackhide__ = True
+        started = time.monotonic()
+        deadline = started + settings.timeout(timeout)
+        self._last_error = None
+        self._attempts = 0
+        crashed = self.crashed if check_crash else _never
+        try:
+            return await run_trio(plan, deadline, crashed)
+        except Timeout as timed_out:
+            raise self._fail(what, started, self._last_error, timed_out.waiter) from (
+                self._last_error
+            )
+
+    async def assert_eventually_active(
+        self,
+        mach_id: str,
+        states: Any,
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        __tracebackhide__ = True
+        await self._run(
+            self._plan_active(mach_id, states, peers, True),
+            timeout,
+            f"{mach_id} {states} active",
+        )
+
+    async def assert_eventually_inactive(
+        self,
+        mach_id: str,
+        states: Any,
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        __tracebackhide__ = True
+        await self._run(
+            self._plan_active(mach_id, states, peers, False),
+            timeout,
+            f"{mach_id} {states} inactive",
+        )
+
+    async def assert_eventually_clock(
+        self,
+        mach_id: str,
+        clock: Mapping[str, int],
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        __tracebackhide__ = True
+        await self._run(
+            self._plan_clock(mach_id, clock, peers),
+            timeout,
+            f"{mach_id} clock {dict(clock)}",
+        )
+
+    async def assert_eventually_discovered(
+        self,
+        count: int,
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        __tracebackhide__ = True
+        await self._run(
+            self._plan_discovered(count, peers), timeout, f"{count} machines discovered"
+        )
+
+    async def assert_consistently_active(
+        self,
+        mach_id: str,
+        states: Any,
+        duration: float,
+        peers: Sequence[int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        __tracebackhide__ = True
+        await self._run(
+            self._plan_consistently(mach_id, states, duration, peers),
+            (timeout or settings.timeout(None)) + duration,
+            f"{mach_id} {states} consistently active",
+        )
+
+    async def assert_converged(
+        self, mach_ids: Sequence[str] | None = None, timeout: float | None = None
+    ) -> None:
+        __tracebackhide__ = True
+        await self._run(self._plan_converged(mach_ids), timeout, "converged")
+
+    async def eventually(
+        self,
+        check: Check,
+        timeout: float | None = None,
+        watch: Sequence[Machine] = (),
+    ) -> Any:
+        __tracebackhide__ = True
+        value, _ = await self._run(
+            self._plan_eventually(check, watch), timeout, "eventually"
+        )
+        return value
+
+
+def _machines_for(machines: Machines, index: int) -> list[Machine]:
+    if machines is None:
+        return []
+    if isinstance(machines, int):
+        from asyncmachine import State
+
+        schema = {"Foo": State(require=["Bar"]), "Bar": State(), "Baz": State()}
+        return [Machine(schema, id=f"p{index}-m{j}") for j in range(machines)]
+    return list(machines(index))
+
+
+def _next_change(machine: Machine) -> Waiter:
+    """A waiter met by the next change of ``machine``'s clock."""
+    before = sum(machine.time())
+    return machine.when_query(lambda clock: sum(clock.values()) != before)
+
+
+def _left(remote: RemoteMachine, states: Any) -> Callable[[dict[str, int]], bool]:
+    return lambda _clock: not remote.is_active(states)
+
+
+def _lists(topic: Topic, count: int) -> Callable[[dict[str, int]], bool]:
+    return lambda _clock: len(topic.list_machines(connected=True)) >= count
+
+
+def _clock_is(wanted: dict[str, int]) -> Callable[[dict[str, int]], bool]:
+    return lambda clock: all(clock.get(k) == v for k, v in wanted.items())
+
+
+def _never() -> None:
+    return None
+
+
+class _Deadline:
+    """A waiter met after ``seconds`` (a timer thread: works for both runners)."""
+
+    def __init__(self, seconds: float) -> None:
+        import threading
+
+        self.waiter = Waiter(f"{seconds}s passed")
+        self._timer = threading.Timer(seconds, self.waiter.complete)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()

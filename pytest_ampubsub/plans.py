@@ -1,0 +1,72 @@
+"""Waiting plans: each "eventually" check written once, run in threads or trio.
+
+A plan is a generator that yields asyncmachine waiters (remote clocks, topic
+states) and is told whether each was met in time. :func:`run_sync` drives it
+with ``waiter.wait(timeout)`` in a plain thread; :func:`run_trio` with
+``await waiter`` under a trio cancel scope. Because plans wait on the
+waiters of the machines themselves, a state that is active for a moment
+between two looks is still seen: the waiter latches on the transition.
+
+Both runners give up at the deadline, and fail at once when a peer's topic
+crashed (its machine entered ``Exception``) rather than wait the timeout out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from asyncmachine import Waiter
+
+Plan = Generator[Waiter, bool, Any]
+
+#: how often a blocked runner looks for crashed peers
+CRASH_CHECK = 0.25
+
+
+class Timeout(Exception):
+    """A plan's waiter was not met before the deadline (internal)."""
+
+    def __init__(self, waiter: Waiter) -> None:
+        super().__init__(waiter.description)
+        self.waiter = waiter
+
+
+def run_sync(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
+    """Drive ``plan`` in this thread; returns the plan's return value."""
+    try:
+        waiter = next(plan)
+        while True:
+            while True:
+                crashed()
+                remaining = deadline - time.monotonic()
+                if waiter.done:
+                    break
+                if remaining <= 0:
+                    raise Timeout(waiter)
+                waiter.wait(min(remaining, CRASH_CHECK))
+            waiter = plan.send(waiter.result)
+    except StopIteration as done:
+        return done.value
+
+
+async def run_trio(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
+    """Drive ``plan`` on the caller's trio run (deadline in ``time.monotonic``)."""
+    import trio
+
+    try:
+        waiter = next(plan)
+        while True:
+            while True:
+                crashed()
+                remaining = deadline - time.monotonic()
+                if waiter.done:
+                    break
+                if remaining <= 0:
+                    raise Timeout(waiter)
+                with trio.move_on_after(min(remaining, CRASH_CHECK)):
+                    await waiter
+            waiter = plan.send(waiter.result)
+    except StopIteration as done:
+        return done.value

@@ -1,0 +1,190 @@
+"""The pytest plugin (entry point ``pytest11``): options, markers, fixtures.
+
+Import-light on purpose: every pytest run of a user who installed ampubsub
+imports this module, so it imports neither trio nor py-libp2p; fixtures do,
+when a test uses them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import settings
+
+if TYPE_CHECKING:
+    from .network import AsyncNetwork, Network
+
+NETWORKS = pytest.StashKey[list[Any]]()
+
+MARKER = (
+    "ampubsub(peers=3, transport='memory'|'libp2p', machines=None): defaults for "
+    "the ampubsub_network fixtures in this test"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ampubsub", "ampubsub multi-peer state machine tests")
+    group.addoption(
+        "--ampubsub-timeout",
+        default=None,
+        help=f"seconds an eventually-check waits (default {settings.DEFAULT_TIMEOUT})",
+    )
+    group.addoption(
+        "--ampubsub-transport",
+        default=None,
+        help="transport of ampubsub_network: memory (default) or libp2p",
+    )
+    parser.addini(
+        "ampubsub_timeout",
+        help="seconds an eventually-check waits",
+        default=str(settings.DEFAULT_TIMEOUT),
+    )
+    parser.addini(
+        "ampubsub_transport",
+        help="transport of ampubsub_network: memory or libp2p",
+        default="memory",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+    try:
+        raw_timeout = config.getoption("ampubsub_timeout")
+        timeout = (
+            settings.parse_timeout(raw_timeout, "--ampubsub-timeout")
+            if raw_timeout is not None
+            else settings.parse_timeout(
+                config.getini("ampubsub_timeout"), "ini ampubsub_timeout"
+            )
+        )
+        raw_transport = config.getoption("ampubsub_transport")
+        transport = (
+            settings.parse_transport(raw_transport, "--ampubsub-transport")
+            if raw_transport is not None
+            else settings.parse_transport(
+                config.getini("ampubsub_transport"), "ini ampubsub_transport"
+            )
+        )
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+    settings.current = settings.Settings(timeout=timeout, transport=transport)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (
+        f"ampubsub: {version('ampubsub')} (libp2p {version('libp2p')}, "
+        f"trio {version('trio')}); transport={settings.current.transport}, "
+        f"timeout={settings.current.timeout:g}s"
+    )
+
+
+def _defaults(request: pytest.FixtureRequest, kwargs: dict[str, Any]) -> dict[str, Any]:
+    marker = request.node.get_closest_marker("ampubsub")
+    merged = dict(marker.kwargs) if marker is not None else {}
+    merged.update({k: v for k, v in kwargs.items() if v is not None})
+    unknown = set(merged) - {
+        "peers",
+        "transport",
+        "machines",
+        "name",
+        "config",
+        "timeout",
+    }
+    if unknown:
+        raise TypeError(f"ampubsub_network got unknown option(s) {sorted(unknown)}")
+    if "transport" in merged:
+        merged["transport"] = settings.parse_transport(merged["transport"], "transport")
+    return merged
+
+
+def _in_trio() -> bool:
+    trio = sys.modules.get("trio")
+    return bool(trio is not None and trio.lowlevel.in_trio_run())
+
+
+@pytest.fixture
+def ampubsub_network(
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[..., Network]]:
+    """A factory of started, connected, joined networks for sync tests.
+
+    ``net = ampubsub_network(peers=3, transport="memory", machines=2)``; every
+    network it made is closed after the test, failed or not.
+    """
+    from .network import Network
+
+    made: list[Network] = []
+    request.node.stash[NETWORKS] = made
+
+    def make(peers: int | None = None, **kwargs: Any) -> Network:
+        if _in_trio():
+            raise RuntimeError(
+                "ampubsub_network blocks; in trio tests use ampubsub_network_trio"
+            )
+        options = _defaults(request, {"peers": peers, **kwargs})
+        net = Network(**options)
+        made.append(net)
+        return net
+
+    yield make
+    errors = []
+    for net in made:
+        try:
+            net.close()
+        except AssertionError as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+async def ampubsub_network_trio(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[..., Awaitable[AsyncNetwork]]]:
+    """The async factory for trio tests (pytest-trio): ``await factory(peers=3)``.
+
+    Its topics run on the test's own trio run and are closed in it.
+    """
+    from .network import AsyncNetwork
+
+    made: list[AsyncNetwork] = []
+    request.node.stash[NETWORKS] = made
+
+    async def make(peers: int | None = None, **kwargs: Any) -> AsyncNetwork:
+        options = _defaults(request, {"peers": peers, **kwargs})
+        net = await AsyncNetwork.open(**options)
+        made.append(net)
+        return net
+
+    yield make
+    for net in made:
+        await net.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and report.when == "call":
+        networks: list[Any] = item.stash.get(NETWORKS, [])
+        for i, net in enumerate(networks):
+            report.sections.append((f"ampubsub network {i} ({net.name})", net.report()))
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    runtime = sys.modules.get("ampubsub_plugin.runtime")
+    if runtime is not None:
+        runtime.SharedRuntime.shutdown()
