@@ -122,6 +122,7 @@ class Machine:
         self._bindings: dict[str, dict[str, Handler]] = {}
         self._handlers: dict[str, list[Handler]] = {}
         self._pair_handlers: dict[tuple[str, str], str] = {}
+        self._negotiators = False
         self._tracers: list[object] = []
         self._trace: dict[str, list[Callable[..., Any]]] = {}
 
@@ -407,7 +408,7 @@ class Machine:
         table = self._handlers
         failure: HandlerRaisedError | None = None
         accepted = tx.is_accepted
-        if accepted and table:
+        if accepted and self._negotiators:
             targets = tx.target_states
             try:
                 accepted = tx.negotiate(table)
@@ -734,6 +735,12 @@ class Machine:
                 pairs[pair] = name
         self._handlers = table
         self._pair_handlers = pairs
+        finals = ("_state", "_end")
+        self._negotiators = any(
+            not name.endswith(finals) or name in self._pair_handlers.values()
+            for name in table
+            if name != "any_state"
+        )
 
     def _pair_of(self, name: str) -> tuple[str, str] | None:
         for i, char in enumerate(name):

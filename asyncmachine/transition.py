@@ -22,6 +22,7 @@ error is queued as the ``Exception`` state and never reaches the caller.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -310,27 +311,31 @@ class Transition:
     def finalize(self, table: dict[str, list[Any]]) -> None:
         """Run final handlers; on an error the unfinished states are reverted."""
         names = self.machine._handler_names
-        exits = self.exits
-        finals = [(s, names[s][3], False) for s in exits]
-        finals.extend((s, names[s][2], True) for s in self.enters)
-        for i, (state, name, _entering) in enumerate(finals):
-            if name not in table:
-                continue
-            try:
-                self._call(name, state, table[name])
-            except HandlerRaisedError:
-                self._revert(finals[i:])
-                raise
+        exits, enters = self.exits, self.enters
+        for i, state in enumerate(exits):
+            name = names[state][3]
+            if name in table:
+                try:
+                    self._call(name, state, table[name])
+                except HandlerRaisedError:
+                    self._revert(exits[i:], enters)
+                    raise
+        for i, state in enumerate(enters):
+            name = names[state][2]
+            if name in table:
+                try:
+                    self._call(name, state, table[name])
+                except HandlerRaisedError:
+                    self._revert((), enters[i:])
+                    raise
         any_state = table.get("any_state")
         if any_state:
             self._call("any_state", "", any_state)
 
-    def _revert(self, unfinished: list[tuple[str, str, bool]]) -> None:
+    def _revert(self, exits: Iterable[str], enters: Iterable[str]) -> None:
+        """Put back the states whose final handlers didn't run."""
         m = self.machine
         active = set(m._active)
-        for state, _name, entering in unfinished:
-            if entering:
-                active.discard(state)
-            else:
-                active.add(state)
+        active.update(exits)
+        active.difference_update(enters)
         m._apply(self, [s for s in m._names if s in active], ())
