@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ampubsub.topic")
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+#: publish only while the slowest peer's outbound queue is below this
+OUTBOUND_BACKLOG = 16
 
 
 class Topic:
@@ -308,10 +310,8 @@ class Topic:
             self.mach.add("Heartbeat")
 
     async def _send_loop(self) -> None:
-        wait_mesh = getattr(self.transport, "wait_mesh", None)
-        if wait_mesh is not None:
-            # don't publish the hello into a mesh that doesn't exist yet
-            await wait_mesh(2.0)
+        # don't publish the hello into a mesh that doesn't exist yet
+        await self.transport.wait_mesh(2.0)
         while True:
             now = trio.current_time()
             due = self.core.next_due(now)
@@ -335,6 +335,10 @@ class Topic:
             self.core.counters[f"drop_out_{err.reason}"] += 1
             log.warning("%s: can't send a %s message: %s", self, msg.TYPE, err)
             return
+        # py-libp2p drops past 32 queued messages per peer: pace, don't lose
+        with trio.move_on_after(self.config.heartbeat):
+            while self.transport.outbound_backlog() > OUTBOUND_BACKLOG:
+                await trio.sleep(0.005)
         try:
             await self.transport.publish(data)
         except TransportError as err:

@@ -92,3 +92,15 @@ class Transport(ABC):
     @abstractmethod
     def connection_count(self) -> int:
         """Open connections to other peers."""
+
+    async def wait_mesh(self, timeout: float) -> bool:
+        """True once a publish would reach the joined topic's peers.
+
+        Gossipsub loses a message published before its mesh formed; a
+        transport without a mesh is ready at once.
+        """
+        return True
+
+    def outbound_backlog(self) -> int:
+        """Messages waiting to go out to the slowest peer (0 when unknown)."""
+        return 0

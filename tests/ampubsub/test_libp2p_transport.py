@@ -1,0 +1,433 @@
+"""The py-libp2p transport on 127.0.0.1: real hosts, TCP (and QUIC).
+
+Every test runs its own trio run under ``trio.fail_after``; nothing sleeps to
+synchronise: tests wait for callbacks the handler recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from ampubsub_plugin.libp2p_transport import MAX_PAYLOAD, Libp2pTransport
+from ampubsub_plugin.transport import TransportError
+
+TCP = "/ip4/127.0.0.1/tcp/0"
+QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
+TOPIC = "ampubsub-test"
+
+
+class Recorder:
+    """A TransportHandler that records callbacks and wakes waiting tests."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.events: list[tuple[str, str]] = []
+        self._changed = trio.Event()
+
+    def on_message(self, sender: str, data: bytes) -> None:
+        self.messages.append((sender, data))
+        self._wake()
+
+    def on_peer_joined(self, peer_id: str) -> None:
+        self.events.append(("joined", peer_id))
+        self._wake()
+
+    def on_peer_left(self, peer_id: str) -> None:
+        self.events.append(("left", peer_id))
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._changed.wait()
+
+    async def wait_events(self, expected: list[tuple[str, str]]) -> None:
+        await self.wait_for(lambda: self.events == expected)
+
+    async def wait_message(self, sender: str, data: bytes) -> None:
+        await self.wait_for(lambda: (sender, data) in self.messages)
+
+    async def wait_event(self, kind: str, peer_id: str) -> None:
+        await self.wait_for(lambda: (kind, peer_id) in self.events)
+
+
+class Peer:
+    def __init__(self, transport: Libp2pTransport, recorder: Recorder) -> None:
+        self.t = transport
+        self.rec = recorder
+
+
+@asynccontextmanager
+async def serving(
+    count: int, listen: str = TCP, **options: Any
+) -> AsyncIterator[list[Peer]]:
+    peers = [
+        Peer(Libp2pTransport([listen], **options), Recorder()) for _ in range(count)
+    ]
+    async with trio.open_nursery() as nursery:
+        for peer in peers:
+            await nursery.start(peer.t.serve, peer.rec)
+        yield peers
+        nursery.cancel_scope.cancel()
+
+
+async def join_all(peers: Sequence[Peer]) -> None:
+    for peer in peers:
+        await peer.t.join(TOPIC)
+
+
+def run(fn: Callable[[], Any], timeout: float = 20) -> None:
+    async def main() -> None:
+        with trio.fail_after(timeout):
+            await fn()
+
+    trio.run(main)
+
+
+def open_sockets() -> set[str]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
+def test_serve_reports_addresses_and_peer_id() -> None:
+    async def main() -> None:
+        transport = Libp2pTransport()
+        assert transport.addrs == []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(transport.serve, Recorder())
+            addrs = transport.addrs
+            assert addrs
+            for addr in addrs:
+                assert addr.startswith("/ip4/127.0.0.1/tcp/")
+                assert addr.endswith(f"/p2p/{transport.peer_id}")
+                assert not addr.startswith("/ip4/127.0.0.1/tcp/0/")
+            assert transport.peer_id.startswith("12D3KooW")  # Ed25519 identity
+            assert transport.connection_count() == 0
+            assert transport.topic_peers() == frozenset()
+            nursery.cancel_scope.cancel()
+        assert transport.addrs == []
+
+    run(main)
+
+
+def test_key_seed_fixes_the_peer_id() -> None:
+    seed = bytes(range(32))
+    assert Libp2pTransport(key_seed=seed).peer_id == (
+        Libp2pTransport(key_seed=seed).peer_id
+    )
+    assert Libp2pTransport().peer_id != Libp2pTransport().peer_id
+    with pytest.raises(ValueError, match="32 bytes"):
+        Libp2pTransport(key_seed=b"short")
+    with pytest.raises(ValueError, match="malformed multiaddr"):
+        Libp2pTransport(["not-a-multiaddr"])
+    with pytest.raises(ValueError, match="muxer"):
+        Libp2pTransport(muxer="spdy")
+
+
+def test_two_peers_join_and_publish_both_ways() -> None:
+    async def main() -> None:
+        async with serving(2) as (a, b):
+            await join_all([a, b])
+            assert await a.t.connect(b.t.addrs) == 1
+            await a.rec.wait_event("joined", b.t.peer_id)
+            await b.rec.wait_event("joined", a.t.peer_id)
+            assert a.t.topic_peers() == {b.t.peer_id}
+            assert a.t.connection_count() == b.t.connection_count() == 1
+            assert await a.t.wait_mesh(10)
+            assert await b.t.wait_mesh(10)
+            assert a.t.mesh_peers() == {b.t.peer_id}
+
+            await a.t.publish(b"from a")
+            await b.rec.wait_message(a.t.peer_id, b"from a")
+            await b.t.publish(b"from b")
+            await a.rec.wait_message(b.t.peer_id, b"from b")
+            # a's own message was handed to a's subscription before b even
+            # published, so had it been delivered it would be here by now.
+            assert a.rec.messages == [(b.t.peer_id, b"from b")]
+            assert b.rec.messages == [(a.t.peer_id, b"from a")]
+            assert a.rec.events == [("joined", b.t.peer_id)]
+
+    run(main)
+
+
+def test_relay_over_a_line_of_three() -> None:
+    async def main() -> None:
+        async with serving(3) as (a, b, c):
+            await join_all([a, b, c])
+            await a.t.connect(b.t.addrs)
+            await c.t.connect(b.t.addrs)
+            await b.rec.wait_for(
+                lambda: b.t.topic_peers() == {a.t.peer_id, c.t.peer_id}
+            )
+            for peer in (a, b, c):
+                assert await peer.t.wait_mesh(10)
+            assert a.t.topic_peers() == {b.t.peer_id}
+            await a.t.publish(b"relayed")
+            await c.rec.wait_message(a.t.peer_id, b"relayed")
+            await c.t.publish(b"back")
+            await a.rec.wait_message(c.t.peer_id, b"back")
+
+    run(main)
+
+
+def test_leave_and_disconnect_produce_peer_left() -> None:
+    async def main() -> None:
+        async with serving(3) as (a, b, c):
+            await join_all([a, b, c])
+            await b.t.connect(a.t.addrs + c.t.addrs)
+            await a.rec.wait_event("joined", b.t.peer_id)
+            await c.rec.wait_event("joined", b.t.peer_id)
+
+            await b.t.leave()
+            await a.rec.wait_event("left", b.t.peer_id)
+            assert a.t.topic_peers() == frozenset()
+            assert b.t.topic_peers() == frozenset()
+            with pytest.raises(TransportError, match="not joined"):
+                await b.t.publish(b"x")
+
+            await b.t.join(TOPIC)  # a re-join is reported again
+            await a.rec.wait_for(
+                lambda: a.rec.events.count(("joined", b.t.peer_id)) == 2
+            )
+
+            c_left = b.rec.events.count(("left", c.t.peer_id))
+            await c.t.leave()
+            await b.rec.wait_for(
+                lambda: b.rec.events.count(("left", c.t.peer_id)) == c_left + 1
+            )
+            assert a.rec.events == [
+                ("joined", b.t.peer_id),
+                ("left", b.t.peer_id),
+                ("joined", b.t.peer_id),
+            ]
+
+    run(main)
+
+
+def test_stopping_a_peer_is_a_leave() -> None:
+    async def main() -> None:
+        async with serving(1) as (a,):
+            await a.t.join(TOPIC)
+            b = Peer(Libp2pTransport(), Recorder())
+            async with trio.open_nursery() as nursery:
+                await nursery.start(b.t.serve, b.rec)
+                await b.t.join(TOPIC)
+                await b.t.connect(a.t.addrs)
+                await a.rec.wait_event("joined", b.t.peer_id)
+                nursery.cancel_scope.cancel()
+            await a.rec.wait_event("left", b.t.peer_id)
+            assert a.t.connection_count() == 0
+
+    run(main)
+
+
+def test_cancelling_serve_releases_threads_and_sockets() -> None:
+    async def main() -> None:
+        threads = set(threading.enumerate())
+        sockets = open_sockets()
+        async with serving(2) as (a, b):
+            await join_all([a, b])
+            await a.t.connect(b.t.addrs)
+            await a.rec.wait_event("joined", b.t.peer_id)
+            await a.t.publish(b"x")
+            await b.rec.wait_message(a.t.peer_id, b"x")
+            assert set(threading.enumerate()) - threads  # py-libp2p's cache threads
+            assert open_sockets() - sockets
+        assert set(threading.enumerate()) - threads == set()
+        assert open_sockets() - sockets == set()
+
+        # also when cancelled in the middle of start-up
+        with trio.move_on_after(0):
+            await Libp2pTransport().serve(Recorder())
+        assert set(threading.enumerate()) - threads == set()
+        assert open_sockets() - sockets == set()
+
+    run(main)
+
+
+def test_handler_exceptions_do_not_stop_delivery() -> None:
+    class Flaky(Recorder):
+        def on_message(self, sender: str, data: bytes) -> None:
+            super().on_message(sender, data)
+            raise RuntimeError("handler bug")
+
+        def on_peer_joined(self, peer_id: str) -> None:
+            super().on_peer_joined(peer_id)
+            raise RuntimeError("handler bug")
+
+    async def main() -> None:
+        async with serving(1) as (a,):
+            b = Peer(Libp2pTransport(), Flaky())
+            async with trio.open_nursery() as nursery:
+                await nursery.start(b.t.serve, b.rec)
+                await join_all([a, b])
+                await a.t.connect(b.t.addrs)
+                await b.rec.wait_event("joined", a.t.peer_id)
+                assert await a.t.wait_mesh(10)
+                await a.t.publish(b"one")
+                await a.t.publish(b"two")
+                await b.rec.wait_message(a.t.peer_id, b"two")
+                assert b.rec.messages == [(a.t.peer_id, b"one"), (a.t.peer_id, b"two")]
+                nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_usage_errors() -> None:
+    async def main() -> None:
+        transport = Libp2pTransport()
+        other = Libp2pTransport().peer_id
+        with pytest.raises(TransportError, match="not serving"):
+            await transport.connect([f"/ip4/127.0.0.1/tcp/1/p2p/{other}"])
+        with pytest.raises(TransportError, match="not serving"):
+            await transport.join(TOPIC)
+        with pytest.raises(TransportError, match="not serving"):
+            await transport.publish(b"x")
+        await transport.leave()  # nothing to leave
+        assert transport.topic_peers() == transport.mesh_peers() == frozenset()
+        async with serving(1) as (a,):
+            for bad in ("garbage", "/ip4/300.1.1.1/tcp/1/p2p/" + other, "/dns/"):
+                with pytest.raises(ValueError, match="malformed multiaddr") as info:
+                    await a.t.connect([bad])
+                assert repr(bad) in str(info.value)
+            with pytest.raises(ValueError, match="/p2p/"):
+                await a.t.connect(["/ip4/127.0.0.1/tcp/4001"])
+            assert await a.t.connect([]) == 0
+            assert await a.t.connect(a.t.addrs) == 0  # own address: skipped
+            with pytest.raises(TransportError, match="not joined"):
+                await a.t.publish(b"x")
+            with pytest.raises(TransportError, match="not joined"):
+                await a.t.wait_mesh(1)
+            await a.t.join(TOPIC)
+            with pytest.raises(TransportError, match="leave it first"):
+                await a.t.join("another topic")
+            with pytest.raises(ValueError, match="limit"):
+                await a.t.publish(b"x" * (MAX_PAYLOAD + 1))
+            await a.t.publish(b"x" * MAX_PAYLOAD)  # nobody listens; no error
+            assert not await a.t.wait_mesh(0.1)  # no peers: never ready
+            with pytest.raises(TransportError, match="already serving"):
+                await a.t.serve(Recorder())
+
+    run(main)
+
+
+def test_unreachable_peers_raise_transport_error_within_the_timeout() -> None:
+    async def main() -> None:
+        nobody = Libp2pTransport().peer_id
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+        closed.close()
+        silent = socket.socket()  # accepts TCP, never answers the handshake
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent_addr = f"/ip4/127.0.0.1/tcp/{silent.getsockname()[1]}/p2p/{nobody}"
+        try:
+            async with serving(1, connect_timeout=1.0) as (a,):
+                refused = f"/ip4/127.0.0.1/tcp/{closed_port}/p2p/{nobody}"
+                with trio.fail_after(3):
+                    with pytest.raises(TransportError) as info:
+                        await a.t.connect([refused])
+                assert f"/ip4/127.0.0.1/tcp/{closed_port}" in str(info.value)
+
+                started = trio.current_time()
+                with pytest.raises(TransportError, match="timed out") as info:
+                    await a.t.connect([silent_addr])
+                assert trio.current_time() - started < 2.5
+                assert silent_addr in str(info.value)
+        finally:
+            silent.close()
+
+    run(main)
+
+
+def test_a_peer_restarted_on_a_new_port_is_reachable_again() -> None:
+    # py-libp2p would dial the stale address it remembers, and refuse a peer
+    # whose dial just failed for 60 s; connect() resets both.
+    seed = b"\x07" * 32
+
+    async def main() -> None:
+        async with serving(1, connect_timeout=2.0) as (a,):
+            await a.t.join(TOPIC)
+            old_addrs: list[str] = []
+            history: list[tuple[str, str]] = []
+            b = Libp2pTransport(key_seed=seed)
+            joined, left = ("joined", b.peer_id), ("left", b.peer_id)
+            for _ in range(2):
+                b = Libp2pTransport(key_seed=seed)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(b.serve, Recorder())
+                    assert b.addrs != old_addrs
+                    old_addrs = b.addrs
+                    await b.join(TOPIC)
+                    assert await a.t.connect(b.addrs) == 1
+                    await a.rec.wait_events([*history, joined])
+                    nursery.cancel_scope.cancel()
+                await a.rec.wait_events([*history, joined, left])
+                history = a.rec.events[:]
+                assert a.t.connection_count() == 0
+            with pytest.raises(TransportError):
+                await a.t.connect(old_addrs)  # down: now in the negative cache
+            b = Libp2pTransport(key_seed=seed)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(b.serve, Recorder())
+                assert await a.t.connect(b.addrs) == 1
+                nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_listen_failure_is_a_transport_error() -> None:
+    async def main() -> None:
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        try:
+            addr = f"/ip4/127.0.0.1/tcp/{busy.getsockname()[1]}"
+            with pytest.raises(TransportError, match="could not listen"):
+                await Libp2pTransport([addr]).serve(Recorder())
+        finally:
+            busy.close()
+
+    run(main)
+
+
+def test_quic_two_peers() -> None:
+    async def main() -> None:
+        threads = set(threading.enumerate())
+        sockets = open_sockets()
+        async with serving(2, QUIC) as (a, b):
+            assert all("/udp/" in x and "/quic-v1/p2p/" in x for x in a.t.addrs)
+            await join_all([a, b])
+            assert await b.t.connect(a.t.addrs) == 1
+            await a.rec.wait_event("joined", b.t.peer_id)
+            await b.rec.wait_event("joined", a.t.peer_id)
+            assert await a.t.wait_mesh(10)
+            await a.t.publish(b"over quic")
+            await b.rec.wait_message(a.t.peer_id, b"over quic")
+            await b.t.publish(b"and back")
+            await a.rec.wait_message(b.t.peer_id, b"and back")
+            await b.t.leave()
+            await a.rec.wait_event("left", b.t.peer_id)
+        assert set(threading.enumerate()) - threads == set()
+        assert open_sockets() - sockets == set()
+
+    run(main)
