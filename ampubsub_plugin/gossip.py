@@ -55,11 +55,14 @@ from .protocol import (
     UpdatesMsg,
     schema_hash,
 )
-from .remote import RemoteMachine
+from .remote import RemoteMachine, remote_schema
 
 log = logging.getLogger("ampubsub.gossip")
 
 Peers = dict[str, dict[int, int]]
+
+#: after a bye, messages from that peer are taken as sent before it for this long
+BYE_GRACE = 5.0
 
 
 @dataclass
@@ -97,6 +100,7 @@ class GossipConfig:
     max_peers: int = 4096
     max_pending: int = 1024
     max_schemas: int = 1024
+    max_machines_per_peer: int = 1024
     #: machines per info message (bigger snapshots are split)
     infos_per_message: int = 64
 
@@ -152,14 +156,22 @@ class _Export:
 
 
 class _PeerView:
-    __slots__ = ("bye_at", "heard_at", "machines", "needs_schema", "silent")
+    __slots__ = ("bye_at", "gone_at", "heard_at", "machines", "refused", "silent")
 
     def __init__(self, now: float) -> None:
         self.machines: dict[int, RemoteMachine] = {}
         self.heard_at = now
+        #: when it said bye or fell silent (forgotten ``gone_ttl`` later)
+        self.gone_at: float | None = None
+        #: when it said bye (messages it sent before may still arrive)
         self.bye_at: float | None = None
         self.silent = False
-        self.needs_schema = False
+        #: machines a plugin refused: index -> time sum (acknowledged, not shown)
+        self.refused: dict[int, int] = {}
+
+    @property
+    def needs_schema(self) -> bool:
+        return any(not m.has_schema for m in self.machines.values())
 
 
 class _TokenBucket:
@@ -228,6 +240,8 @@ class GossipCore:
         self._schemas_sent: set[str] = set()
 
         self._peers: dict[str, _PeerView] = {}
+        #: un-exported machines: (peer, index) -> when; relays can't revive them
+        self._tombstones: OrderedDict[tuple[str, int], float] = OrderedDict()
         self._schemas: OrderedDict[str, dict[str, State]] = OrderedDict()
         self._pending: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
         self._missing_peers: dict[str, float] = {}
@@ -373,7 +387,10 @@ class GossipCore:
             view = self._peers.get(sender)
             if view is not None:
                 view.heard_at = now
-                if view.silent and view.bye_at is None:
+                if view.silent and not isinstance(msg, ByeMsg):
+                    if view.bye_at is not None and now - view.bye_at < BYE_GRACE:
+                        self.counters["drop_after_bye"] += 1  # sent before it
+                        return
                     self._revive(view)
             elif not isinstance(msg, ByeMsg):
                 introduced = isinstance(msg, InfoMsg) and sender in msg.peer_info
@@ -382,7 +399,7 @@ class GossipCore:
             if isinstance(msg, InfoMsg):
                 self._on_info(sender, msg, now)
             elif isinstance(msg, UpdatesMsg):
-                self._on_updates(msg.peer_clocks, now)
+                self._on_updates(sender, msg.peer_clocks, now)
             elif isinstance(msg, GossipMsg):
                 self._on_gossip(sender, msg.peer_gossips, now)
             elif isinstance(msg, ReqInfoMsg):
@@ -391,6 +408,7 @@ class GossipCore:
                 self._on_requpdates(msg.peer_ids, now)
             elif isinstance(msg, ByeMsg):
                 self._on_bye(sender, msg, now)
+            self._bound_requests()
         self._wake()
 
     def _missing(self, peer: str, now: float) -> None:
@@ -435,38 +453,47 @@ class GossipCore:
         sender: str,
         now: float,
     ) -> None:
-        if info.schema is not None and info.states is not None:
-            key = info.schema_hash or schema_hash(info.schema, info.states)
-            self._schemas[key] = info.schema
-            self._schemas.move_to_end(key)
-            while len(self._schemas) > self.config.max_schemas:
-                self._schemas.popitem(last=False)
         if info.states is None:
             self.counters["drop_info_no_states"] += 1
             return
+        if info.schema is not None:
+            # keep it as we show it (relations to absent states dropped), so
+            # relaying it can never produce a message others would reject
+            key = info.schema_hash or schema_hash(info.schema, info.states)
+            self._remember_schema(key, remote_schema(info.states, info.schema))
+        if sender != peer and (peer, index) in self._tombstones:
+            self.counters["drop_info_unexported"] += 1
+            return
+        owner = sender == peer
         existing = view.machines.get(index)
         if existing is not None:
             if existing.id != info.id or existing.state_names != info.states:
-                if sender != peer:
+                if not owner:
                     # a relayed info must agree with what we know
                     self.counters["drop_info_contradicts"] += 1
                     return
                 self._forget(peer, index)  # the owner redefined the machine
                 existing = None
             else:
-                if existing.schema_hash is None and info.schema is not None:
-                    view.needs_schema = False
+                if not existing.has_schema:
+                    schema = self._schema_for(info)
+                    if schema is not None:
+                        existing._set_schema(schema, info.schema_hash)
                 if existing._apply_time(info.time):
                     self.listener.updated(existing)
                 return
-        schema = info.schema
-        if schema is None and info.schema_hash is not None:
-            schema = self._schemas.get(info.schema_hash)
+        if index in view.refused:
+            view.refused[index] = sum(info.time)
+            return
+        if len(view.machines) >= self.config.max_machines_per_peer:
+            self.counters["drop_machines_full"] += 1
+            return
+        schema = self._schema_for(info)
         if schema is None:
-            view.needs_schema = True
             self._missing_peers.setdefault(peer, now)
         if not self.listener.accept_remote(peer, index, info):
             self.counters["refused_remote"] += 1
+            view.refused[index] = sum(info.time)
             return
         try:
             remote = RemoteMachine(
@@ -484,8 +511,8 @@ class GossipCore:
             self.counters["drop_info_invalid"] += 1
             log.debug("dropped an info of %s#%d: %s", peer, index, err)
             return
-        if sender == peer and not self._acks.get(peer):
-            # tell the owner it was heard (one or two of us will, see _on_gossip)
+        if owner and not self._acks.get(peer):
+            # tell the owner it was heard (one or two of us will: _on_gossip)
             self._acks[peer] = now + self._answer_gap()
         pending = self._pending.pop((peer, index), None)
         if pending is not None:
@@ -493,7 +520,22 @@ class GossipCore:
         view.machines[index] = remote
         self.listener.discovered(remote)
 
-    def _on_updates(self, clocks: dict[str, dict[int, list[int]]], now: float) -> None:
+    def _schema_for(self, info: Info) -> dict[str, State] | None:
+        if info.schema is not None and info.states is not None:
+            return remote_schema(info.states, info.schema)
+        if info.schema_hash is not None:
+            return self._schemas.get(info.schema_hash)
+        return None
+
+    def _remember_schema(self, key: str, schema: dict[str, State]) -> None:
+        self._schemas[key] = schema
+        self._schemas.move_to_end(key)
+        while len(self._schemas) > self.config.max_schemas:
+            self._schemas.popitem(last=False)
+
+    def _on_updates(
+        self, sender: str, clocks: dict[str, dict[int, list[int]]], now: float
+    ) -> None:
         for peer, machines in clocks.items():
             if peer == self.peer_id:
                 self._check_own({i: sum(t) for i, t in machines.items()}, now)
@@ -501,6 +543,10 @@ class GossipCore:
             view = self._peers.get(peer)
             for index, time in machines.items():
                 remote = view.machines.get(index) if view else None
+                if (peer, index) in self._tombstones or (
+                    view is not None and index in view.refused
+                ):
+                    continue
                 if remote is None:
                     self._buffer(peer, index, time)
                     if view is None:
@@ -555,14 +601,27 @@ class GossipCore:
             if view is None:
                 self._missing(peer, now)
                 continue
-            if peer in self._acks and sender != peer and all(
-                sums.get(i) == m.time_sum for i, m in view.machines.items()
+            owner = sender == peer
+            if owner:
+                # the owner lists all its machines: those missing were
+                # un-exported (their bye may have been lost)
+                for index in [i for i in view.machines if i not in sums]:
+                    self._forget(peer, index, tombstone=now)
+            known = {i: m.time_sum for i, m in view.machines.items()}
+            known.update(view.refused)
+            if (
+                peer in self._acks
+                and not owner
+                and all(sums.get(i) == t for i, t in known.items())
             ):
                 del self._acks[peer]  # someone already told the owner
             for index, gossiped in sums.items():
                 remote = view.machines.get(index)
                 if remote is None:
-                    self._missing_peers.setdefault(peer, now)
+                    if index not in view.refused and (peer, index) not in (
+                        self._tombstones
+                    ):
+                        self._missing_peers.setdefault(peer, now)
                     continue
                 local = remote.time_sum
                 if gossiped > local:
@@ -580,7 +639,8 @@ class GossipCore:
                 self._hello_due = now  # a newcomer needs us, at least
             return
         for peer in peer_ids:
-            self._asked_info[peer] = now
+            if peer in self._peers or peer in self._missing_peers:
+                self._asked_info[peer] = now
             if peer == self.peer_id:
                 self._answer_info[peer] = now  # even with nothing to export
             elif peer in self._peers:
@@ -588,7 +648,8 @@ class GossipCore:
 
     def _on_requpdates(self, peer_ids: list[str], now: float) -> None:
         for peer in peer_ids:
-            self._asked_updates[peer] = now
+            if peer in self._peers:
+                self._asked_updates[peer] = now
             if peer == self.peer_id:
                 self._dirty.update(self._exports)
             elif peer in self._peers and self._peers[peer].machines:
@@ -606,12 +667,14 @@ class GossipCore:
             if bye.time:
                 remote._apply_time(bye.time)
             if not whole:
-                self._forget(sender, index)
+                self._forget(sender, index, tombstone=now)
         if whole:
             view.bye_at = now
-            self._silence(view)
+            self._silence(view, now)
 
-    def _silence(self, view: _PeerView) -> None:
+    def _silence(self, view: _PeerView, now: float) -> None:
+        if view.gone_at is None:
+            view.gone_at = now
         if view.silent:
             return
         view.silent = True
@@ -621,19 +684,33 @@ class GossipCore:
 
     def _revive(self, view: _PeerView) -> None:
         view.silent = False
+        view.gone_at = None
+        view.bye_at = None
         for remote in view.machines.values():
             remote._set_connected(True)
             self.listener.updated(remote)
 
-    def _forget(self, peer: str, index: int) -> None:
+    def _forget(self, peer: str, index: int, *, tombstone: float | None = None) -> None:
         view = self._peers.get(peer)
         if view is None:
             return
+        if tombstone is not None:
+            self._tombstones[(peer, index)] = tombstone
+            while len(self._tombstones) > self.config.max_pending:
+                self._tombstones.popitem(last=False)
         remote = view.machines.pop(index, None)
         if remote is not None:
-            remote._set_connected(False)
-            self.listener.gone(remote)
+            if remote.is_connected:
+                remote._set_connected(False)
+                self.listener.gone(remote)
             remote.dispose()
+
+    def _bound_requests(self) -> None:
+        """Ids named in others' requests are bookkeeping: keep it bounded."""
+        limit = self.config.max_peers
+        for table in (self._asked_info, self._asked_updates):
+            while len(table) > limit:
+                del table[next(iter(table))]
 
     # -- time ----------------------------------------------------------------
 
@@ -644,12 +721,16 @@ class GossipCore:
             for peer, view in list(self._peers.items()):
                 if not view.silent and now - view.heard_at > cfg.peer_ttl:
                     self.counters["peer_silent"] += 1
-                    view.bye_at = now
-                    self._silence(view)
-                if view.bye_at is not None and now - view.bye_at > cfg.gone_ttl:
+                    self._silence(view, now)
+                if view.gone_at is not None and now - view.gone_at > cfg.gone_ttl:
                     for index in list(view.machines):
                         self._forget(peer, index)
                     del self._peers[peer]
+            while self._tombstones:
+                oldest, at = next(iter(self._tombstones.items()))
+                if now - at <= cfg.gone_ttl:
+                    break
+                del self._tombstones[oldest]
             horizon = now - 4 * cfg.rerequest
             for table in (self._asked_info, self._asked_updates, self._missing_peers):
                 for key in [k for k, t in table.items() if t < horizon]:
@@ -736,6 +817,8 @@ class GossipCore:
             self._dirty.update(msg.peer_clocks[self.peer_id])
         elif isinstance(msg, ByeMsg):
             self._byes.update(msg.machs)
+        elif isinstance(msg, ReqInfoMsg) and not msg.peer_ids:
+            self._snapshot_asked = True
 
     def publish_failed(self, msg: Message) -> None:
         """The transport refused a collected message: keep its intent pending."""
@@ -776,6 +859,8 @@ class GossipCore:
             due_info = list(self._peers) + ([self.peer_id] if self._exports else [])
         if due_info:
             out.extend(self._info_messages(due_info, with_schema=True))
+            if self.peer_id in due_info and self._hello_due is not None:
+                self._hello_due = now + self._hello_gap  # that was a hello, too
         due_updates = [p for p, t in self._answer_updates.items() if t <= now]
         if due_updates:
             clocks: dict[str, dict[int, list[int]]] = {}
@@ -796,8 +881,8 @@ class GossipCore:
         for peer in due:
             del self._acks[peer]
             view = self._peers.get(peer)
-            if view is not None and view.machines:
-                sums[peer] = {i: m.time_sum for i, m in view.machines.items()}
+            if view is not None and (view.machines or view.refused):
+                sums[peer] = self._sums_of(view)
         return [GossipMsg(peer_gossips=sums)] if sums else []
 
     def _collect_hello(self, now: float) -> list[Message]:
@@ -870,7 +955,12 @@ class GossipCore:
         known = [p for p, v in self._peers.items() if v.machines and not v.silent]
         sample = self.rng.sample(known, min(len(known), self.config.gossip_sample - 1))
         for peer in sample:
-            sums[peer] = {i: m.time_sum for i, m in self._peers[peer].machines.items()}
+            sums[peer] = self._sums_of(self._peers[peer])
+        return sums
+
+    def _sums_of(self, view: _PeerView) -> dict[int, int]:
+        sums = dict(view.refused)
+        sums.update((i, m.time_sum) for i, m in view.machines.items())
         return sums
 
     def _info_messages(
@@ -911,17 +1001,16 @@ class GossipCore:
 
     def _relay_info(self, remote: RemoteMachine) -> Info:
         names = remote.state_names
-        known = remote.schema_hash is not None and remote.schema_hash in self._schemas
+        schema = remote.schema if remote.has_schema else None
         return Info(
             id=remote.id,
-            schema=self._schemas[remote.schema_hash]
-            if known and remote.schema_hash
-            else None,
+            schema=schema,
             states=names,
             time=remote.time(),
             tags=remote.tags,
             parent=remote.parent_id or "",
-            schema_hash=remote.schema_hash,
+            # the hash of what we relay (relations to absent states dropped)
+            schema_hash=schema_hash(schema, names) if schema else remote.schema_hash,
         )
 
     def intents(self) -> set[str]:
@@ -968,8 +1057,10 @@ class GossipCore:
             }
 
     def dispose(self) -> None:
-        """Forget every remote machine (they are disposed: waiters released)."""
+        """Forget own exports (silently) and every remote machine."""
         with self._lock:
+            self._exports.clear()
+            self._dirty.clear()
             for peer in list(self._peers):
                 view = self._peers[peer]
                 for index in list(view.machines):

@@ -111,12 +111,31 @@ def implemented(name: str) -> bool:
 
 
 def call(name: str, **kwargs: Any) -> Any:
-    """Call a hook; a plugin's exception is logged, never raised into the topic."""
+    """Call a hook, each plugin on its own: one failing never silences others.
+
+    A plugin's exception is logged and skipped. For first-result hooks the
+    first non-None answer wins, except that a ``False`` from any plugin wins
+    for the accept hooks (a refusal is never lost to another plugin's error).
+    """
     caller = getattr(get_plugin_manager().hook, name)
-    if not caller.get_hookimpls():
+    impls = caller.get_hookimpls()
+    if not impls:
         return None
-    try:
-        return caller(**kwargs)
-    except Exception:
-        log.exception("an ampubsub plugin failed in %s", name)
-        return None
+    first_result = bool(caller.spec and caller.spec.opts.get("firstresult"))
+    refusal = name.startswith("ampubsub_accept_")
+    answer: Any = None
+    for impl in reversed(impls):  # pluggy's order: last registered first
+        try:
+            result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+        except Exception:
+            log.exception(
+                "an ampubsub plugin failed in %s (%s)", name, impl.plugin_name
+            )
+            continue
+        if refusal and result is False:
+            return False
+        if first_result and result is not None and answer is None:
+            answer = result
+            if not refusal:
+                return answer
+    return answer

@@ -18,6 +18,7 @@ from time import monotonic as _monotonic
 from typing import Any, NoReturn
 
 from asyncmachine import Machine, ReadOnlyError, Result, State
+from asyncmachine.resolver import Resolver
 from asyncmachine.schema import Names
 
 
@@ -68,6 +69,8 @@ class RemoteMachine(Machine):
         self.peer_id = peer_id
         self.index = index
         self.schema_hash = schema_hash
+        #: False while only the state names are known (schema still to come)
+        self.has_schema = schema is not None
         self._connected = True
         self.updated_at = _monotonic()
         self._set_time(list(time))
@@ -92,7 +95,12 @@ class RemoteMachine(Machine):
         self._connected = connected
 
     def _apply_time(self, time: list[int]) -> bool:
-        """Show a newer clock; False (and nothing changes) unless its sum grew."""
+        """Show a newer clock; False (and nothing changes) unless its sum grew.
+
+        Sums only grow for one machine, so this is idempotent and independent
+        of the order messages arrive in and of who relays them. (A relay could
+        forge a high sum: the protocol trusts its peers, as Go's does.)
+        """
         if len(time) != len(self._names) or self.is_disposed:
             return False
         with self._lock:
@@ -107,6 +115,14 @@ class RemoteMachine(Machine):
         if self._subs._count:
             self._subs.process(changed, None)
         return True
+
+    def _set_schema(self, schema: Mapping[str, State], schema_hash: str | None) -> None:
+        """The schema arrived after the machine (it had been sent by hash)."""
+        parsed = remote_schema(self._names, schema)
+        self._schema = parsed
+        self._resolver = Resolver(parsed)
+        self.schema_hash = schema_hash or self.schema_hash
+        self.has_schema = True
 
     def _set_time(self, time: list[int]) -> None:
         self._ticks = time

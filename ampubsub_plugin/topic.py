@@ -31,7 +31,7 @@ from asyncmachine import Event, Machine, Transition
 
 from . import hooks
 from .gossip import GossipConfig, GossipCore
-from .protocol import Info, Message, ProtocolError, decode, encode
+from .protocol import ByeMsg, Info, Message, ProtocolError, decode, encode
 from .remote import RemoteMachine
 from .runtime import Runtime, Task, runtime_for_caller
 from .states import MSG_STATES, TOPIC_SCHEMA
@@ -81,6 +81,7 @@ class Topic:
         self._serve_task: Task | None = None
         self._wake_event: trio.Event | None = None
         self._listener = _Listener(self)
+        self._inbound = _Inbound(self)
         self.core = GossipCore(
             "", config=self.config, listener=self._listener, wake=self._wake
         )
@@ -263,7 +264,7 @@ class Topic:
         if previous is not None:
             await previous.wait()  # a restart: the old transport must be closed
         async with trio.open_nursery() as nursery:
-            await nursery.start(_serve_transport, self.transport, _Inbound(self))
+            await nursery.start(_serve_transport, self.transport, self._inbound)
             self.core.peer_id = self.transport.peer_id
             self.mach.add("Started")
             self.mach.add("Connecting" if self.bootstrap else "Connected")
@@ -352,7 +353,8 @@ class Topic:
         """Publish the bye (bounded), then dispose."""
         with trio.move_on_after(2.0):
             for msg in self.core.collect(trio.current_time()):
-                await self._publish(msg)
+                if isinstance(msg, ByeMsg):  # nothing may follow the bye
+                    await self._publish(msg)
         self.mach.add("Disposing")
 
     async def _finish_disposal(self, serving: Task | None) -> None:
@@ -388,6 +390,8 @@ class _Inbound:
 
     def __init__(self, topic: Topic) -> None:
         self.topic = topic
+        #: neighbours reported before Joined (replayed once joined)
+        self.early: set[str] = set()
 
     def on_message(self, sender: str, data: bytes) -> None:
         topic = self.topic
@@ -402,10 +406,19 @@ class _Inbound:
             topic.core.counters["drop_not_joined"] += 1
 
     def on_peer_joined(self, peer_id: str) -> None:
+        if not self.topic.mach.is_active("Joined"):
+            self.early.add(peer_id)  # PeerJoined requires Joined
+            return
         self.topic.mach.add("PeerJoined", {"peer_id": peer_id})
 
     def on_peer_left(self, peer_id: str) -> None:
+        self.early.discard(peer_id)
         self.topic.mach.add("PeerLeft", {"peer_id": peer_id})
+
+    def replay_early(self) -> None:
+        early, self.early = self.early, set()
+        for peer_id in sorted(early):
+            self.topic.mach.add("PeerJoined", {"peer_id": peer_id})
 
 
 class _ExportTracer:
@@ -476,6 +489,7 @@ class _Handlers:
         t.core.joined(t._now())
         t._fork("Joined", t._send_loop)
         t._fork("Joined", t._heartbeat)
+        t._inbound.replay_early()
 
     def Joined_end(self, e: Event) -> None:
         t = self.t
@@ -526,8 +540,10 @@ class _Handlers:
     def Disposing_state(self, e: Event) -> None:
         t = self.t
         for machine in t.core.exports():
-            t.unexport(machine)
-        t.core.dispose()
+            tracer = t._tracers.pop(t.core.index_of(machine) or 0, None)
+            if tracer is not None and not machine.is_disposed:
+                machine.unbind_tracer(tracer)
+        t.core.dispose()  # forgets exports and remotes; the bye already went
         runtime = t.runtime
         if runtime is None:
             e.machine.add("Disposed")
