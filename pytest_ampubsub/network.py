@@ -35,6 +35,10 @@ Check = Callable[[], Any]
 
 #: peers a new peer dials (gossipsub needs degree_low neighbours, not a hub)
 BOOTSTRAP_PEERS = 4
+#: how often a check with nothing to wake it looks again
+POLL = 0.05
+#: slack after a consistently-check's duration before it counts as hung
+HOLD_GRACE = 5.0
 
 
 class TopicCrashed(AssertionError):
@@ -58,6 +62,8 @@ class _Base:
         self._memory: Any = None
         self._last_error: AssertionError | None = None
         self._attempts = 0
+        #: the report as it was when a check failed (read by the pytest plugin)
+        self.last_report: str | None = None
 
     # -- container ---------------------------------------------------------------
 
@@ -121,9 +127,7 @@ class _Base:
                     detail = f" {args['err']!r}"
                 sign = "-" if tx.mutation_type.value == "remove" else "+"
                 called = " ".join(tx.called_states)
-                log.append(
-                    f"{time.monotonic() - started:8.3f}s {sign}{called}{detail}"
-                )
+                log.append(f"{time.monotonic() - started:8.3f}s {sign}{called}{detail}")
 
         topic.mach.bind_tracer(Recorder())
         self.logs[topic.mach.id] = log
@@ -159,6 +163,7 @@ class _Base:
         for i, topic in enumerate(self.topics):
             mach = topic.mach
             if not mach.is_disposed and mach.is_active("Exception"):
+                self.last_report = self.report()
                 raise TopicCrashed(
                     f"peer {i} ({topic.peer_id[-6:]}) crashed: {mach.err!r}\n"
                     + peer_table(self.topics)
@@ -188,32 +193,67 @@ class _Base:
             head += f" (waiting for {waiter.description})"
         if error is not None and str(error):
             head += f"\n{error}"
+        self.last_report = self.report()
         return AssertionError(f"{head}\n{peer_table(self.topics)}")
 
     # -- the checks, as plans ----------------------------------------------------------
 
     def _scope(self, mach_id: str | None, peers: Sequence[int] | None) -> list[Topic]:
-        if peers is not None:
-            return [self.topics[i] for i in peers]
         owners = {
-            id(t) for t in self.topics if any(m.id == mach_id for m in t.exported)
+            i
+            for i, t in enumerate(self.topics)
+            if any(m.id == mach_id for m in t.exported)
         }
-        return [t for t in self.topics if id(t) not in owners]
+        if peers is None:
+            return [t for i, t in enumerate(self.topics) if i not in owners]
+        mine = sorted(owners & set(peers))
+        if mine:
+            raise ValueError(
+                f"peer {mine[0]} exports {mach_id!r} itself: it sees no remote copy; "
+                "leave it out of peers"
+            )
+        return [self.topics[i] for i in peers]
+
+    def _owner_sum(self, mach_id: str) -> int | None:
+        for topic in self.topics:
+            for machine in topic.exported:
+                if machine.id == mach_id:
+                    return sum(machine.time())
+        return None
 
     def _remote(self, topic: Topic, mach_id: str) -> Plan:
         """Wait until ``topic`` lists a remote machine ``mach_id``; return it."""
         remotes = topic.list_machines(id=mach_id)
         if not remotes:
-            yield topic.mach.when_query(lambda _: bool(topic.list_machines(id=mach_id)))
+            waiter = topic.mach.when_query(
+                lambda _: bool(topic.list_machines(id=mach_id))
+            )
+            waiter.description = f"peer {self._name(topic)} to discover {mach_id}"
+            yield waiter
             remotes = topic.list_machines(id=mach_id)
         return remotes[0]
+
+    def _name(self, topic: Topic) -> str:
+        return f"{self.topics.index(topic)}:{topic.peer_id[-6:]}"
 
     def _plan_active(
         self, mach_id: str, states: Any, peers: Sequence[int] | None, active: bool
     ) -> Plan:
+        target = self._owner_sum(mach_id)
         for topic in self._scope(mach_id, peers):
             remote: RemoteMachine = yield from self._remote(topic, mach_id)
-            yield remote.when(states) if active else remote.when_not(states)
+            if target is not None:
+                # first catch up with the owner's clock as it was when asked:
+                # a stale view must not pass (or fail) the check by accident
+                caught_up = remote.when_query(_sum_at_least(target))
+                caught_up.description = (
+                    f"peer {self._name(topic)} to catch up with {mach_id}'s owner"
+                )
+                yield caught_up
+            waiter = remote.when(states) if active else remote.when_not(states)
+            what = "active" if active else "inactive"
+            waiter.description = f"{states} {what} on peer {self._name(topic)}"
+            yield waiter
 
     def _plan_clock(
         self, mach_id: str, clock: Mapping[str, int], peers: Sequence[int] | None
@@ -236,32 +276,36 @@ class _Base:
         peers: Sequence[int] | None,
     ) -> Plan:
         scope = self._scope(mach_id, peers)
-        remotes = []
-        for topic in scope:
-            remote: RemoteMachine = yield from self._remote(topic, mach_id)
-            if not remote.is_active(states):
-                raise AssertionError(
-                    f"{mach_id} is not {states} on peer {topic.peer_id[-6:]}"
-                )
-            remotes.append(remote)
-        violated = any_of(*(r.when_query(_left(r, states)) for r in remotes))
+        watched = [(topic, topic.list_machines(id=mach_id)[0]) for topic in scope]
+        violated = any_of(*(r.when_query(_left(r, states)) for _, r in watched))
+        violated.description = f"{states} to leave on any peer"
         deadline = _Deadline(duration)
-        met = yield any_of(violated, deadline.waiter)
+        yield any_of(violated, deadline.waiter)
         deadline.cancel()
         if violated.done and violated.result:
-            bad = [r for r in remotes if not r.is_active(states)]
-            names = ", ".join(f"{r.peer_id[-6:]} {r}" for r in bad)
+            bad = [
+                f"peer {self._name(t)} ({r})"
+                for t, r in watched
+                if not r.is_active(states)
+            ]
             raise AssertionError(
-                f"{mach_id} stopped being {states} within {duration}s on: {names}"
+                f"{mach_id} {states} stopped being active within {duration}s on "
+                + ", ".join(bad)
+                + "\n"
+                + peer_table(self.topics)
             )
-        del met
 
     def _plan_eventually(self, check: Check, watched: Sequence[Machine]) -> Plan:
         """Retry ``check`` (plain asserts) each time a watched machine changes."""
         attempts = 0
         while True:
             machines = list(watched) or [t.mach for t in self.topics]
-            changed = any_of(*(_next_change(m) for m in machines))
+            live = [m for m in machines if not m.is_disposed]
+            changed = (
+                any_of(*(_next_change(m) for m in live))
+                if live
+                else _Deadline(POLL).waiter  # nothing left to wake us: poll
+            )
             attempts += 1
             try:
                 return check(), attempts
@@ -306,10 +350,13 @@ class Network(_Base):
         name: str | None = None,
         config: Any = None,
         timeout: float | None = None,
+        track: list[Any] | None = None,
     ) -> None:
         super().__init__(
             transport=transport or settings.current.transport, name=name, config=config
         )
+        if track is not None:
+            track.append(self)  # closed by its owner even if starting fails
         self._run(self._build(peers, machines), timeout, "starting the network")
 
     def add_peer(
@@ -413,10 +460,13 @@ class Network(_Base):
     ) -> None:
         """``states`` stay active everywhere for ``duration``; fails at once if not."""
         __tracebackhide__ = True
+        what = f"{mach_id} {states} consistently active"
+        # first active everywhere (within timeout), then held for duration
+        self._run(self._plan_active(mach_id, states, peers, True), timeout, what)
         self._run(
             self._plan_consistently(mach_id, states, duration, peers),
-            (timeout or settings.timeout(None)) + duration,
-            f"{mach_id} {states} consistently active",
+            duration + HOLD_GRACE,
+            what,
         )
 
     def assert_converged(
@@ -451,10 +501,13 @@ class AsyncNetwork(_Base):
         name: str | None = None,
         config: Any = None,
         timeout: float | None = None,
+        track: list[Any] | None = None,
     ) -> AsyncNetwork:
         net = cls(
             transport=transport or settings.current.transport, name=name, config=config
         )
+        if track is not None:
+            track.append(net)  # closed by its owner even if starting fails
         await net._run(net._build(peers, machines), timeout, "starting the network")
         return net
 
@@ -548,10 +601,12 @@ class AsyncNetwork(_Base):
         timeout: float | None = None,
     ) -> None:
         __tracebackhide__ = True
+        what = f"{mach_id} {states} consistently active"
+        await self._run(self._plan_active(mach_id, states, peers, True), timeout, what)
         await self._run(
             self._plan_consistently(mach_id, states, duration, peers),
-            (timeout or settings.timeout(None)) + duration,
-            f"{mach_id} {states} consistently active",
+            duration + HOLD_GRACE,
+            what,
         )
 
     async def assert_converged(
@@ -596,6 +651,10 @@ def _left(remote: RemoteMachine, states: Any) -> Callable[[dict[str, int]], bool
 
 def _lists(topic: Topic, count: int) -> Callable[[dict[str, int]], bool]:
     return lambda _clock: len(topic.list_machines(connected=True)) >= count
+
+
+def _sum_at_least(target: int) -> Callable[[dict[str, int]], bool]:
+    return lambda clock: sum(clock.values()) >= target
 
 
 def _clock_is(wanted: dict[str, int]) -> Callable[[dict[str, int]], bool]:

@@ -41,10 +41,10 @@ def run_sync(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
             while True:
                 crashed()
                 remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Timeout(waiter)  # even if done: a plan may never settle
                 if waiter.done:
                     break
-                if remaining <= 0:
-                    raise Timeout(waiter)
                 waiter.wait(min(remaining, CRASH_CHECK))
             waiter = plan.send(waiter.result)
     except StopIteration as done:
@@ -61,10 +61,11 @@ async def run_trio(plan: Plan, deadline: float, crashed: Callable[[], None]) -> 
             while True:
                 crashed()
                 remaining = deadline - time.monotonic()
-                if waiter.done:
-                    break
                 if remaining <= 0:
-                    raise Timeout(waiter)
+                    raise Timeout(waiter)  # even if done: a plan may never settle
+                if waiter.done:
+                    await trio.lowlevel.checkpoint()
+                    break
                 with trio.move_on_after(min(remaining, CRASH_CHECK)):
                     await waiter
             waiter = plan.send(waiter.result)

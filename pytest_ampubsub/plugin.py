@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .network import AsyncNetwork, Network
 
 NETWORKS = pytest.StashKey[list[Any]]()
+PREVIOUS = pytest.StashKey[settings.Settings]()
 
 MARKER = (
     "ampubsub(peers=3, transport='memory'|'libp2p', machines=None): defaults for "
@@ -72,7 +73,14 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
+    config.stash[PREVIOUS] = settings.current
     settings.current = settings.Settings(timeout=timeout, transport=transport)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # an in-process run (pytester) must not leave its settings behind
+    if PREVIOUS in config.stash:
+        settings.current = config.stash[PREVIOUS]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -133,9 +141,7 @@ def ampubsub_network(
                 "ampubsub_network blocks; in trio tests use ampubsub_network_trio"
             )
         options = _defaults(request, {"peers": peers, **kwargs})
-        net = Network(**options)
-        made.append(net)
-        return net
+        return Network(**options, track=made)
 
     yield make
     errors = []
@@ -163,9 +169,7 @@ async def ampubsub_network_trio(
 
     async def make(peers: int | None = None, **kwargs: Any) -> AsyncNetwork:
         options = _defaults(request, {"peers": peers, **kwargs})
-        net = await AsyncNetwork.open(**options)
-        made.append(net)
-        return net
+        return await AsyncNetwork.open(**options, track=made)
 
     yield make
     for net in made:
@@ -180,7 +184,8 @@ def pytest_runtest_makereport(
     if report.failed and report.when == "call":
         networks: list[Any] = item.stash.get(NETWORKS, [])
         for i, net in enumerate(networks):
-            report.sections.append((f"ampubsub network {i} ({net.name})", net.report()))
+            text = net.last_report or net.report()
+            report.sections.append((f"ampubsub network {i} ({net.name})", text))
     return report
 
 
