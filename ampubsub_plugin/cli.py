@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import statistics
 import sys
@@ -36,7 +37,7 @@ DEMO_SCHEMA = {
     "Busy": State(auto=True, require=["Working"]),
 }
 
-console = Console()
+console = Console(soft_wrap=True)  # ids and addresses stay on one line
 errors = Console(stderr=True)
 
 
@@ -77,6 +78,8 @@ def load_factory(spec: str) -> Callable[[], Iterable[Machine] | Machine]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UsageFailure(f"--expose wants module:function, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: the user's modules
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:

@@ -118,3 +118,59 @@ def test_cli_rejects_bad_input_with_one_line(args: list[str], message: str) -> N
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_peer_and_watch_commands_talk_over_loopback() -> None:
+    """`ampubsub peer` exports; `ampubsub watch` shows it; Ctrl-C says bye."""
+    import signal
+
+    peer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ampubsub_plugin.cli",
+            "peer",
+            "--topic",
+            "cli-test",
+            "--expose",
+            "workers:make",
+        ],
+        cwd=EXAMPLES,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert peer.stdout is not None
+        lines = [peer.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith("peer "), lines
+        addr = lines[1].strip()
+        assert addr.startswith("/ip4/127.0.0.1/tcp/") and "/p2p/" in addr
+        assert "exporting 2 machine(s)" in lines[2]
+        watch = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ampubsub_plugin.cli",
+                "watch",
+                "--topic",
+                "cli-test",
+                "--bootstrap",
+                addr,
+                "--seconds",
+                "3",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert watch.returncode == 0, watch.stderr
+        assert "worker-0" in watch.stdout and "worker-1" in watch.stdout
+        assert "Idle" in watch.stdout
+        peer.send_signal(signal.SIGINT)
+        out, err = peer.communicate(timeout=30)
+        assert peer.returncode == 0, err
+        assert "bye sent, disposed" in out
+    finally:
+        if peer.poll() is None:
+            peer.kill()
