@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from asyncmachine.hooks import new_plugin_manager, register_checked
+
 if TYPE_CHECKING:
     from asyncmachine import Machine
 
@@ -81,23 +83,13 @@ def get_plugin_manager() -> pluggy.PluginManager:
     if _manager is None:
         with _lock:
             if _manager is None:
-                manager = pluggy.PluginManager(PROJECT)
-                manager.add_hookspecs(TopicSpecs)
-                manager.load_setuptools_entrypoints(PROJECT)
-                manager.check_pending()
-                _manager = manager
+                _manager = new_plugin_manager(PROJECT, TopicSpecs)
     return _manager
 
 
 def register(plugin: object, name: str | None = None) -> None:
     """Register a plugin by hand (validated against the specs at once)."""
-    manager = get_plugin_manager()
-    manager.register(plugin, name=name)
-    try:
-        manager.check_pending()
-    except pluggy.PluginValidationError:
-        manager.unregister(plugin)  # a rejected plugin must not stay behind
-        raise
+    register_checked(get_plugin_manager(), plugin, name)
 
 
 def unregister(plugin: object) -> None:

@@ -58,18 +58,40 @@ _manager: pluggy.PluginManager | None = None
 _manager_lock = threading.Lock()
 
 
+def new_plugin_manager(project: str, specs: type) -> pluggy.PluginManager:
+    """A manager with ``specs`` and the installed entry points of ``project``.
+
+    The same recipe serves every pluggy project of this distribution: specs
+    first, then entry points of the group of the same name, then a check that
+    every hook implemented is a known one.
+    """
+    manager = pluggy.PluginManager(project)
+    manager.add_hookspecs(specs)
+    loaded = manager.load_setuptools_entrypoints(project)
+    manager.check_pending()
+    log.debug("loaded %d %s plugin(s)", loaded, project)
+    return manager
+
+
+def register_checked(
+    manager: pluggy.PluginManager, plugin: object, name: str | None = None
+) -> None:
+    """Register a plugin, rejecting (and removing) one with unknown hooks."""
+    manager.register(plugin, name=name)
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError:
+        manager.unregister(plugin)  # a rejected plugin must not stay behind
+        raise
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide manager; built and loaded on first use."""
     global _manager
     if _manager is None:
         with _manager_lock:
             if _manager is None:
-                manager = pluggy.PluginManager(PROJECT)
-                manager.add_hookspecs(MachineSpecs)
-                loaded = manager.load_setuptools_entrypoints(PROJECT)
-                manager.check_pending()
-                log.debug("loaded %d asyncmachine plugin(s)", loaded)
-                _manager = manager
+                _manager = new_plugin_manager(PROJECT, MachineSpecs)
     return _manager
 
 
@@ -80,13 +102,7 @@ def load_plugins() -> pluggy.PluginManager:
 
 def register(plugin: object, name: str | None = None) -> None:
     """Register a plugin object or module by hand (checked against the specs)."""
-    manager = get_plugin_manager()
-    manager.register(plugin, name=name)
-    try:
-        manager.check_pending()
-    except pluggy.PluginValidationError:
-        manager.unregister(plugin)  # a rejected plugin must not stay behind
-        raise
+    register_checked(get_plugin_manager(), plugin, name)
 
 
 def unregister(plugin: object) -> None:
