@@ -35,6 +35,8 @@ class Resolver:
         "after",
         "auto_states",
         "multi",
+        "multi_adders",
+        "plain",
         "rank",
         "removed_by",
         "removes",
@@ -57,6 +59,12 @@ class Resolver:
         self.removed_by = {k: tuple(v) for k, v in removed_by.items()}
         self.rank = self._require_order(names)
         self.trivial = not (self.requires or self.adds or self.removes)
+        # states whose activation can change nothing else: no add or remove
+        # relations of their own (requirements and removers are checked live)
+        self.plain = frozenset(
+            n for n, spec in schema.items() if not spec.add and not spec.remove
+        )
+        self.multi_adders = frozenset(n for n in self.multi if n in self.adds)
 
     def _require_order(self, names: list[str]) -> dict[str, int]:
         """Rank the states in require and after relations: what comes first first.
@@ -172,6 +180,29 @@ class Resolver:
             states = self.drop_unmet_requires(states)
 
         return self.sort(states)
+
+    def simple_add(self, called: tuple[str, ...], active: tuple[str, ...]) -> bool:
+        """True when adding ``called`` needs no resolution: the targets are
+        simply the active states plus the called ones.
+
+        That holds when the called states add and remove nothing, are
+        removed by no active state, find their requirements active, and no
+        active multi state would add more. The active set is consistent
+        after every transition, so nothing else can change.
+        """
+        if self.multi_adders and any(a in self.multi_adders for a in active):
+            return False
+        plain, requires, removed_by = self.plain, self.requires, self.removed_by
+        for state in called:
+            if state not in plain:
+                return False
+            for req in requires.get(state, ()):
+                if req not in active and req not in called:
+                    return False
+            for remover in removed_by.get(state, ()):
+                if remover in active or remover in called:
+                    return False
+        return True
 
     def sort(self, states: list[str]) -> list[str]:
         """Handler order: required and after-ed states first (one stable sort)."""

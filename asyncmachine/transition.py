@@ -139,7 +139,10 @@ class Transition:
         kind = mutation.type
         resolver = machine._resolver
         if kind is MutationType.ADD:
-            targets = resolver.target_states([*called, *active], active)
+            if resolver.trivial or resolver.simple_add(called, active):
+                targets = resolver.sort(list(dict.fromkeys([*called, *active])))
+            else:
+                targets = resolver.target_states([*called, *active], active)
             if len(called) == 1:
                 accepted = called[0] in targets
             elif mutation.is_auto:
