@@ -38,7 +38,8 @@ import random
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from hashlib import blake2b
 from typing import Protocol
 
 from asyncmachine import Machine, State
@@ -87,8 +88,16 @@ class GossipConfig:
     #: hello repeats: first gap, then doubling up to the max
     hello_first: float = 0.25
     hello_max: float = 16.0
-    #: send something at least this often, so others know we're alive
+    #: send something at least this often, so others know we're alive ...
     keepalive: float = 15.0
+    #: ... but no more often, network-wide, than one keepalive per this many
+    #: seconds per peer (so a big network isn't flooded by keepalives)
+    keepalive_per_peer: float = 1.0
+    #: how many peers (besides the owner) answer a request or acknowledge a
+    #: hello: the ones whose id hashes closest to the subject (suppression)
+    responders: int = 2
+    #: a request about a peer introduced this recently is not answered again
+    answer_cooldown: float = 1.0
     #: a peer unheard for this long is shown disconnected ...
     peer_ttl: float = 60.0
     #: ... and forgotten this long after that (or after its bye)
@@ -103,6 +112,10 @@ class GossipConfig:
     max_machines_per_peer: int = 1024
     #: machines per info message (bigger snapshots are split)
     infos_per_message: int = 64
+
+
+def _rank(peer: str, subject: str) -> bytes:
+    return blake2b(f"{peer}/{subject}".encode(), digest_size=8).digest()
 
 
 class GossipListener(Protocol):
@@ -256,6 +269,10 @@ class GossipCore:
         self._answer_updates: dict[str, float] = {}
         self._acks: dict[str, float] = {}
         self._snapshot_due: float | None = None
+        self._snapshot_for = ""
+        #: when an info about each peer was last sent or seen (answers within
+        #: ``answer_cooldown`` of it would repeat what everyone just heard)
+        self._introduced_at: OrderedDict[str, float] = OrderedDict()
         self._snapshot_asked = False
         self._hello_due: float | None = None
         self._hello_gap = self.config.hello_first
@@ -403,7 +420,7 @@ class GossipCore:
             elif isinstance(msg, GossipMsg):
                 self._on_gossip(sender, msg.peer_gossips, now)
             elif isinstance(msg, ReqInfoMsg):
-                self._on_reqinfo(msg.peer_ids, now)
+                self._on_reqinfo(sender, msg.peer_ids, now)
             elif isinstance(msg, ReqUpdatesMsg):
                 self._on_requpdates(msg.peer_ids, now)
             elif isinstance(msg, ByeMsg):
@@ -426,6 +443,7 @@ class GossipCore:
                 continue
             # an introduction arrived: our own pending answer is redundant
             self._answer_info.pop(peer, None)
+            self._introduced(peer, now)
             view = self._peers.get(peer)
             if view is None:
                 if len(self._peers) >= self.config.max_peers:
@@ -433,14 +451,14 @@ class GossipCore:
                     continue
                 view = self._peers[peer] = _PeerView(now)
                 if peer != sender:
-                    view.heard_at = now - self.config.peer_ttl / 2
+                    view.heard_at = now - self._peer_ttl() / 2
             self._missing_peers.pop(peer, None)
             for index, info in infos.items():
                 self._on_machine_info(peer, view, index, info, sender, now)
         if self._snapshot_due is not None:
-            others = set(msg.peer_info) - {sender}
-            if others and set(self._peers) - {sender} <= set(msg.peer_info):
-                self._snapshot_due = None  # someone else sent the snapshot
+            relayed = set(msg.peer_info) - {sender, self._snapshot_for}
+            if len(relayed) > 1:
+                self._snapshot_due = None  # someone else is sending the snapshot
         if msg.peer_gossips:
             self._on_gossip(sender, msg.peer_gossips, now)
 
@@ -511,7 +529,7 @@ class GossipCore:
             self.counters["drop_info_invalid"] += 1
             log.debug("dropped an info of %s#%d: %s", peer, index, err)
             return
-        if owner and not self._acks.get(peer):
+        if owner and not self._acks.get(peer) and self._responder(peer):
             # tell the owner it was heard (one or two of us will: _on_gossip)
             self._acks[peer] = now + self._answer_gap()
         pending = self._pending.pop((peer, index), None)
@@ -627,23 +645,31 @@ class GossipCore:
                 if gossiped > local:
                     gaps = self._missing_updates.setdefault(peer, {})
                     gaps[index] = max(gaps.get(index, 0), gossiped)
-                elif gossiped < local and peer not in self._answer_updates:
+                elif (
+                    gossiped < local
+                    and peer not in self._answer_updates
+                    and self._responder(peer)
+                ):
                     # the gossiper is behind: push what we know, unless beaten
                     self._answer_updates[peer] = now + self._answer_gap()
 
-    def _on_reqinfo(self, peer_ids: list[str], now: float) -> None:
+    def _on_reqinfo(self, sender: str, peer_ids: list[str], now: float) -> None:
         if not peer_ids:
-            if (self._peers or self._exports) and self._snapshot_due is None:
+            if self._peers and self._snapshot_due is None and self._responder(sender):
                 self._snapshot_due = now + self._answer_gap()
+                self._snapshot_for = sender
             if self._exports and self._hello_due is None:
                 self._hello_due = now  # a newcomer needs us, at least
             return
         for peer in peer_ids:
             if peer in self._peers or peer in self._missing_peers:
                 self._asked_info[peer] = now
+            recent = self._introduced_at.get(peer)
+            if recent is not None and now - recent < self.config.answer_cooldown:
+                continue  # everyone just heard it; the asker will hear the next
             if peer == self.peer_id:
                 self._answer_info[peer] = now  # even with nothing to export
-            elif peer in self._peers:
+            elif peer in self._peers and self._responder(peer):
                 self._answer_info.setdefault(peer, now + self._answer_gap())
 
     def _on_requpdates(self, peer_ids: list[str], now: float) -> None:
@@ -652,7 +678,11 @@ class GossipCore:
                 self._asked_updates[peer] = now
             if peer == self.peer_id:
                 self._dirty.update(self._exports)
-            elif peer in self._peers and self._peers[peer].machines:
+            elif (
+                peer in self._peers
+                and self._peers[peer].machines
+                and self._responder(peer)
+            ):
                 self._answer_updates.setdefault(peer, now + self._answer_gap())
 
     def _on_bye(self, sender: str, msg: ByeMsg, now: float) -> None:
@@ -719,7 +749,7 @@ class GossipCore:
         cfg = self.config
         with self._lock:
             for peer, view in list(self._peers.items()):
-                if not view.silent and now - view.heard_at > cfg.peer_ttl:
+                if not view.silent and now - view.heard_at > self._peer_ttl():
                     self.counters["peer_silent"] += 1
                     self._silence(view, now)
                 if view.gone_at is not None and now - view.gone_at > cfg.gone_ttl:
@@ -746,8 +776,41 @@ class GossipCore:
         cfg = self.config
         peers = max(1, len(self._peers))
         mean = cfg.gossip_interval * peers / max(cfg.gossip_per_interval, 1e-9)
-        mean = min(mean, cfg.keepalive)
+        mean = min(mean, self._keepalive())
         return self.rng.uniform(0.5 * mean, 1.5 * mean)
+
+    def _introduced(self, peer: str, now: float) -> None:
+        self._introduced_at[peer] = now
+        self._introduced_at.move_to_end(peer)
+        while len(self._introduced_at) > self.config.max_peers:
+            self._introduced_at.popitem(last=False)
+
+    def _responder(self, subject: str) -> bool:
+        """Is this peer one of the few chosen to answer about ``subject``?
+
+        Every peer ranks the peers it knows by a hash of (peer, subject) and
+        only the first ``responders`` answer; all rank alike (their views of
+        who is known differ a little), so answers don't multiply with the
+        network's size even when processing lags behind the random delays.
+        """
+        limit = self.config.responders
+        candidates = [
+            p for p in self._peers if p != subject and not self._peers[p].silent
+        ]
+        if len(candidates) < limit:
+            return True
+        mine = _rank(self.peer_id, subject)
+        closer = sum(1 for p in candidates if _rank(p, subject) < mine)
+        return closer < limit
+
+    def _keepalive(self) -> float:
+        cfg = self.config
+        return max(cfg.keepalive, len(self._peers) * cfg.keepalive_per_peer)
+
+    def _peer_ttl(self) -> float:
+        """``peer_ttl``, stretched as much as the keepalive was."""
+        cfg = self.config
+        return cfg.peer_ttl * max(1.0, self._keepalive() / max(cfg.keepalive, 1e-9))
 
     def _answer_gap(self) -> float:
         low, high = self.config.answer_delay
@@ -774,7 +837,7 @@ class GossipCore:
                     dues.append(now)
                 if self._wants_requests():
                     dues.append(self._next_request_check)
-                dues.append(self._last_sent + self.config.keepalive)
+                dues.append(self._last_sent + self._keepalive())
             if not dues:
                 return None
             return self._bucket.ready_at(max(now, min(dues))) if dues else None
@@ -859,6 +922,8 @@ class GossipCore:
             due_info = list(self._peers) + ([self.peer_id] if self._exports else [])
         if due_info:
             out.extend(self._info_messages(due_info, with_schema=True))
+            for peer in due_info:
+                self._introduced(peer, now)
             if self.peer_id in due_info and self._hello_due is not None:
                 self._hello_due = now + self._hello_gap  # that was a hello, too
         due_updates = [p for p, t in self._answer_updates.items() if t <= now]
@@ -935,7 +1000,7 @@ class GossipCore:
         return chosen
 
     def _collect_gossip(self, now: float) -> list[Message]:
-        keepalive = now >= self._last_sent + self.config.keepalive and self._joined
+        keepalive = now >= self._last_sent + self._keepalive() and self._joined
         due = self._gossip_due is not None and self._gossip_due <= now
         if not (due or keepalive):
             return []
@@ -993,7 +1058,13 @@ class GossipCore:
             chunk: dict[str, dict[int, Info]] = {}
             if start == 0:
                 chunk.update({peer: {} for peer in empty})
+            carried: set[str] = set()  # each schema once per message
             for peer, index, info in entries[start : start + size]:
+                key = info.schema_hash
+                if info.schema is not None and key is not None:
+                    if key in carried:
+                        info = replace(info, schema=None)
+                    carried.add(key)
                 chunk.setdefault(peer, {})[index] = info
             gossips = self._gossip_sample() if start == 0 else {}
             out.append(InfoMsg(peer_info=chunk, peer_gossips=gossips))
