@@ -12,6 +12,8 @@ limit and cross-field rule, and raises nothing but :class:`ProtocolError`.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NoReturn, TypeAlias, TypeVar
@@ -377,16 +379,19 @@ def _info_reader(strict_relations: bool) -> Callable[[Any, str], Info]:
             if len(set(states)) != len(states):
                 _duplicate(states, f"{path}.States")
         schema: dict[str, State] | None = None
-        if value.get("Schema") is not None:
+        hash_ = value.get("SchemaHash")
+        if hash_ is not None:
+            _str(hash_, f"{path}.SchemaHash", required=True)
+        known = _known_schema(hash_, value.get("Schema"), states, strict_relations)
+        if known is not None:
+            schema = known
+        elif value.get("Schema") is not None:
             raw = _map(value["Schema"], f"{path}.Schema", MAX_STATES)
             schema = {}
             for name, st in raw.items():
                 _str(name, f"{path}.Schema key", required=True)
                 schema[name] = _state(st, f"{path}.Schema[{_short(name)}]")
         time = _time(value.get("MTime"), f"{path}.MTime")
-        hash_ = value.get("SchemaHash")
-        if hash_ is not None:
-            _str(hash_, f"{path}.SchemaHash", required=True)
 
         if states is not None and len(time) != len(states):
             raise ProtocolError(
@@ -401,11 +406,13 @@ def _info_reader(strict_relations: bool) -> Callable[[Any, str], Info]:
             schema = {name: schema[name] for name in states}
             if strict_relations:
                 _check_relations(schema, f"{path}.Schema")
-            if hash_ is not None and hash_ != schema_hash(schema, states):
-                raise ProtocolError(
-                    "schema",
-                    f"{path}.SchemaHash: {_short(hash_)} does not match Schema",
-                )
+            if known is None and hash_ is not None:
+                if hash_ != schema_hash(schema, states):
+                    raise ProtocolError(
+                        "schema",
+                        f"{path}.SchemaHash: {_short(hash_)} does not match Schema",
+                    )
+                _remember(hash_, value["Schema"], states, schema, strict_relations)
         return Info(
             id=_str(value.get("Id"), f"{path}.Id"),
             schema=schema,
@@ -417,6 +424,42 @@ def _info_reader(strict_relations: bool) -> Callable[[Any, str], Info]:
         )
 
     return read
+
+
+# Validated schemas by hash: the same schema arrives again and again (every
+# info of every machine that uses it), and hashing and rebuilding it each time
+# was the decoder's largest cost. A hit needs the same hash, the same raw
+# schema and the same states; anything else takes the full path.
+_SCHEMA_MEMO: OrderedDict[str, tuple[Any, list[str], dict[str, State], bool]] = (
+    OrderedDict()
+)
+_SCHEMA_MEMO_SIZE = 256
+_memo_lock = threading.Lock()
+
+
+def _known_schema(
+    hash_: Any, raw: Any, states: list[str] | None, strict: bool
+) -> dict[str, State] | None:
+    if type(hash_) is not str or raw is None or states is None:
+        return None
+    with _memo_lock:
+        entry = _SCHEMA_MEMO.get(hash_)
+        if entry is None or entry[1] != states or (strict and not entry[3]):
+            return None
+        if entry[0] != raw:
+            return None
+        _SCHEMA_MEMO.move_to_end(hash_)
+        return entry[2]
+
+
+def _remember(
+    hash_: str, raw: Any, states: list[str], schema: dict[str, State], strict: bool
+) -> None:
+    with _memo_lock:
+        _SCHEMA_MEMO[hash_] = (raw, list(states), schema, strict)
+        _SCHEMA_MEMO.move_to_end(hash_)
+        while len(_SCHEMA_MEMO) > _SCHEMA_MEMO_SIZE:
+            _SCHEMA_MEMO.popitem(last=False)
 
 
 def _duplicate(states: list[str], path: str) -> None:
