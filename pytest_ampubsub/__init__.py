@@ -109,11 +109,13 @@ def eventually(
     __tracebackhide__ = True
     from asyncmachine import any_of
 
+    from .network import next_change
+
     started = time.monotonic()
     deadline = started + settings.timeout(timeout)
     attempts = 0
     while True:
-        changed = any_of(*(_next_change(m) for m in watch)) if watch else None
+        changed = any_of(*(next_change(m) for m in watch)) if watch else None
         attempts += 1
         try:
             return check()
@@ -129,8 +131,3 @@ def eventually(
             changed.wait(remaining)
         else:
             time.sleep(min(interval, remaining))
-
-
-def _next_change(machine: Machine) -> Any:
-    before = sum(machine.time())
-    return machine.when_query(lambda clock: sum(clock.values()) != before)

@@ -302,7 +302,7 @@ class _Base:
             machines = list(watched) or [t.mach for t in self.topics]
             live = [m for m in machines if not m.is_disposed]
             changed = (
-                any_of(*(_next_change(m) for m in live))
+                any_of(*(next_change(m) for m in live))
                 if live
                 else _Deadline(POLL).waiter  # nothing left to wake us: poll
             )
@@ -639,7 +639,7 @@ def _machines_for(machines: Machines, index: int) -> list[Machine]:
     return list(machines(index))
 
 
-def _next_change(machine: Machine) -> Waiter:
+def next_change(machine: Machine) -> Waiter:
     """A waiter met by the next change of ``machine``'s clock."""
     before = sum(machine.time())
     return machine.when_query(lambda clock: sum(clock.values()) != before)
