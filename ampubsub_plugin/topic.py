@@ -155,10 +155,13 @@ class Topic:
         index = self.core.unexport(machine)
         if index is None:
             return False
+        self._detach_tracer(index, machine)
+        return True
+
+    def _detach_tracer(self, index: int, machine: Machine) -> None:
         tracer = self._tracers.pop(index, None)
         if tracer is not None and not machine.is_disposed:
             machine.unbind_tracer(tracer)
-        return True
 
     @property
     def exported(self) -> list[Machine]:
@@ -540,9 +543,9 @@ class _Handlers:
     def Disposing_state(self, e: Event) -> None:
         t = self.t
         for machine in t.core.exports():
-            tracer = t._tracers.pop(t.core.index_of(machine) or 0, None)
-            if tracer is not None and not machine.is_disposed:
-                machine.unbind_tracer(tracer)
+            index = t.core.index_of(machine)
+            if index is not None:
+                t._detach_tracer(index, machine)
         t.core.dispose()  # forgets exports and remotes; the bye already went
         runtime = t.runtime
         if runtime is None:
