@@ -9,16 +9,28 @@ machines (:class:`RemoteMachine`) and converges it with four mechanisms:
    into one message. A dirty machine stays dirty until a message carrying
    its time was handed to the transport, so rate limiting never loses state.
 2. **Introductions.** After joining, a peer announces its machines (``info``,
-   the hello), repeating it with backoff until another peer's gossip shows
-   it was heard, and asks for a snapshot of everyone (``reqinfo`` with no
-   ids). Machines exported later are announced the same way.
+   the hello), repeating it with backoff until another peer's message shows
+   it was heard. A hello from a peer we didn't know asks for a snapshot of
+   everyone, too; one *sender* answers it, after a short window, with one
+   ``info`` covering all it knows, so peers joining together share one
+   snapshot. The sender is the peer that joined alone, later whoever
+   answered when no sender was left. A joiner without a snapshot after
+   ``snapshot_wait`` asks explicitly (``reqinfo`` with no ids), then takes
+   its view as complete. Machines exported later are announced the same way.
 3. **Anti-entropy.** Now and then a peer gossips time sums of a few peers it
    knows, its own among them. A receiver that is behind asks for those
-   clocks (``requpdates``); one that is ahead, or that meets an unknown peer,
-   pushes the fresher clock or asks for an introduction (``reqinfo``).
+   clocks (``requpdates``); one that is ahead pushes the fresher clock; one
+   that meets an unknown peer asks for an introduction (``reqinfo``), but
+   only after ``request_grace`` and once its own snapshot arrived, since a
+   hello or a snapshot is usually on the way.
 4. **Suppressed answers.** The owner of a machine answers requests about it
-   at once; anyone else waits a random moment and stays silent if another
+   at once; besides it only the peers whose id hashes closest to the
+   subject answer, after a random moment, and stay silent if another
    answer arrives first, so one or two peers reply, not all of them.
+
+In one process every message costs each peer CPU, so discovery is built to
+send few: a hello per peer, a snapshot per burst of joins, no requests
+while answers are on the way.
 
 Clocks only grow, so any message may carry any peer's clock: a vector is
 applied when its sum is greater than the one known, whoever relays it.
@@ -83,18 +95,33 @@ class GossipConfig:
     answer_delay: tuple[float, float] = (0.02, 0.25)
     #: minimum gap between two own requests of one kind
     request_interval: float = 0.5
+    #: a peer learned of indirectly (gossip, updates, a new neighbour) is
+    #: asked about only after this long: its hello or a snapshot is likely
+    #: on the way, and the request and its answers would cost every peer
+    request_grace: float = 3.0
+    #: a snapshot responder collects newcomers this long before answering
+    #: them all with one snapshot (the next responder waits three times as
+    #: long, and stays silent if a snapshot comes first)
+    snapshot_window: float = 0.5
+    #: ... and sends at most one snapshot per this long (joins in a burst
+    #: batch up instead of costing a snapshot each)
+    snapshot_every: float = 1.5
+    #: a joiner whose hello was not answered by a snapshot this long asks
+    #: for one (``reqinfo`` with no ids); peers exporting nothing ask at once
+    snapshot_wait: float = 3.0
     #: the same peer is asked about again only after this long
     rerequest: float = 3.0
     #: hello repeats: first gap, then doubling up to the max
-    hello_first: float = 0.25
+    hello_first: float = 4.0
     hello_max: float = 16.0
     #: send something at least this often, so others know we're alive ...
     keepalive: float = 15.0
     #: ... but no more often, network-wide, than one keepalive per this many
     #: seconds per peer (so a big network isn't flooded by keepalives)
     keepalive_per_peer: float = 1.0
-    #: how many peers (besides the owner) answer a request or acknowledge a
-    #: hello: the ones whose id hashes closest to the subject (suppression)
+    #: how many peers (besides the owner) answer a request, acknowledge a
+    #: hello or send a snapshot: the ones whose id hashes closest to the
+    #: subject (suppression; snapshots share one subject so they batch)
     responders: int = 2
     #: a request about a peer introduced this recently is not answered again
     answer_cooldown: float = 1.0
@@ -111,7 +138,7 @@ class GossipConfig:
     max_schemas: int = 1024
     max_machines_per_peer: int = 1024
     #: machines per info message (bigger snapshots are split)
-    infos_per_message: int = 64
+    infos_per_message: int = 256
 
 
 def _rank(peer: str, subject: str) -> bytes:
@@ -169,11 +196,21 @@ class _Export:
 
 
 class _PeerView:
-    __slots__ = ("bye_at", "gone_at", "heard_at", "machines", "refused", "silent")
+    __slots__ = (
+        "bye_at",
+        "gone_at",
+        "heard_at",
+        "machines",
+        "refused",
+        "silent",
+        "since",
+    )
 
     def __init__(self, now: float) -> None:
         self.machines: dict[int, RemoteMachine] = {}
         self.heard_at = now
+        #: when we first heard of it
+        self.since = now
         #: when it said bye or fell silent (forgotten ``gone_ttl`` later)
         self.gone_at: float | None = None
         #: when it said bye (messages it sent before may still arrive)
@@ -268,17 +305,33 @@ class GossipCore:
         self._answer_info: dict[str, float] = {}
         self._answer_updates: dict[str, float] = {}
         self._acks: dict[str, float] = {}
+        #: when our snapshot answer goes out, and when its batch began
         self._snapshot_due: float | None = None
-        self._snapshot_for = ""
+        self._snapshot_since = float("-inf")
+        self._snapshot_sent = float("-inf")
+        #: peers seen sending snapshots; while one is alive, it answers alone
+        self._senders: set[str] = set()
+        self._is_sender = False
+        self._last_snapshot_seen = float("-inf")
         #: when an info about each peer was last sent or seen (answers within
         #: ``answer_cooldown`` of it would repeat what everyone just heard)
         self._introduced_at: OrderedDict[str, float] = OrderedDict()
-        self._snapshot_asked = False
+        #: when to ask for a snapshot ourselves (None: not needed)
+        self._snapshot_ask_due: float | None = None
+        #: our view is complete: we were alone, or a snapshot arrived, or we
+        #: waited for one long enough (from ``_settle_at``); only a settled
+        #: peer sends snapshots, and indirect requests wait until then
+        self._settled = True
+        self._settle_at = float("-inf")
         self._hello_due: float | None = None
         self._hello_gap = self.config.hello_first
         self._hello_sent = False
+        self._last_hello = float("-inf")
+        #: the next hello has news (a new export), it isn't a mere repeat
+        self._news = False
         self._heard = False
         self._gossip_due: float | None = None
+        self._gossip_planned = float("-inf")
         self._last_sent = float("-inf")
         self._bucket = _TokenBucket(self.config.rate, self.config.burst)
         self._joined = False
@@ -349,6 +402,7 @@ class GossipCore:
         self._wake()
 
     def _announce(self) -> None:
+        self._news = True
         self._heard = False
         self._hello_gap = self.config.hello_first
         if self._joined:
@@ -356,22 +410,35 @@ class GossipCore:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def joined(self, now: float) -> None:
-        """The topic joined: hello, and ask for a snapshot of everyone."""
+    def joined(self, now: float, *, alone: bool = False) -> None:
+        """The topic joined: hello, and get a snapshot of everyone.
+
+        ``alone``: no other peer is on the topic yet, so there is nobody to
+        learn from; our view is complete as it is.
+        """
         with self._lock:
+            cfg = self.config
             self._joined = True
             self._hello_due = now if self._exports else None
-            self._hello_gap = self.config.hello_first
+            self._hello_gap = cfg.hello_first
+            self._hello_sent = False
             self._heard = False
-            self._snapshot_asked = True
-            self._gossip_due = now + self._gossip_gap()
+            self._settled = alone
+            self._is_sender = alone  # the first peer serves the ones after it
+            log.debug("%s: joined (alone: %s)", self.peer_id, alone)
+            # the hello asks for a snapshot too; without one, ask explicitly
+            wait = cfg.snapshot_wait if self._exports else 0.0
+            self._snapshot_ask_due = None if alone else now + wait
+            self._settle_at = now + wait + cfg.snapshot_wait
+            self._plan_gossip(now, at_least=2 * self.config.snapshot_wait)
+            self._last_sent = now  # the hello or the request says we're alive
         self._wake()
 
     def left(self) -> None:
         with self._lock:
             self._joined = False
             self._hello_due = None
-            self._snapshot_asked = False
+            self._snapshot_ask_due = None
             self._answer_info.clear()
             self._answer_updates.clear()
             self._acks.clear()
@@ -382,12 +449,9 @@ class GossipCore:
         with self._lock:
             if peer == self.peer_id:
                 return
-            if peer not in self._peers:
-                self._missing_peers.setdefault(peer, now)
-                if self._exports and self._joined:
-                    self._hello_due = now
-                    self._hello_gap = self.config.hello_first
-        self._wake()
+            # nothing to do: its hello (if it exports anything) introduces
+            # it, and our hello or the snapshot we get introduces us
+            self.counters["peer_joined"] += 1
 
     def peer_left(self, peer: str, now: float) -> None:
         """A direct neighbour left; liveness is judged by ``peer_ttl``."""
@@ -402,6 +466,7 @@ class GossipCore:
         with self._lock:
             self.counters[f"in_{msg.TYPE}"] += 1
             view = self._peers.get(sender)
+            newcomer = view is None or view.silent
             if view is not None:
                 view.heard_at = now
                 if view.silent and not isinstance(msg, ByeMsg):
@@ -414,7 +479,7 @@ class GossipCore:
                 if not introduced:
                     self._missing(sender, now)
             if isinstance(msg, InfoMsg):
-                self._on_info(sender, msg, now)
+                self._on_info(sender, msg, now, newcomer=newcomer)
             elif isinstance(msg, UpdatesMsg):
                 self._on_updates(sender, msg.peer_clocks, now)
             elif isinstance(msg, GossipMsg):
@@ -436,7 +501,14 @@ class GossipCore:
             return
         self._missing_peers.setdefault(peer, now)
 
-    def _on_info(self, sender: str, msg: InfoMsg, now: float) -> None:
+    def _on_info(
+        self, sender: str, msg: InfoMsg, now: float, *, newcomer: bool
+    ) -> None:
+        relayed = set(msg.peer_info) - {sender}
+        if sender in msg.peer_info and (self.peer_id in relayed or len(relayed) > 1):
+            self._snapshot_seen(sender, set(msg.peer_info), now)
+        elif newcomer and msg.peer_info.get(sender):
+            self._snapshot_wanted(now)  # a newcomer's hello asks for one
         for peer, infos in msg.peer_info.items():
             if peer == self.peer_id:
                 self._heard = True
@@ -450,15 +522,14 @@ class GossipCore:
                     self.counters["drop_peers_full"] += 1
                     continue
                 view = self._peers[peer] = _PeerView(now)
+                log.debug("%s: learned of %s from %s", self.peer_id, peer, sender)
                 if peer != sender:
                     view.heard_at = now - self._peer_ttl() / 2
             self._missing_peers.pop(peer, None)
             for index, info in infos.items():
-                self._on_machine_info(peer, view, index, info, sender, now)
-        if self._snapshot_due is not None:
-            relayed = set(msg.peer_info) - {sender, self._snapshot_for}
-            if len(relayed) > 1:
-                self._snapshot_due = None  # someone else is sending the snapshot
+                self._on_machine_info(
+                    peer, view, index, info, sender, now, newcomer=newcomer
+                )
         if msg.peer_gossips:
             self._on_gossip(sender, msg.peer_gossips, now)
 
@@ -470,6 +541,8 @@ class GossipCore:
         info: Info,
         sender: str,
         now: float,
+        *,
+        newcomer: bool = False,
     ) -> None:
         if info.states is None:
             self.counters["drop_info_no_states"] += 1
@@ -529,8 +602,14 @@ class GossipCore:
             self.counters["drop_info_invalid"] += 1
             log.debug("dropped an info of %s#%d: %s", peer, index, err)
             return
-        if owner and not self._acks.get(peer) and self._responder(peer):
-            # tell the owner it was heard (one or two of us will: _on_gossip)
+        if (
+            owner
+            and not newcomer
+            and not self._acks.get(peer)
+            and self._responder(peer)
+        ):
+            # tell the owner it was heard (one or two of us will: _on_gossip);
+            # a newcomer hears it from the snapshot that includes it
             self._acks[peer] = now + self._answer_gap()
         pending = self._pending.pop((peer, index), None)
         if pending is not None:
@@ -655,11 +734,7 @@ class GossipCore:
 
     def _on_reqinfo(self, sender: str, peer_ids: list[str], now: float) -> None:
         if not peer_ids:
-            if self._peers and self._snapshot_due is None and self._responder(sender):
-                self._snapshot_due = now + self._answer_gap()
-                self._snapshot_for = sender
-            if self._exports and self._hello_due is None:
-                self._hello_due = now  # a newcomer needs us, at least
+            self._snapshot_wanted(now)
             return
         for peer in peer_ids:
             if peer in self._peers or peer in self._missing_peers:
@@ -671,6 +746,78 @@ class GossipCore:
                 self._answer_info[peer] = now  # even with nothing to export
             elif peer in self._peers and self._responder(peer):
                 self._answer_info.setdefault(peer, now + self._answer_gap())
+
+    def _snapshot_wanted(self, now: float) -> None:
+        """A newcomer needs everything we know: the chosen few batch an answer."""
+        if self._snapshot_due is not None:
+            return  # joins the batch already waiting
+        position = self._snapshot_position(now)
+        if position is None:
+            return
+        self._snapshot_since = now
+        cfg = self.config
+        due = now + cfg.snapshot_window * (1 + 2 * position) + self._answer_gap()
+        self._snapshot_due = max(due, self._snapshot_sent + cfg.snapshot_every)
+
+    def _snapshot_seen(self, sender: str, covered: set[str], now: float) -> None:
+        """A snapshot arrived (its sender relays others, or us): ours to use or skip.
+
+        Only settled peers send snapshots, so it completes our view. If it
+        lacks us, its sender never got our hello: say hello again now. If we
+        had one planned, another responder answered the batch first. Of two
+        senders, one that learns peers from the other's snapshot steps down
+        (its view was partial), and so does the one ranked lower.
+        """
+        log.debug(
+            "%s: snapshot from %s of %d peers (settled: %s, us in it: %s)",
+            self.peer_id,
+            sender,
+            len(covered),
+            self._settled,
+            self.peer_id in covered,
+        )
+        self._snapshot_ask_due = None
+        self._settled = True
+        self._last_snapshot_seen = now
+        self._senders.add(sender)
+        if self.peer_id not in covered and self._exports and not self._heard:
+            # at most one repeat per first gap, however many snapshots lack us
+            soon = self._last_hello + self.config.hello_first
+            self._hello_due = max(now, min(soon, self._hello_due or soon))
+        if self._is_sender:
+            news = any(p not in self._peers for p in covered - {self.peer_id})
+            if news or _rank(sender, "") < _rank(self.peer_id, ""):
+                log.debug("%s: %s sends the snapshots now", self.peer_id, sender)
+                self._is_sender = False
+        if self._snapshot_due is not None and now > self._snapshot_since:
+            self._snapshot_due = None
+
+    def _snapshot_position(self, now: float) -> int | None:
+        """Our place among the snapshot responders, or None if we aren't one.
+
+        One peer sends the snapshots, so joins close together share one: the
+        peer that joined alone, or later whoever answered when no sender
+        was left (the ``responders`` ranked first by id hash, in turn). Only
+        settled peers answer; if none does, the newcomer asks again.
+        """
+        if not self._is_settled(now):
+            return None
+        if self._is_sender:
+            return 0
+        if any(p in self._peers and not self._peers[p].silent for p in self._senders):
+            return None
+        mine = _rank(self.peer_id, "")
+        closer = sum(
+            1 for p, v in self._peers.items() if not v.silent and _rank(p, "") < mine
+        )
+        return closer if closer < self.config.responders else None
+
+    def _is_settled(self, now: float) -> bool:
+        if not self._settled and now >= self._settle_at:
+            # nobody answered: what we know is all there is
+            log.debug("%s: no snapshot came; settled by waiting", self.peer_id)
+            self._settled = True
+        return self._settled
 
     def _on_requpdates(self, peer_ids: list[str], now: float) -> None:
         for peer in peer_ids:
@@ -756,6 +903,7 @@ class GossipCore:
                     for index in list(view.machines):
                         self._forget(peer, index)
                     del self._peers[peer]
+            self._senders &= self._peers.keys()
             while self._tombstones:
                 oldest, at = next(iter(self._tombstones.items()))
                 if now - at <= cfg.gone_ttl:
@@ -768,16 +916,23 @@ class GossipCore:
                         continue  # still missing: keep asking
                     del table[key]
             if self._joined and self._gossip_due is None:
-                self._gossip_due = now + self._gossip_gap()
+                self._plan_gossip(now)
         self._wake()
+
+    def _plan_gossip(self, now: float, *, at_least: float = 0.0) -> None:
+        self._gossip_planned = now
+        self._gossip_due = now + max(at_least, self._gossip_gap())
 
     def _gossip_gap(self) -> float:
         """Random gap so that all peers together gossip at the configured rate."""
+        mean = self._gossip_mean()
+        return self.rng.uniform(0.5 * mean, 1.5 * mean)
+
+    def _gossip_mean(self) -> float:
         cfg = self.config
         peers = max(1, len(self._peers))
         mean = cfg.gossip_interval * peers / max(cfg.gossip_per_interval, 1e-9)
-        mean = min(mean, self._keepalive())
-        return self.rng.uniform(0.5 * mean, 1.5 * mean)
+        return min(mean, self._keepalive())
 
     def _introduced(self, peer: str, now: float) -> None:
         self._introduced_at[peer] = now
@@ -830,17 +985,29 @@ class GossipCore:
                 dues.extend(self._answer_updates.values())
                 dues.extend(self._acks.values())
                 hello = self._hello_due if self._exports else None
+                if hello is not None and self._repeat_waits(hello):
+                    # the snapshot we wait for shows whether we were heard
+                    hello = max(hello, self._settle_at)
                 for due in (self._snapshot_due, hello, self._gossip_due):
                     if due is not None:
                         dues.append(due)
-                if self._snapshot_asked:
-                    dues.append(now)
+                if self._snapshot_ask_due is not None:
+                    dues.append(self._snapshot_ask_due)
                 if self._wants_requests():
                     dues.append(self._next_request_check)
                 dues.append(self._last_sent + self._keepalive())
             if not dues:
                 return None
             return self._bucket.ready_at(max(now, min(dues))) if dues else None
+
+    def _repeat_waits(self, hello: float | None) -> bool:
+        """A repeated hello waits while our snapshot is on the way."""
+        return (
+            hello is not None
+            and self._hello_sent
+            and not self._news
+            and not self._settled
+        )
 
     def _wants_requests(self) -> bool:
         return bool(self._missing_peers or self._missing_updates or self._pending)
@@ -881,7 +1048,7 @@ class GossipCore:
         elif isinstance(msg, ByeMsg):
             self._byes.update(msg.machs)
         elif isinstance(msg, ReqInfoMsg) and not msg.peer_ids:
-            self._snapshot_asked = True
+            self._snapshot_ask_due = float("-inf")
 
     def publish_failed(self, msg: Message) -> None:
         """The transport refused a collected message: keep its intent pending."""
@@ -919,7 +1086,10 @@ class GossipCore:
         snapshot = self._snapshot_due is not None and self._snapshot_due <= now
         if snapshot:
             self._snapshot_due = None
-            due_info = list(self._peers) + ([self.peer_id] if self._exports else [])
+            self._snapshot_sent = now
+            self._is_sender = True
+            due_info = [self.peer_id, *self._peers]
+            log.debug("%s: snapshot of %d peers", self.peer_id, len(due_info))
         if due_info:
             out.extend(self._info_messages(due_info, with_schema=True))
             for peer in due_info:
@@ -953,30 +1123,47 @@ class GossipCore:
     def _collect_hello(self, now: float) -> list[Message]:
         if self._hello_due is None or self._hello_due > now or not self._exports:
             return []
+        if self._repeat_waits(self._hello_due) and not self._is_settled(now):
+            return []  # the snapshot we wait for shows whether we were heard
+        self._news = False
         if self._heard and self._hello_sent:
             self._hello_due = None
             return []
+        log.debug("%s: hello (repeat: %s)", self.peer_id, self._hello_sent)
         self._hello_sent = True
+        self._last_hello = now
         self._hello_due = now + self._hello_gap
         self._hello_gap = min(self._hello_gap * 2, self.config.hello_max)
-        return self._info_messages([self.peer_id], with_schema=False)
+        # no gossip sample: peers we name but others don't know yet would
+        # only make them ask about peers whose hellos are on the way
+        return self._info_messages([self.peer_id], with_schema=False, gossip=False)
 
     def _collect_requests(self, now: float) -> list[Message]:
         out: list[Message] = []
         cfg = self.config
-        if self._snapshot_asked:
-            self._snapshot_asked = False
+        if self._snapshot_ask_due is not None and self._snapshot_ask_due <= now:
+            self._snapshot_ask_due = None
+            self._settle_at = min(self._settle_at, now + cfg.snapshot_wait)
             self._last_reqinfo = now
+            log.debug("%s: no snapshot yet; asking for one", self.peer_id)
             out.append(ReqInfoMsg(peer_ids=[]))
         if now < self._next_request_check:
             return out
         self._next_request_check = now + cfg.request_interval
         if now >= self._last_reqinfo + cfg.request_interval:
-            wanted = set(self._missing_peers)
-            wanted.update(peer for peer, _ in self._pending)
-            wanted.update(p for p, v in self._peers.items() if v.needs_schema)
+            wanted = {p for p, v in self._peers.items() if v.needs_schema}
+            quiet = now - self._last_snapshot_seen >= cfg.request_grace
+            if self._is_settled(now) and quiet:
+                # still missing after the grace, and no snapshots coming in
+                # that might bring it: nothing is on the way
+                horizon = now - cfg.request_grace
+                missing = self._missing_peers
+                wanted.update(p for p, t in missing.items() if t <= horizon)
+                # updates for unknown machines of peers we know otherwise
+                wanted.update(p for p, _ in self._pending if p not in missing)
             ids = self._pick(wanted, self._asked_info, now)
             if ids:
+                log.debug("%s: asking about %s", self.peer_id, ids)
                 self._last_reqinfo = now
                 out.append(ReqInfoMsg(peer_ids=ids))
         if now >= self._last_requpdates + cfg.request_interval:
@@ -1004,7 +1191,11 @@ class GossipCore:
         due = self._gossip_due is not None and self._gossip_due <= now
         if not (due or keepalive):
             return []
-        self._gossip_due = now + self._gossip_gap()
+        if not keepalive and now - self._gossip_planned < 0.5 * self._gossip_mean():
+            # planned when we knew fewer peers: the network gossips enough
+            self._gossip_due = self._gossip_planned + self._gossip_gap()
+            return []
+        self._plan_gossip(now)
         sums = self._gossip_sample()
         if not sums:
             self._last_sent = now  # nothing to say; don't ask again at once
@@ -1029,7 +1220,7 @@ class GossipCore:
         return sums
 
     def _info_messages(
-        self, peers: Iterable[str], *, with_schema: bool
+        self, peers: Iterable[str], *, with_schema: bool, gossip: bool = True
     ) -> list[Message]:
         """Infos of these peers (own: live), split to keep messages small."""
         entries: list[tuple[str, int, Info]] = []
@@ -1066,7 +1257,7 @@ class GossipCore:
                         info = replace(info, schema=None)
                     carried.add(key)
                 chunk.setdefault(peer, {})[index] = info
-            gossips = self._gossip_sample() if start == 0 else {}
+            gossips = self._gossip_sample() if start == 0 and gossip else {}
             out.append(InfoMsg(peer_info=chunk, peer_gossips=gossips))
         return out
 

@@ -314,8 +314,9 @@ class Topic:
             self.mach.add("Heartbeat")
 
     async def _send_loop(self) -> None:
-        # don't publish the hello into a mesh that doesn't exist yet
-        await self.transport.wait_mesh(2.0)
+        # don't publish the hello into a mesh that doesn't exist yet; one
+        # mesh peer passes it on to its own mesh (a snapshot covers the rest)
+        await self.transport.wait_mesh(2.0, peers=1)
         while True:
             now = trio.current_time()
             due = self.core.next_due(now)
@@ -489,7 +490,15 @@ class _Handlers:
 
     def Joined_state(self, e: Event) -> None:
         t = self.t
-        t.core.joined(t._now())
+        # nobody else here yet: no snapshot to wait for (we'll send them).
+        # py-libp2p learns a neighbour's topics some time after connecting,
+        # so any connection means we may not be first: wait for a snapshot
+        alone = not (
+            t._inbound.early
+            or t.transport.topic_peers()
+            or t.transport.connection_count()
+        )
+        t.core.joined(t._now(), alone=alone)
         t._fork("Joined", t._send_loop)
         t._fork("Joined", t._heartbeat)
         t._inbound.replay_early()

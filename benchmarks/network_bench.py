@@ -447,6 +447,13 @@ async def single_main(a: argparse.Namespace) -> dict[str, Any]:
     from asyncmachine import Machine
 
     quiet_logging()
+    if a.debug_log:
+        handler = logging.FileHandler(a.debug_log, mode="w")
+        handler.setFormatter(
+            logging.Formatter("%(relativeCreated)8.0f %(name)s %(message)s")
+        )
+        logging.getLogger("ampubsub").addHandler(handler)
+        logging.getLogger("ampubsub").setLevel(logging.DEBUG)
     n, m_per = a.single, a.machines
     res: dict[str, Any] = {"peers": n, "procs": 1, "machines": m_per, "phase": "start"}
     rng = random.Random(a.seed)
@@ -1348,6 +1355,8 @@ def run_single(a: argparse.Namespace, n: int) -> dict[str, Any]:
         cmd.append("--profile")
     if a.breakdown:
         cmd.append("--breakdown")
+    if a.debug_log:
+        cmd.extend(["--debug-log", f"{a.debug_log}.{n}"])
     budget = (
         2 * (60 + 2 * n)
         + 30
@@ -1697,6 +1706,11 @@ def main(argv: list[str] | None = None) -> int:
         "--breakdown",
         action="store_true",
         help="count messages and bytes per protocol builder (diagnostic; costs CPU)",
+    )
+    p.add_argument(
+        "--debug-log",
+        help="write ampubsub's debug log of the single-process sizes here "
+        "(PATH.<peers>; diagnostic, costs CPU)",
     )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--format", choices=("rich", "markdown"), default="rich")

@@ -214,15 +214,15 @@ def test_nothing_is_sent_before_joining() -> None:
     assert a.collect(0.0) == []
 
 
-def test_joined_sends_hello_with_full_info_and_asks_for_a_snapshot() -> None:
-    a = make("A")
+def test_joined_sends_hello_then_asks_for_a_snapshot_only_if_none_comes() -> None:
+    a = make("A", snapshot_wait=2.0)
     m = worker("a1", tags=["kind:w"], parent="root")
     m.add("Bar")
     assert a.export(m) == 0
     a.joined(5.0)
     assert a.next_due(5.0) == 5.0
     out = a.collect(5.0)
-    (hello,) = infos_about(out, "A")
+    (hello,) = out  # the hello asks for a snapshot, too
     assert list(hello.peer_info) == ["A"]
     got = hello.peer_info["A"][0]
     assert got == Info(
@@ -234,19 +234,68 @@ def test_joined_sends_hello_with_full_info_and_asks_for_a_snapshot() -> None:
         parent="root",
         schema_hash=HASH,
     )
-    assert ReqInfoMsg(peer_ids=[]) in out
-    assert out.index(hello) < out.index(ReqInfoMsg(peer_ids=[]))
     # a machine exported after joining is announced at once, with its new index
     assert a.export(worker("a2")) == 1
     (again,) = infos_about(a.collect(5.0), "A")
     assert set(again.peer_info["A"]) == {0, 1}
     assert again.peer_info["A"][1].id == "a2"
+    # no snapshot within snapshot_wait: ask for one explicitly, once
+    asks = [
+        (s / 100, m)
+        for s in range(500, 1200)
+        for m in of_type(a.collect(s / 100), ReqInfoMsg)
+    ]
+    assert asks == [(7.0, ReqInfoMsg(peer_ids=[]))]
+
+
+def test_a_joiner_that_gets_a_snapshot_does_not_ask_for_one() -> None:
+    a = make("A", snapshot_wait=2.0)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
+    snapshot = InfoMsg({"B": {0: full}, "A": {}}, {})
+    a.receive("B", wire(snapshot), 0.6)
+    sent = [m for s in range(1, 1000) for m in a.collect(s / 100)]
+    assert of_type(sent, ReqInfoMsg) == []
+    assert [r.id for r in a.remotes()] == ["b1"]
+
+
+def test_a_joiner_repeats_its_hello_when_a_snapshot_lacks_it_not_before() -> None:
+    a = make("A", snapshot_wait=2.0, hello_first=1.0)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    assert infos_about(a.collect(0.0), "A")
+    # waiting for the snapshot: no timed repeats (it shows if we were heard)
+    early = [m for s in range(1, 150) for m in a.collect(s / 100)]
+    assert infos_about(early, "A") == []
+    full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
+    others = {p: {0: info(f"{p}1", [0, 0, 0, 0])} for p in "CD"}
+    a.receive("B", wire(InfoMsg({"B": {0: full}, **others}, {})), 1.5)
+    (again,) = infos_about(a.collect(1.5), "A")  # the sender never got it
+    assert list(again.peer_info) == ["A"]
+    # a snapshot that includes us: heard, no more hellos
+    with_us = InfoMsg({"B": {0: full}, "A": {0: info("a1", [0, 0, 0, 0])}}, {})
+    a.receive("B", wire(with_us), 2.0)
+    later = [m for s in range(200, 3000) for m in a.collect(s / 100)]
+    assert infos_about(later, "A") == []
+
+
+def test_a_joiner_without_exports_asks_at_once_and_alone_never_asks() -> None:
+    quiet = make("Q")
+    quiet.joined(0.0)
+    assert quiet.collect(0.0) == [ReqInfoMsg(peer_ids=[])]
+    first = make("F")
+    first.export(worker("f1"))
+    first.joined(0.0, alone=True)
+    sent = [m for s in range(1000) for m in first.collect(s / 100)]
+    assert of_type(sent, ReqInfoMsg) == []
 
 
 def test_hello_repeats_with_backoff_until_gossip_shows_it_was_heard() -> None:
     a = make("A", hello_first=0.25, hello_max=2.0)
     a.export(worker("a1"))
-    a.joined(0.0)
+    a.joined(0.0, alone=True)
     hellos = []
     for step in range(400):  # 4 s in 10 ms steps
         now = step / 100
@@ -385,32 +434,81 @@ def test_non_owner_answers_requpdates_with_its_view_suppressed() -> None:
     assert answer.peer_clocks == {"A": {0: m.time()}}
 
 
+def snapshots_in(mesh: Mesh, since: float) -> list[tuple[str, InfoMsg]]:
+    return [
+        (p, m)
+        for t, p, m in mesh.sent
+        if t >= since and isinstance(m, InfoMsg) and len(m.peer_info) > 1
+    ]
+
+
 def test_snapshot_request_is_answered_by_one_peer_and_others_cancel() -> None:
-    cores = [make(p) for p in "ABC"]
+    # nobody joined alone: the peers settle after waiting, then the two
+    # ranked first answer in turn and the second sees the first's snapshot
+    cores = [make(p) for p in "ABCDE"]
     for i, core in enumerate(cores):
         core.export(worker(f"m{i}"))
         core.joined(0.0)
     mesh = Mesh(*cores)
     mesh.run(30.0)
-    assert all(len(c.remotes()) == 2 for c in cores)
+    assert all(len(c.remotes()) == 4 for c in cores)
     newcomer = make("N")
     mesh.add(newcomer)
     newcomer.joined(30.0)
-    mesh.run(31.0)
-    snapshots = [
-        (p, m)
-        for t, p, m in mesh.sent
-        if t >= 30.0 and isinstance(m, InfoMsg) and len(m.peer_info) > 1
-    ]
-    assert len(snapshots) == 1, snapshots
-    (_, snapshot) = snapshots[0]
+    mesh.run(35.0)
+    ((sender, snapshot),) = snapshots_in(mesh, 30.0)
     assert {p: sorted(i) for p, i in snapshot.peer_info.items()} == {
-        "A": [0],
-        "B": [0],
-        "C": [0],
-        "N": [],  # a peer exporting nothing is introduced too
+        p: [0] for p in "ABCDE"
     }
-    assert sorted(r.id for r in newcomer.remotes()) == ["m0", "m1", "m2"]
+    assert sorted(r.id for r in newcomer.remotes()) == [f"m{i}" for i in range(5)]
+    # the next newcomer is served by the same sender, which the others know
+    late = make("L")
+    late.export(worker("l0"))
+    mesh.add(late)
+    late.joined(40.0)
+    mesh.run(45.0)
+    assert [p for p, _ in snapshots_in(mesh, 40.0)] == [sender]
+    assert len(late.remotes()) == 5
+
+
+def test_newcomers_joining_together_share_one_snapshot() -> None:
+    first = make("A")
+    first.export(worker("a0"))
+    first.joined(0.0, alone=True)
+    mesh = Mesh(first)
+    for i in range(6):
+        core = make(f"N{i}")
+        core.export(worker(f"n{i}"))
+        mesh.add(core)
+        core.joined(0.0)
+    mesh.run(20.0)
+    assert [p for p, _ in snapshots_in(mesh, 0.0)] == ["A"]
+    for core in mesh.cores:
+        assert len(core.remotes()) == 6, core.peer_id
+    # no one asked for anything: the hellos and the one snapshot were enough
+    assert [m for _, _, m in mesh.sent if isinstance(m, ReqInfoMsg)] == []
+
+
+def test_a_newcomer_exporting_nothing_is_introduced_after_the_grace() -> None:
+    first = make("A", request_grace=2.0)
+    first.export(worker("a0"))
+    first.joined(0.0, alone=True)
+    mesh = Mesh(first)
+    mesh.run(10.0)
+    quiet = make("Q")
+    mesh.add(quiet)
+    quiet.joined(10.0)
+    mesh.run(11.0)
+    assert [r.id for r in quiet.remotes()] == ["a0"]
+    assert "Q" not in first.peers()  # its request alone doesn't introduce it
+    mesh.run(16.0)
+    assert "Q" in first.peers()
+    asks = [
+        (t, m.peer_ids)
+        for t, p, m in mesh.sent
+        if p == "A" and isinstance(m, ReqInfoMsg)
+    ]
+    assert asks and asks[0][0] >= 12.0 and asks[0][1] == ["Q"]
 
 
 # -- anti-entropy ------------------------------------------------------------------
@@ -456,30 +554,55 @@ def test_gossip_with_a_smaller_sum_of_a_known_machine_gets_our_view() -> None:
     assert pushed == [UpdatesMsg({"B": {0: [1, 1, 2, 0]}})]
 
 
-def test_unknown_peers_in_gossip_and_updates_are_asked_for() -> None:
-    a = make("A")
+def test_unknown_peers_in_gossip_and_updates_are_asked_for_after_a_grace() -> None:
+    a = make("A", request_grace=2.0, request_interval=0.5, rerequest=3.0)
     a.export(worker("a1"))
-    introduced(a)
+    a.joined(0.0, alone=True)
+    a.collect(0.0)
     a.receive("C", GossipMsg({"X": {0: 3}, "A": {7: 1}}), 1.0)
-    first = asked(a.collect(1.0), ReqInfoMsg)
-    assert first == {"C", "X"}  # never itself
-    a.receive("C", UpdatesMsg({"Y": {0: [1, 0, 0, 0]}}), 2.0)
-    assert asked(a.collect(2.0), ReqInfoMsg) == {"Y"}  # X, C: asked recently
+    # their hellos or a snapshot are likely on the way: wait before asking
+    assert asked(a.collect(1.0), ReqInfoMsg) == set()
+    assert (
+        asked([m for s in range(11, 30) for m in a.collect(s / 10)], ReqInfoMsg)
+        == set()
+    )
+    assert asked(a.collect(3.0), ReqInfoMsg) == {"C", "X"}  # never itself
+    a.receive("C", UpdatesMsg({"Y": {0: [1, 0, 0, 0]}}), 3.2)
+    later = [m for s in range(31, 56) for m in a.collect(s / 10)]
+    assert asked(later, ReqInfoMsg) == {"Y"}  # X, C: asked recently
     assert a.stats()["missing_peers"] == 3
     # asked again after ``rerequest``, while still missing
-    again = [m for s in range(21, 60) for m in a.collect(s / 10)]
+    again = [m for s in range(56, 95) for m in a.collect(s / 10)]
     assert asked(again, ReqInfoMsg) == {"C", "X", "Y"}
+
+
+def test_a_joiner_waits_for_its_snapshot_before_asking_about_peers() -> None:
+    a = make("A", request_grace=1.0, snapshot_wait=2.0)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    a.receive("C", GossipMsg({"X": {0: 3}}), 0.5)
+    early = [m for s in range(1, 30) for m in a.collect(s / 10)]
+    assert asked(early, ReqInfoMsg) == set()  # the snapshot will bring them
+    full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
+    a.receive("B", wire(InfoMsg({"B": {0: full}, "A": {}}, {})), 3.0)
+    # more snapshots may follow while peers join: ask once they stopped
+    assert (
+        asked([m for s in range(30, 40) for m in a.collect(s / 10)], ReqInfoMsg)
+        == set()
+    )
+    assert asked(a.collect(4.0), ReqInfoMsg) == {"C", "X"}
 
 
 def test_updates_for_an_unknown_peer_wait_for_its_info() -> None:
     rec = Recorder()
-    a = make("A", listener=rec)
-    a.joined(0.0)
+    a = make("A", listener=rec, request_grace=0.5)
+    a.joined(0.0, alone=True)
     a.collect(0.0)
     a.receive("C", UpdatesMsg({"X": {0: [1, 1, 2, 0], 1: [0, 0, 1, 0]}}), 1.0)
     assert a.remotes() == []
     assert a.stats()["pending_updates"] == 2
-    assert "X" in asked(a.collect(1.0), ReqInfoMsg)
+    assert "X" in asked(a.collect(1.5), ReqInfoMsg)
     # an older buffered clock never replaces a newer one
     a.receive("C", UpdatesMsg({"X": {0: [1, 1, 0, 0]}}), 1.5)
     a.receive("C", InfoMsg({"X": {0: info("x1", [0, 0, 0, 0])}}, {}), 2.0)
@@ -747,10 +870,10 @@ def test_schema_travels_once_then_by_hash() -> None:
     b = make("B")
     m = worker("b1")
     b.export(m)
-    b.joined(0.0)
+    b.joined(0.0, alone=True)
     first = hello_of(b, 0.0).peer_info["B"][0]
     assert first.schema == m.schema and first.schema_hash == HASH
-    second = hello_of(b, 0.25).peer_info["B"][0]
+    second = hello_of(b, b.config.hello_first).peer_info["B"][0]
     assert second.schema is None and second.schema_hash == HASH
     assert (second.id, second.states, second.time) == (first.id, STATES, m.time())
 
@@ -758,9 +881,9 @@ def test_schema_travels_once_then_by_hash() -> None:
 def test_receiver_lacking_the_schema_hash_asks_for_the_info() -> None:
     b, c = make("B"), make("C")
     b.export(worker("b1"))
-    b.joined(0.0)
+    b.joined(0.0, alone=True)
     b.collect(0.0)  # the first hello (with the schema) is lost
-    second = hello_of(b, 0.25)
+    second = hello_of(b, b.config.hello_first)
     c.joined(0.0)
     c.collect(0.0)
     c.receive("B", wire(second), 1.0)
@@ -785,11 +908,11 @@ def test_known_schema_hash_fills_in_the_schema() -> None:
 def test_schema_arriving_later_completes_the_remote_and_stops_requests() -> None:
     b, c = make("B"), make("C")
     b.export(worker("b1"))
-    b.joined(0.0)
+    b.joined(0.0, alone=True)
     b.collect(0.0)
     c.joined(0.0)
     c.collect(0.0)
-    c.receive("B", wire(hello_of(b, 0.25)), 1.0)
+    c.receive("B", wire(hello_of(b, b.config.hello_first)), 1.0)
     assert "B" in asked(c.collect(1.0), ReqInfoMsg)
     b.receive("C", ReqInfoMsg(["B"]), 1.0)
     (answer,) = [

@@ -495,7 +495,7 @@ def test_relayed_schema_with_a_dangling_relation_does_not_poison_snapshots() -> 
     data = encode(InfoMsg({"E": {0: info}}, {}), strict_relations=False)
     a = GossipCore("A", rng=random.Random(0))
     a.export(worker("a1"))
-    a.joined(0.0)
+    a.joined(0.0, alone=True)  # the first peer: it sends the snapshots
     a.collect(0.0)
     a.receive("E", decode(data, strict_relations=False), 1.0)
     a.receive("N", ReqInfoMsg([]), 2.0)  # a newcomer asks for a snapshot
