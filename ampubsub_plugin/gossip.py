@@ -1088,7 +1088,9 @@ class GossipCore:
             self._snapshot_due = None
             self._snapshot_sent = now
             self._is_sender = True
-            due_info = [self.peer_id, *self._peers]
+            # departed peers stay out: relayed, they'd look alive to newcomers
+            alive = [p for p, v in self._peers.items() if not v.silent]
+            due_info = [self.peer_id, *alive]
             log.debug("%s: snapshot of %d peers", self.peer_id, len(due_info))
         if due_info:
             out.extend(self._info_messages(due_info, with_schema=True))
