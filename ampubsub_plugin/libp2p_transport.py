@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from typing import Any, Literal
 
 import multiaddr  # type: ignore[import-untyped]
@@ -101,8 +101,6 @@ MAX_PARALLEL_DIALS = 8
 #: How often :meth:`Libp2pTransport.wait_mesh` looks at the mesh (py-libp2p
 #: has no event for mesh changes).
 MESH_POLL_INTERVAL = 0.05
-#: bound on waiting for pubsub's own handshake after a dial
-PUBSUB_HANDSHAKE_TIMEOUT = 1.0
 
 #: Bound on the graceful part of shutdown (unsubscribe, services, host).
 SHUTDOWN_TIMEOUT = 10.0
@@ -442,7 +440,6 @@ class Libp2pTransport(Transport):
                     else:
                         if run.host.get_network().get_connections(peer):
                             connected += 1
-                            await _pubsub_handshake(run.pubsub, peer)
                             return
                         reason = "no connection after dial"
                 failures[peer] = reason
@@ -555,20 +552,18 @@ class Libp2pTransport(Transport):
         queues = list(self._run.pubsub.peer_queues.values())
         return max((len(q) for q in queues), default=0)
 
-    def mesh_ready(self, peers: int | None = None) -> bool:
+    def mesh_ready(self) -> bool:
         """True when the mesh can carry a publish to the topic's peers.
 
         That is: some direct peer is on the topic, and the mesh holds at least
-        ``min(degree_low, len(topic_peers()))`` of them, or ``peers`` of them
-        when given (one mesh peer already passes a publish on to its mesh).
+        ``min(degree_low, len(topic_peers()))`` of them.
         """
-        on_topic = self.topic_peers()
-        if not on_topic:
+        peers = self.topic_peers()
+        if not peers:
             return False
-        wanted = self._degree_low if peers is None else max(1, peers)
-        return len(self.mesh_peers()) >= min(wanted, len(on_topic))
+        return len(self.mesh_peers()) >= min(self._degree_low, len(peers))
 
-    async def wait_mesh(self, timeout: float, *, peers: int | None = None) -> bool:
+    async def wait_mesh(self, timeout: float) -> bool:
         """Wait until :meth:`mesh_ready`; False when ``timeout`` s pass first.
 
         py-libp2p has no event for mesh changes, so this polls the mesh every
@@ -581,7 +576,7 @@ class Libp2pTransport(Transport):
             raise TransportError(f"{self.peer_id} has not joined a topic")
         with trio.move_on_after(timeout):
             while self._topic == topic and self._run is not None:
-                if self.mesh_ready(peers):
+                if self.mesh_ready():
                     return True
                 await trio.sleep(MESH_POLL_INTERVAL)
         return False
@@ -674,18 +669,6 @@ class Libp2pTransport(Transport):
                 log.exception(
                     "%s: the handler's %s callback raised", self.peer_id, kind
                 )
-
-
-async def _pubsub_handshake(pubsub: Pubsub, peer: ID) -> None:
-    """Wait (briefly) for the pubsub streams with a newly connected peer.
-
-    A connection is up before pubsub has exchanged topics over it. Joining a
-    topic right then finds no peers on it, so gossipsub builds the mesh only
-    at its next heartbeat and a first publish goes nowhere; waiting here
-    lets the join graft the peer at once.
-    """
-    with suppress(trio.TooSlowError):
-        await pubsub.wait_for_peer(peer, timeout=PUBSUB_HANDSHAKE_TIMEOUT)
 
 
 def _innermost(error: BaseException) -> BaseException:

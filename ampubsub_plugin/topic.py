@@ -314,9 +314,8 @@ class Topic:
             self.mach.add("Heartbeat")
 
     async def _send_loop(self) -> None:
-        # don't publish the hello into a mesh that doesn't exist yet; one
-        # mesh peer passes it on to its own mesh (a snapshot covers the rest)
-        await self.transport.wait_mesh(2.0, peers=1)
+        # don't publish the hello into a mesh that doesn't exist yet
+        await self.transport.wait_mesh(2.0)
         while True:
             now = trio.current_time()
             due = self.core.next_due(now)

@@ -93,12 +93,11 @@ class Transport(ABC):
     def connection_count(self) -> int:
         """Open connections to other peers."""
 
-    async def wait_mesh(self, timeout: float, *, peers: int | None = None) -> bool:
+    async def wait_mesh(self, timeout: float) -> bool:
         """True once a publish would reach the joined topic's peers.
 
         Gossipsub loses a message published before its mesh formed; a
-        transport without a mesh is ready at once. ``peers``: enough mesh
-        peers to count as formed (default: the transport's own measure).
+        transport without a mesh is ready at once.
         """
         return True
 
