@@ -95,9 +95,10 @@ class GossipConfig:
     answer_delay: tuple[float, float] = (0.02, 0.25)
     #: minimum gap between two own requests of one kind
     request_interval: float = 0.5
-    #: a peer learned of indirectly (gossip, updates, a new neighbour) is
-    #: asked about only after this long: its hello or a snapshot is likely
-    #: on the way, and the request and its answers would cost every peer
+    #: a peer learned of indirectly (gossip, updates, a request) is asked
+    #: about only after this long, and once no snapshot came for as long:
+    #: its hello or a snapshot is likely on the way, and the request and
+    #: its answers would cost every peer
     request_grace: float = 3.0
     #: a snapshot responder collects newcomers this long before answering
     #: them all with one snapshot (the next responder waits three times as
@@ -196,21 +197,11 @@ class _Export:
 
 
 class _PeerView:
-    __slots__ = (
-        "bye_at",
-        "gone_at",
-        "heard_at",
-        "machines",
-        "refused",
-        "silent",
-        "since",
-    )
+    __slots__ = ("bye_at", "gone_at", "heard_at", "machines", "refused", "silent")
 
     def __init__(self, now: float) -> None:
         self.machines: dict[int, RemoteMachine] = {}
         self.heard_at = now
-        #: when we first heard of it
-        self.since = now
         #: when it said bye or fell silent (forgotten ``gone_ttl`` later)
         self.gone_at: float | None = None
         #: when it said bye (messages it sent before may still arrive)
@@ -766,7 +757,8 @@ class GossipCore:
         lacks us, its sender never got our hello: say hello again now. If we
         had one planned, another responder answered the batch first. Of two
         senders, one that learns peers from the other's snapshot steps down
-        (its view was partial), and so does the one ranked lower.
+        (its view was partial), and of two that know the same, the one
+        ranked lower.
         """
         log.debug(
             "%s: snapshot from %s of %d peers (settled: %s, us in it: %s)",
@@ -783,10 +775,13 @@ class GossipCore:
         if self.peer_id not in covered and self._exports and not self._heard:
             # at most one repeat per first gap, however many snapshots lack us
             soon = self._last_hello + self.config.hello_first
-            self._hello_due = max(now, min(soon, self._hello_due or soon))
+            if self._hello_due is not None:
+                soon = min(soon, self._hello_due)
+            self._hello_due = max(now, soon)
         if self._is_sender:
             news = any(p not in self._peers for p in covered - {self.peer_id})
-            if news or _rank(sender, "") < _rank(self.peer_id, ""):
+            knows_all = covered >= self._peers.keys()
+            if news or (knows_all and _rank(sender, "") < _rank(self.peer_id, "")):
                 log.debug("%s: %s sends the snapshots now", self.peer_id, sender)
                 self._is_sender = False
         if self._snapshot_due is not None and now > self._snapshot_since:
