@@ -113,7 +113,7 @@ class GossipConfig:
     #: the same peer is asked about again only after this long
     rerequest: float = 3.0
     #: hello repeats: first gap, then doubling up to the max
-    hello_first: float = 4.0
+    hello_first: float = 8.0
     hello_max: float = 16.0
     #: send something at least this often, so others know we're alive ...
     keepalive: float = 15.0
