@@ -801,10 +801,7 @@ class GossipCore:
             return 0
         if any(p in self._peers and not self._peers[p].silent for p in self._senders):
             return None
-        mine = _rank(self.peer_id, "")
-        closer = sum(
-            1 for p, v in self._peers.items() if not v.silent and _rank(p, "") < mine
-        )
+        closer = self._ranked_before("")  # no peer's id is "": all take part
         return closer if closer < self.config.responders else None
 
     def _is_settled(self, now: float) -> bool:
@@ -943,15 +940,16 @@ class GossipCore:
         who is known differ a little), so answers don't multiply with the
         network's size even when processing lags behind the random delays.
         """
-        limit = self.config.responders
-        candidates = [
-            p for p in self._peers if p != subject and not self._peers[p].silent
-        ]
-        if len(candidates) < limit:
-            return True
+        return self._ranked_before(subject) < self.config.responders
+
+    def _ranked_before(self, subject: str) -> int:
+        """How many live peers we know (``subject`` aside) rank before us."""
         mine = _rank(self.peer_id, subject)
-        closer = sum(1 for p in candidates if _rank(p, subject) < mine)
-        return closer < limit
+        return sum(
+            1
+            for p, view in self._peers.items()
+            if p != subject and not view.silent and _rank(p, subject) < mine
+        )
 
     def _keepalive(self) -> float:
         cfg = self.config
@@ -980,7 +978,7 @@ class GossipCore:
                 dues.extend(self._answer_updates.values())
                 dues.extend(self._acks.values())
                 hello = self._hello_due if self._exports else None
-                if hello is not None and self._repeat_waits(hello):
+                if hello is not None and self._repeat_waits():
                     # the snapshot we wait for shows whether we were heard
                     hello = max(hello, self._settle_at)
                 for due in (self._snapshot_due, hello, self._gossip_due):
@@ -995,14 +993,9 @@ class GossipCore:
                 return None
             return self._bucket.ready_at(max(now, min(dues))) if dues else None
 
-    def _repeat_waits(self, hello: float | None) -> bool:
+    def _repeat_waits(self) -> bool:
         """A repeated hello waits while our snapshot is on the way."""
-        return (
-            hello is not None
-            and self._hello_sent
-            and not self._news
-            and not self._settled
-        )
+        return self._hello_sent and not self._news and not self._settled
 
     def _wants_requests(self) -> bool:
         return bool(self._missing_peers or self._missing_updates or self._pending)
@@ -1120,7 +1113,7 @@ class GossipCore:
     def _collect_hello(self, now: float) -> list[Message]:
         if self._hello_due is None or self._hello_due > now or not self._exports:
             return []
-        if self._repeat_waits(self._hello_due) and not self._is_settled(now):
+        if self._repeat_waits() and not self._is_settled(now):
             return []  # the snapshot we wait for shows whether we were heard
         self._news = False
         if self._heard and self._hello_sent:
