@@ -1,0 +1,138 @@
+"""The gossipsub router as we run it, and a Pubsub that reports to us.
+
+Built on py-libp2p 0.8.1 (trio). The library's defaults don't suit a small
+state-sync network, so the router is always configured as follows (the
+measurements behind each choice are in the py-libp2p study):
+
+- gossipsub v1.1 (``/meshsub/1.1.0``): v1.2+ sends an IDONTWANT per message
+  to every mesh peer, which costs more than it saves for small messages;
+- ``heartbeat_interval`` 1 s (library default: 120 s) and
+  ``adaptive_gossip_enabled=False`` (otherwise the heartbeat silently becomes
+  60 s about 30 s after start);
+- ``spam_protection_enabled=False`` (otherwise a node forwards at most 10
+  messages/s per topic per forwarding peer, its own publishes included);
+- ``eclipse_protection_enabled=False`` (a no-op on one host anyway);
+- ``prune_back_off`` / ``unsubscribe_back_off`` 5 s (defaults 60 / 10 s: a
+  pruned peer would be unreachable for a minute);
+- ``ConnectionConfig(max_connections_per_peer=1)`` (otherwise every dial
+  waits a fixed 250 ms) and the mplex muxer (2-3x cheaper than yamux).
+
+py-libp2p drops silently: payloads over about 1 MiB (hence
+:data:`MAX_PAYLOAD`) and RPCs beyond :data:`OUTBOUND_QUEUE_SIZE` queued per
+peer and link. :class:`EventPubsub` replaces the only other silent drop, the
+32-slot subscription channel per topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import multiaddr  # type: ignore[import-untyped]
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.rpc_queue import OutBoundQueueSize
+
+#: Largest payload ``publish`` accepts. py-libp2p's outbound RPC queue drops
+#: RPCs over 1 MiB without an error; the signed envelope adds ~300-400 bytes.
+MAX_PAYLOAD = 1_000_000
+
+#: py-libp2p's per-peer outbound RPC queue (``pubsub/rpc_queue.py``
+#: ``OutBoundQueueSize``); RPCs beyond it are dropped silently.
+OUTBOUND_QUEUE_SIZE = OutBoundQueueSize
+
+MUXERS: dict[str, Literal["MPLEX", "YAMUX"]] = {"mplex": "MPLEX", "yamux": "YAMUX"}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HostConfig:
+    """What a host and its router are built from (validated by the transport)."""
+
+    listen: list[multiaddr.Multiaddr]
+    key_pair: KeyPair
+    muxer: Literal["MPLEX", "YAMUX"]
+    degree: int
+    degree_low: int
+    degree_high: int
+    heartbeat_interval: float
+
+
+def new_libp2p_host(config: HostConfig) -> IHost:
+    """A host with our identity, muxer and one connection per peer."""
+    return new_host(
+        key_pair=config.key_pair,
+        listen_addrs=config.listen,
+        muxer_preference=config.muxer,
+        connection_config=ConnectionConfig(max_connections_per_peer=1),
+    )
+
+
+def new_gossipsub(config: HostConfig) -> GossipSub:
+    """The gossipsub router, tuned as the module docstring explains."""
+    return GossipSub(
+        [PROTOCOL_ID_V11],
+        degree=config.degree,
+        degree_low=config.degree_low,
+        degree_high=config.degree_high,
+        heartbeat_initial_delay=0.1,
+        # annotated int in py-libp2p, used as trio.sleep(seconds)
+        heartbeat_interval=config.heartbeat_interval,  # type: ignore[arg-type]
+        prune_back_off=5,
+        unsubscribe_back_off=5,
+        adaptive_gossip_enabled=False,
+        spam_protection_enabled=False,
+        eclipse_protection_enabled=False,
+    )
+
+
+def _ignore_topic_event(topic: str, peer: ID) -> None:
+    pass
+
+
+def _ignore_message(msg: rpc_pb2.Message) -> None:
+    pass
+
+
+class EventPubsub(Pubsub):
+    """Pubsub that reports peer join/leave and hands messages over directly.
+
+    py-libp2p has no topic event handler (as go's ``Topic.EventHandler``);
+    ``peer_topics`` changes only in ``handle_subscription`` and
+    ``_forget_all_subscriptions``. ``notify_subscriptions`` (called once per
+    new, valid message, own publishes included) normally puts the message
+    into a 32-slot channel per topic and drops it when full; here it goes to
+    ``on_message`` instead. All three hooks are sync and must not raise.
+    """
+
+    on_subscribed: Callable[[str, ID], None] = staticmethod(_ignore_topic_event)
+    on_unsubscribed: Callable[[str, ID], None] = staticmethod(_ignore_topic_event)
+    on_message: Callable[[rpc_pb2.Message], None] = staticmethod(_ignore_message)
+
+    def handle_subscription(
+        self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts
+    ) -> None:
+        topic = sub_message.topicid
+        before = origin_id in self.peer_topics.get(topic, ())
+        super().handle_subscription(origin_id, sub_message)
+        after = origin_id in self.peer_topics.get(topic, ())
+        if after and not before:
+            self.on_subscribed(topic, origin_id)
+        elif before and not after:
+            self.on_unsubscribed(topic, origin_id)
+
+    def _forget_all_subscriptions(self, peer_id: ID) -> None:
+        topics = [t for t, peers in self.peer_topics.items() if peer_id in peers]
+        super()._forget_all_subscriptions(peer_id)
+        for topic in topics:
+            self.on_unsubscribed(topic, peer_id)
+
+    def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
+        if any(topic in self.topic_ids for topic in publish_message.topicIDs):
+            self.on_message(publish_message)

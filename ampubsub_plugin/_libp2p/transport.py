@@ -1,0 +1,352 @@
+"""Libp2pTransport: one peer on one gossipsub topic, behind our Transport.
+
+The facade of this package: it checks its options, owns the identity, and
+answers the :class:`Transport` interface by handing the work to the rooms:
+``serve`` to a :class:`Stack`, ``connect`` to a :class:`DialPlan`, ``join``
+and ``leave`` and everything inbound to the :class:`Inbox`. It reads the
+router's live state (``topic_peers``, ``mesh_peers``, the outbound queues)
+directly.
+
+Things the topic must know:
+
+- Delivery is best effort. Right after ``join`` / ``connect`` the mesh is
+  empty; a message published then can be lost for good (py-libp2p has no
+  flood-publish). :meth:`Libp2pTransport.wait_mesh` waits for a usable mesh.
+- py-libp2p drops silently: payloads over about 1 MiB (so ``publish``
+  refuses more than :data:`MAX_PAYLOAD` bytes) and RPCs beyond 32 queued per
+  peer and link (``pubsub/rpc_queue.py`` ``OutBoundQueueSize``): a burst of
+  more than ~32 publishes without yielding loses the rest; pace publishes.
+  (py-libp2p's 32-slot subscription channel is bypassed here: messages go
+  to an unbounded inbox drained by one reader task, so none are dropped.)
+- Messages and peer events reach the handler in the order py-libp2p saw
+  them, through that one reader task, never from inside py-libp2p's code.
+- A new subscriber may be sent messages from the last ~3 heartbeats again
+  (py-libp2p replays its message cache to a peer whose subscription arrives).
+- ``connect`` returning doesn't mean the peer is on the topic yet: the
+  subscription exchange follows (``on_peer_joined``, a few ms on loopback),
+  then the event-driven GRAFT. After ``leave``, a re-``join`` within the 5-s
+  backoff leaves the mesh empty for ~5-10 s (GRAFTs wait for the backoff
+  and the next heartbeat); ``wait_mesh`` covers that too.
+- py-libp2p's AutoConnector (``network/auto_connector.py``) redials peers it
+  knows from its peerstore every 10 s while under 50 connections, so a peer
+  that went away may come back (``on_peer_joined``) without ``connect``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
+
+from ..transport import Transport, TransportError, TransportHandler
+from .dial import DialPlan, parse_multiaddr
+from .inbox import Inbox
+from .logs import log
+from .pubsub import MAX_PAYLOAD, MUXERS, HostConfig
+from .stack import Running, Stack
+
+#: How often :meth:`Libp2pTransport.wait_mesh` looks at the mesh (py-libp2p
+#: has no event for mesh changes).
+MESH_POLL_INTERVAL = 0.05
+
+
+class Libp2pTransport(Transport):
+    """One peer on one gossipsub topic, over py-libp2p.
+
+    ``listen`` takes multiaddrs without ``/p2p/`` (TCP by default; QUIC as
+    ``/ip4/127.0.0.1/udp/0/quic-v1``). ``key_seed`` (32 bytes) makes the
+    Ed25519 identity, hence the peer id, deterministic; without it a random
+    identity is made, once per transport object. ``degree*`` and
+    ``heartbeat_interval`` (seconds) configure gossipsub; ``muxer`` is
+    ``"mplex"`` or ``"yamux"``. ``connect_timeout`` bounds each dial.
+    """
+
+    def __init__(
+        self,
+        listen: Sequence[str] = ("/ip4/127.0.0.1/tcp/0",),
+        *,
+        key_seed: bytes | None = None,
+        degree: int = 6,
+        degree_low: int = 4,
+        degree_high: int = 12,
+        heartbeat_interval: float = 1.0,
+        muxer: str = "mplex",
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if isinstance(listen, str):
+            listen = (listen,)
+        if not listen:
+            raise ValueError("listen needs at least one multiaddr")
+        listen_addrs = [parse_multiaddr(a) for a in listen]
+        if key_seed is not None and len(key_seed) != 32:
+            raise ValueError(f"key_seed must be 32 bytes, got {len(key_seed)}")
+        if not 0 < degree_low <= degree <= degree_high:
+            raise ValueError(
+                "need 0 < degree_low <= degree <= degree_high, got "
+                f"{degree_low}, {degree}, {degree_high}"
+            )
+        if not heartbeat_interval > 0:
+            raise ValueError(f"heartbeat_interval must be > 0: {heartbeat_interval}")
+        if muxer.lower() not in MUXERS:
+            raise ValueError(f"muxer must be 'mplex' or 'yamux', not {muxer!r}")
+        if not connect_timeout > 0:
+            raise ValueError(f"connect_timeout must be > 0: {connect_timeout}")
+        key_pair = create_new_key_pair(key_seed)
+        self._config = HostConfig(
+            listen=listen_addrs,
+            key_pair=key_pair,
+            muxer=MUXERS[muxer.lower()],
+            degree=degree,
+            degree_low=degree_low,
+            degree_high=degree_high,
+            heartbeat_interval=heartbeat_interval,
+        )
+        self._peer_id = ID.from_pubkey(key_pair.public_key)
+        self._connect_timeout = connect_timeout
+        # The stack of the serve() call entered and not finished, if any.
+        self._stack: Stack | None = None
+        # The joined topic (inbox.topic) and the entries on their way in.
+        self._inbox = Inbox(self._peer_id)
+
+    def __repr__(self) -> str:
+        state = "serving" if self._run is not None else "idle"
+        return f"<Libp2pTransport {self.peer_id} {state} topic={self._inbox.topic!r}>"
+
+    # -- identity -----------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        """This peer's id in base58; fixed when the transport is made."""
+        return self._peer_id.to_base58()
+
+    @property
+    def addrs(self) -> list[str]:
+        """Dialable addresses with ``/p2p/<peer_id>``; empty unless serving."""
+        if self._run is None:
+            return []
+        return [str(a) for a in self._run.host.get_addrs()]
+
+    # -- serving ------------------------------------------------------------
+
+    async def serve(
+        self,
+        handler: TransportHandler,
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen and run until cancelled; ``task_status.started()`` once listening.
+
+        The libp2p stack runs in a child task shielded from the cancellation
+        of ``serve``; its start-up is bounded by ``STARTUP_TIMEOUT`` and its
+        shutdown by ``SHUTDOWN_TIMEOUT``. So even a cancelled ``serve``
+        unsubscribes, stops the services, closes the host and stops
+        py-libp2p's cache thread before it returns. A failure of py-libp2p
+        (at start-up or later) is raised as :class:`TransportError`.
+        """
+        if task_status is None:
+            task_status = trio.TASK_STATUS_IGNORED
+        if self._stack is not None:
+            raise TransportError(f"{self!r} is already serving")
+        stack = self._stack = Stack(self._config, self._inbox, self.peer_id)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stack.run, handler, self._unsubscribe)
+                try:
+                    await stack.ready.wait()
+                    if stack.error is None:
+                        task_status.started()
+                        await stack.finished.wait()
+                finally:
+                    stack.stop.set()
+        finally:
+            self._stack = None
+        if stack.error is not None:
+            listen = ", ".join(str(a) for a in self._config.listen)
+            stage = "failed" if stack.started else "failed to start"
+            cause = _innermost(stack.error)
+            raise TransportError(
+                f"libp2p on {listen} {stage}: {cause!r}"
+            ) from stack.error
+
+    @property
+    def _run(self) -> Running | None:
+        """The libp2p objects while the stack is up, else None."""
+        stack = self._stack
+        return None if stack is None else stack.running
+
+    def _running(self) -> Running:
+        run = self._run
+        if run is None:
+            raise TransportError(f"transport {self.peer_id} is not serving")
+        return run
+
+    # -- connections --------------------------------------------------------
+
+    async def connect(self, addrs: Sequence[str]) -> int:
+        """Dial peers concurrently; return how many peers are now connected.
+
+        Addresses of one peer are dialled together (one connection); this
+        peer's own addresses are skipped (an empty list returns 0). Each dial
+        is bounded by ``connect_timeout``, at most ``MAX_PARALLEL_DIALS`` at
+        once. Raises ``ValueError`` (before dialling anything) for a malformed
+        address or one without ``/p2p/``, :class:`TransportError` when not
+        serving or when no peer could be reached.
+        """
+        if isinstance(addrs, str):
+            addrs = (addrs,)
+        plan = DialPlan(addrs, self._peer_id)
+        run = self._running()
+        if not plan.addrs:
+            return 0
+        return await plan.dial(run.host, self._connect_timeout, self.peer_id)
+
+    def connection_count(self) -> int:
+        """Open connections to other peers (0 unless serving)."""
+        if self._run is None:
+            return 0
+        return len(self._run.host.get_network().get_connections())
+
+    # -- topic --------------------------------------------------------------
+
+    async def join(self, topic: str) -> None:
+        """Subscribe to ``topic``; peers already on it are reported as joined.
+
+        One topic at a time: joining another one without leaving first raises
+        :class:`TransportError`; joining the same one again is a no-op.
+        """
+        run = self._running()
+        if not topic:
+            raise ValueError("topic must be a non-empty string")
+        inbox = self._inbox
+        if inbox.topic == topic:
+            return
+        if inbox.topic is not None:
+            raise TransportError(
+                f"{self.peer_id} already joined {inbox.topic!r}; leave it first"
+            )
+        inbox.follow(topic)
+        try:
+            await run.pubsub.subscribe(topic)
+        except BaseException:
+            if inbox.topic == topic:
+                inbox.follow(None)
+            raise
+        if inbox.topic != topic:  # left (or stopped) meanwhile
+            return
+        for peer in sorted(run.pubsub.peer_topics.get(topic, ()), key=str):
+            inbox.on_subscribed(topic, peer)
+
+    async def leave(self) -> None:
+        """Unsubscribe; no more messages or peer events (a no-op if not joined).
+
+        Messages and events still queued for the handler are dropped. Also a
+        no-op when not serving (stopping ``serve`` leaves the topic anyway).
+        """
+        await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
+        topic, run = self._inbox.topic, self._run
+        if topic is None or run is None:
+            return
+        self._inbox.follow(None)
+        try:
+            await run.pubsub.unsubscribe(topic)
+        except Exception:
+            log.warning(
+                "%s: unsubscribe from %r failed", self.peer_id, topic, exc_info=True
+            )
+
+    def topic_peers(self) -> frozenset[str]:
+        """Directly connected peers subscribed to the joined topic.
+
+        This is py-libp2p's live view; the handler's join/leave callbacks may
+        lag it by the events still queued for the handler.
+        """
+        topic = self._inbox.topic
+        if self._run is None or topic is None:
+            return frozenset()
+        peers = self._run.pubsub.peer_topics.get(topic, ())
+        return frozenset(p.to_base58() for p in peers)
+
+    def mesh_peers(self) -> frozenset[str]:
+        """Peers in this node's gossipsub mesh for the joined topic."""
+        topic = self._inbox.topic
+        if self._run is None or topic is None:
+            return frozenset()
+        peers = self._run.gossipsub.mesh.get(topic, ())
+        return frozenset(p.to_base58() for p in peers)
+
+    def outbound_backlog(self) -> int:
+        """RPCs waiting in the fullest per-peer outbound queue (0 if none).
+
+        py-libp2p queues at most ``OUTBOUND_QUEUE_SIZE`` (32) RPCs per peer
+        and silently drops the rest, so a topic publishing bursts should wait
+        while this is high (there is no event for it: poll).
+        """
+        if self._run is None:
+            return 0
+        queues = list(self._run.pubsub.peer_queues.values())
+        return max((len(q) for q in queues), default=0)
+
+    def mesh_ready(self) -> bool:
+        """True when the mesh can carry a publish to the topic's peers.
+
+        That is: some direct peer is on the topic, and the mesh holds at least
+        ``min(degree_low, len(topic_peers()))`` of them.
+        """
+        peers = self.topic_peers()
+        if not peers:
+            return False
+        return len(self.mesh_peers()) >= min(self._config.degree_low, len(peers))
+
+    async def wait_mesh(self, timeout: float) -> bool:
+        """Wait until :meth:`mesh_ready`; False when ``timeout`` s pass first.
+
+        py-libp2p has no event for mesh changes, so this polls the mesh every
+        ``MESH_POLL_INTERVAL`` seconds. Raises :class:`TransportError` when not
+        serving or not joined; returns False if the topic is left meanwhile.
+        """
+        self._running()
+        topic = self._inbox.topic
+        if topic is None:
+            raise TransportError(f"{self.peer_id} has not joined a topic")
+        with trio.move_on_after(timeout):
+            while self._inbox.topic == topic and self._run is not None:
+                if self.mesh_ready():
+                    return True
+                await trio.sleep(MESH_POLL_INTERVAL)
+        return False
+
+    async def publish(self, data: bytes) -> None:
+        """Sign and broadcast ``data`` on the joined topic (best effort).
+
+        Raises :class:`TransportError` when not serving or not joined, and
+        ``ValueError`` for a payload over :data:`MAX_PAYLOAD` bytes (py-libp2p
+        would drop it silently).
+        """
+        run = self._running()
+        topic = self._inbox.topic
+        if topic is None:
+            raise TransportError(f"{self.peer_id} has not joined a topic")
+        payload = bytes(data)
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(
+                f"payload of {len(payload)} bytes is over the {MAX_PAYLOAD}-byte "
+                "limit (py-libp2p drops larger messages silently)"
+            )
+        try:
+            await run.pubsub.publish(topic, payload)
+        except Exception as error:
+            raise TransportError(
+                f"{self.peer_id} could not publish on {topic!r}: {error!r}"
+            ) from error
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

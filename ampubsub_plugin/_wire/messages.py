@@ -1,0 +1,150 @@
+"""The protocol's messages and limits, as typed values.
+
+Rules:
+
+1. One frozen dataclass per message ``Type`` of asyncmachine-go's
+   pkg/pubsub (its ``TYPE`` is the wire name), fields named for the domain;
+   the Go field names live in the reader and the writer only.
+2. The limits below bound every payload we produce or accept; the reader
+   enforces them on untrusted input, the writer on our own messages.
+3. A machine's time vector only grows, so its sum (:func:`time_sum`) is the
+   checksum peers gossip; a schema travels once and is then named by
+   :func:`schema_hash`, a digest of its states in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import ClassVar, Final, TypeAlias
+
+import msgpack  # type: ignore[import-untyped]
+
+from asyncmachine.schema import State
+
+from .errors import schema_mismatch
+
+PROTOCOL_VERSION: Final = 1
+#: Largest payload we produce or accept, in bytes (gossipsub allows ~1 MiB).
+MAX_PAYLOAD: Final = 1_000_000
+MAX_PEERS_PER_MSG: Final = 1024
+MAX_MACHINES_PER_PEER: Final = 1024
+MAX_STATES: Final = 4096
+#: Largest tick, time sum and machine index (Go sends uint64, we keep int64).
+MAX_TICK: Final = 2**63 - 1
+#: Longest peer id, machine id, state name, tag or hash, in characters.
+MAX_ID_LEN: Final = 256
+MAX_TAGS: Final = 256
+
+_HASH_PERSON: Final = b"ampubsub-schema"
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    """One exported machine, as introduced in an ``info`` message.
+
+    ``schema`` and ``states`` are None when not sent (Go's test-schema mode,
+    or a schema shipped earlier and referred to by ``schema_hash``).
+    """
+
+    id: str
+    schema: dict[str, State] | None
+    states: list[str] | None
+    time: list[int]
+    tags: list[str]
+    parent: str
+    schema_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InfoMsg:
+    """Introduces machines: peer -> machine index -> Info, plus gossip sums."""
+
+    TYPE: ClassVar[str] = "info"
+    peer_info: dict[str, dict[int, Info]]
+    peer_gossips: dict[str, dict[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatesMsg:
+    """New machine times: peer -> machine index -> full time vector."""
+
+    TYPE: ClassVar[str] = "updates"
+    peer_clocks: dict[str, dict[int, list[int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class GossipMsg:
+    """Checksums: peer -> machine index -> time sum seen by the sender."""
+
+    TYPE: ClassVar[str] = "gossip"
+    peer_gossips: dict[str, dict[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReqInfoMsg:
+    """Asks for (re)introductions of these peers."""
+
+    TYPE: ClassVar[str] = "reqinfo"
+    peer_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReqUpdatesMsg:
+    """Asks for the current clocks of these peers' machines."""
+
+    TYPE: ClassVar[str] = "requpdates"
+    peer_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ByeMach:
+    """One departing machine (``peer_bye``: the whole peer leaves)."""
+
+    peer_bye: bool
+    id: str
+    time: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class ByeMsg:
+    """These machines of the sender (or the sender itself) leave."""
+
+    TYPE: ClassVar[str] = "bye"
+    machs: dict[int, ByeMach]
+
+
+Message: TypeAlias = (
+    InfoMsg | UpdatesMsg | GossipMsg | ReqInfoMsg | ReqUpdatesMsg | ByeMsg
+)
+
+
+def time_sum(time: list[int]) -> int:
+    """Sum of a time vector; for one machine it only grows."""
+    return sum(time)
+
+
+def schema_hash(schema: dict[str, State], states: list[str]) -> str:
+    """Stable 16-hex-digit digest of ``schema`` in ``states`` order.
+
+    Raises ProtocolError("schema") when the schema's keys are not the states.
+    """
+    if len(schema) != len(states) or schema.keys() != set(states):
+        schema_mismatch(schema, states, "schema")
+    rows = []
+    for name in states:
+        st = schema[name]
+        rows.append(
+            [
+                name,
+                st.auto,
+                st.multi,
+                list(st.require),
+                list(st.add),
+                list(st.remove),
+                list(st.after),
+                list(st.tags),
+            ]
+        )
+    blob: bytes = msgpack.packb(rows, use_bin_type=True)
+    return hashlib.blake2b(blob, digest_size=8, person=_HASH_PERSON).hexdigest()
