@@ -58,14 +58,21 @@ _manager: pluggy.PluginManager | None = None
 _manager_lock = threading.Lock()
 
 
-def new_plugin_manager(project: str, specs: type) -> pluggy.PluginManager:
+def new_plugin_manager(
+    project: str,
+    specs: type,
+    *,
+    manager_type: type[pluggy.PluginManager] | None = None,
+) -> pluggy.PluginManager:
     """A manager with ``specs`` and the installed entry points of ``project``.
 
     The same recipe serves every pluggy project of this distribution: specs
     first, then entry points of the group of the same name, then a check that
-    every hook implemented is a known one.
+    every hook implemented is a known one. ``manager_type`` (a
+    ``pluggy.PluginManager`` subclass, the default) lets a project see every
+    registration, entry points included (ampubsub guards its plugins so).
     """
-    manager = pluggy.PluginManager(project)
+    manager = (manager_type or pluggy.PluginManager)(project)
     manager.add_hookspecs(specs)
     loaded = manager.load_setuptools_entrypoints(project)
     manager.check_pending()

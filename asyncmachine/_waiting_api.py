@@ -1,0 +1,155 @@
+"""Waiting: the ``when*`` methods and state contexts of a Machine.
+
+Why this module exists: ``waiting.py`` holds the mechanism (``Waiter``,
+``Subscriptions``, ``StateContext``) and knows nothing of a machine's API;
+this module is that API -- each ``when*`` method turns a question about the
+clock into a waiter filed under the states it depends on. The core wakes
+them: after each transition that changed the clock it hands the changed
+states to ``_subs.process`` and to ``_expire_contexts``; so does
+``Machine._show_time`` for a clock computed elsewhere.
+
+Rule: register first, check second (see ``waiting.py``), so a transition
+racing in another thread can wake a waiter twice but never miss it. A
+disposed machine releases every new waiter at once with False.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from ._checking import Checking
+from .schema import EXCEPTION, Names
+from .transition import Transition
+from .waiting import StateContext, Waiter
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+
+class WaitingAPI(Checking):
+    """when, when_not, when_time, ... and new_state_ctx; built on the checks."""
+
+    def when(self, states: Names) -> Waiter:
+        """Done once all the states are active."""
+        names = self._parse(states)
+        return self._waiter(
+            f"when({' '.join(names)})", names, lambda _tx: self._all_active(names)
+        )
+
+    def when_not(self, states: Names) -> Waiter:
+        """Done once none of the states is active."""
+        names = self._parse(states)
+        return self._waiter(
+            f"when_not({' '.join(names)})",
+            names,
+            lambda _tx: not any(self._ticks[self._index[s]] & 1 for s in names),
+        )
+
+    def when_err(self) -> Waiter:
+        return self.when(EXCEPTION)
+
+    def when_time(self, states: Names, ticks: Iterable[int]) -> Waiter:
+        """Done once each state's tick reached the given one."""
+        names = self._parse(states)
+        wanted = list(ticks)
+        if len(wanted) != len(names):
+            raise ValueError(
+                f"when_time got {len(names)} states but {len(wanted)} ticks"
+            )
+        pairs = [(self._index[n], t) for n, t in zip(names, wanted, strict=True)]
+        return self._waiter(
+            f"when_time({names}, {wanted})",
+            names,
+            lambda _tx: all(self._ticks[i] >= t for i, t in pairs),
+        )
+
+    def when_ticks(self, state: str, ticks: int) -> Waiter:
+        """Done once the state's tick grew by ``ticks`` from now."""
+        return self.when_time(state, [self.tick(state) + ticks])
+
+    def when_args(self, state: str, args: Mapping[str, Any]) -> Waiter:
+        """Done once ``state`` is activated by a mutation carrying these args."""
+        name = self._parse(state)[0]
+        wanted = dict(args)
+        i = self._index[name]
+
+        def check(tx: Transition | None) -> bool:
+            if tx is None or not self._ticks[i] & 1:
+                return False
+            given = tx.mutation.args
+            return all(k in given and given[k] == v for k, v in wanted.items())
+
+        waiter = Waiter(f"when_args({name}, {wanted})", check)
+        self._subs.add(waiter, (name,))
+        if self._disposed:
+            waiter._fire(False)
+        return waiter
+
+    def when_query(self, query: Callable[[dict[str, int]], bool]) -> Waiter:
+        """Done once ``query(clock)`` returns true; checked after each change."""
+        return self._waiter(
+            f"when_query({getattr(query, '__name__', query)})",
+            None,
+            lambda _tx: bool(query(self.clock())),
+        )
+
+    def when_disposed(self) -> Waiter:
+        waiter = Waiter(f"when_disposed({self._id})")
+        if self._disposed:
+            waiter._fire(True)
+        else:
+            self._subs.add_disposed(waiter)
+            if self._disposed:
+                waiter._fire(True)
+        return waiter
+
+    def when_queue_end(self) -> Waiter:
+        """Done once the queue is drained (at once when the machine is idle)."""
+        waiter = Waiter(f"when_queue_end({self._id})")
+        with self._lock:
+            busy = self._running
+            if busy:
+                self._subs.add_queue_end(waiter)
+        if not busy:
+            waiter._fire(not self._disposed)
+        return waiter
+
+    def _all_active(self, names: tuple[str, ...]) -> bool:
+        ticks, index = self._ticks, self._index
+        return all(ticks[index[s]] & 1 for s in names)
+
+    def _waiter(
+        self,
+        description: str,
+        states: tuple[str, ...] | None,
+        check: Callable[[Transition | None], bool],
+    ) -> Waiter:
+        waiter = Waiter(description, check)
+        if self._disposed:
+            waiter._fire(False)
+            return waiter
+        self._subs.add(waiter, states)
+        if check(None):
+            waiter._fire(True)
+        elif self._disposed:
+            waiter._fire(False)
+        return waiter
+
+    # -- state contexts --------------------------------------------------
+
+    def new_state_ctx(self, state: str) -> StateContext:
+        """A context valid until ``state``'s tick changes (also when inactive)."""
+        return StateContext(cast("Machine", self), self._parse(state)[0])
+
+    def _watch_context(self, ctx: StateContext) -> None:
+        with self._lock:
+            self._contexts.setdefault(ctx.state, []).append(ctx)
+
+    def _expire_contexts(self, changed: list[str]) -> None:
+        expired: list[StateContext] = []
+        with self._lock:
+            for state in changed:
+                expired.extend(self._contexts.pop(state, ()))
+        for ctx in expired:
+            ctx._expire()
