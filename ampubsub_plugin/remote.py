@@ -18,7 +18,6 @@ from time import monotonic as _monotonic
 from typing import Any, NoReturn
 
 from asyncmachine import Machine, ReadOnlyError, Result, State
-from asyncmachine.resolver import Resolver
 from asyncmachine.schema import Names
 
 
@@ -72,8 +71,9 @@ class RemoteMachine(Machine):
         #: False while only the state names are known (schema still to come)
         self.has_schema = schema is not None
         self._connected = True
+        self._time_sum = 0
         self.updated_at = _monotonic()
-        self._set_time(list(time))
+        self._show(time)
 
     def __repr__(self) -> str:
         where = f"{self.peer_id[-6:]}#{self.index}"
@@ -87,9 +87,9 @@ class RemoteMachine(Machine):
 
     @property
     def time_sum(self) -> int:
-        return sum(self._ticks)
+        return self._time_sum
 
-    # -- fed by the topic ----------------------------------------------------
+    # -- fed by the topic (inside its machine's handlers) ----------------------
 
     def _set_connected(self, connected: bool) -> None:
         self._connected = connected
@@ -98,35 +98,26 @@ class RemoteMachine(Machine):
         """Show a newer clock; False (and nothing changes) unless its sum grew.
 
         Sums only grow for one machine, so this is idempotent and independent
-        of the order messages arrive in and of who relays them. (A relay could
-        forge a high sum: the protocol trusts its peers, as Go's does.)
+        of the order clocks arrive in. Which clocks to believe is the
+        protocol's decision, made before a clock gets here.
         """
-        if len(time) != len(self._names) or self.is_disposed:
+        if len(time) != len(self.state_names) or sum(time) <= self._time_sum:
             return False
-        with self._lock:
-            if sum(time) <= sum(self._ticks):
-                return False
-            old = self._ticks
-            self._set_time(list(time))
-            self.updated_at = _monotonic()
-            changed = [n for n, a, b in zip(self._names, old, time) if a != b]
-        if self._contexts:
-            self._expire_contexts(changed)
-        if self._subs._count:
-            self._subs.process(changed, None)
+        if self.is_disposed:
+            return False
+        self._show(time)
+        self.updated_at = _monotonic()
         return True
 
     def _set_schema(self, schema: Mapping[str, State], schema_hash: str | None) -> None:
         """The schema arrived after the machine (it had been sent by hash)."""
-        parsed = remote_schema(self._names, schema)
-        self._schema = parsed
-        self._resolver = Resolver(parsed)
+        self._show_time(self.time(), remote_schema(self.state_names, schema))
         self.schema_hash = schema_hash or self.schema_hash
         self.has_schema = True
 
-    def _set_time(self, time: list[int]) -> None:
-        self._ticks = time
-        self._active = tuple(n for n, t in zip(self._names, time) if t & 1)
+    def _show(self, time: list[int]) -> None:
+        self._time_sum = sum(time)
+        self._show_time(list(time))
 
     # -- read-only -----------------------------------------------------------
 

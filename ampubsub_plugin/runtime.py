@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -68,9 +69,24 @@ class Task:
 class Runtime:
     """A trio run that hosts tasks for code that may live in other threads."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken, thread_id: int) -> None:
+    def __init__(
+        self, token: trio.lowlevel.TrioToken, thread_id: int, clock_offset: float
+    ) -> None:
         self.token = token
         self._thread_id = thread_id
+        #: trio's clock minus ``perf_counter`` (trio's SystemClock adds an offset)
+        self._clock_offset = clock_offset
+
+    def now(self) -> float:
+        """This run's clock, from any thread.
+
+        In the trio thread it is ``trio.current_time()`` (virtual under a
+        MockClock); elsewhere the same system clock, read through the offset
+        measured when the runtime was made.
+        """
+        if self.in_thread:
+            return trio.current_time()
+        return time.perf_counter() + self._clock_offset
 
     @property
     def in_thread(self) -> bool:
@@ -146,6 +162,7 @@ class SharedRuntime(Runtime):
 
         async def main() -> None:
             holder["token"] = trio.lowlevel.current_trio_token()
+            holder["offset"] = _clock_offset()
             holder["stop"] = trio.Event()
             ready.set()
             await holder["stop"].wait()
@@ -164,7 +181,7 @@ class SharedRuntime(Runtime):
         ready.wait()
         if "token" not in holder:
             raise RuntimeError("the shared ampubsub trio runtime failed to start")
-        super().__init__(holder["token"], thread.ident or 0)
+        super().__init__(holder["token"], thread.ident or 0, holder["offset"])
         self.thread = thread
         self._stop: trio.Event = holder["stop"]
 
@@ -196,7 +213,12 @@ def current_trio_runtime() -> Runtime | None:
         token = trio.lowlevel.current_trio_token()
     except RuntimeError:
         return None
-    return Runtime(token, threading.get_ident())
+    return Runtime(token, threading.get_ident(), _clock_offset())
+
+
+def _clock_offset() -> float:
+    """Measured in a trio thread: how far its clock is from ``perf_counter``."""
+    return trio.current_time() - time.perf_counter()
 
 
 def runtime_for_caller() -> Runtime:

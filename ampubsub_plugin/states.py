@@ -47,6 +47,8 @@ TOPIC_STATES: dict[str, State] = {
     "MsgReceived": State(multi=True, require=_J),
     "ListMachines": State(multi=True, require=_J),
     "SendMsg": State(multi=True, require=_J),
+    # ours: the send loop's turn to take what the core has due (see topic.py)
+    "Flush": State(multi=True, require=_J),
     "ProcessMsgs": State(multi=True, require=_J),
 }
 

@@ -5,14 +5,22 @@ its handlers (``_Handlers``) do the work: ``Start`` serves the transport,
 ``Connecting`` dials the bootstrap peers, ``Joining`` subscribes, ``Joined``
 runs the send loop and the heartbeat; inbound messages and peer events
 arrive as multi states (``MsgInfo``, ``PeerJoined``, ...) whose handlers hand
-them to the sans-IO :class:`~ampubsub_plugin.gossip.GossipCore`.
+them to the sans-IO :class:`~ampubsub_plugin.gossip.GossipCore` and apply the
+events it returns to the remote machines (``_views.RemoteViews``) and the
+plugins (``hooks.TopicHooks``). The send loop asks for what is due through
+``Flush``, whose handler runs the core's ``collect``.
+
+Threads: the core and the remote machines are touched only inside the topic
+machine's handlers, which run one at a time in whichever thread runs the
+machine's queue (usually the trio thread, sometimes a user's thread that
+mutates ``topic.mach``). Exports are the exception: exported machines change
+on any thread, so the export table inside the core has its own small lock.
 
 Handlers never block: anything that waits (dialling, publishing, timers) is
 forked as a task on the topic's trio runtime, under the context of the state
 that forked it, and is cancelled when that state ends. The runtime is the
 caller's trio run when ``start()`` is called from trio, else the process's
-shared background trio thread; the core is only touched from that thread,
-except ``mark_dirty`` (exported machines change on any thread).
+shared background trio thread.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import math
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +38,11 @@ import trio
 
 from asyncmachine import Event, Machine, Transition
 
-from . import hooks
-from .gossip import GossipConfig, GossipCore
-from .protocol import ByeMsg, Info, Message, ProtocolError, decode, encode
+from ._gossip import INTENT_STATES, GossipConfig, GossipCore
+from ._gossip import Event as CoreEvent
+from ._views import RemoteViews
+from .hooks import TopicHooks
+from .protocol import ByeMsg, Message, ProtocolError, decode, encode
 from .remote import RemoteMachine
 from .runtime import Runtime, Task, runtime_for_caller
 from .states import MSG_STATES, TOPIC_SCHEMA
@@ -80,11 +91,13 @@ class Topic:
         self.runtime: Runtime | None = None
         self._serve_task: Task | None = None
         self._wake_event: trio.Event | None = None
-        self._listener = _Listener(self)
         self._inbound = _Inbound(self)
-        self.core = GossipCore(
-            "", config=self.config, listener=self._listener, wake=self._wake
-        )
+        self.core = GossipCore("", config=self.config)
+        self._views = RemoteViews(self.core)
+        self._hooks = TopicHooks(self, self.core.counters)
+        #: what the last ``Flush`` collected, and when the core wants the next
+        self._outbox: deque[Message] = deque()
+        self._due: float | None = None
         self._tracers: dict[int, _ExportTracer] = {}
         self.mach = Machine(
             TOPIC_SCHEMA,
@@ -139,11 +152,12 @@ class Topic:
             raise TypeError(f"only asyncmachine Machines are exported, not {machine!r}")
         if machine.is_disposed:
             raise ValueError(f"machine {machine.id!r} is disposed")
-        if hooks.call("ampubsub_accept_export", topic=self, machine=machine) is False:
+        if not self._hooks.accept_export(machine):
             raise PermissionError(
                 f"a plugin refused exporting machine {machine.id!r} to {self.name!r}"
             )
         index = self.core.export(machine)
+        self._wake()
         if index not in self._tracers:
             tracer = _ExportTracer(self, index)
             self._tracers[index] = tracer
@@ -155,6 +169,7 @@ class Topic:
         index = self.core.unexport(machine)
         if index is None:
             return False
+        self._wake()
         self._detach_tracer(index, machine)
         return True
 
@@ -165,7 +180,7 @@ class Topic:
 
     @property
     def exported(self) -> list[Machine]:
-        return self.core.exports()
+        return self.core.exported()
 
     def list_machines(
         self,
@@ -184,7 +199,7 @@ class Topic:
         """
         pattern = re.compile(id_regex) if isinstance(id_regex, str) else id_regex
         result = []
-        for remote in self.core.remotes():
+        for remote in self._views.all():
             if remote.is_disposed:
                 continue
             if id is not None and remote.id != id:
@@ -216,9 +231,10 @@ class Topic:
     # -- runtime plumbing ------------------------------------------------------
 
     def _now(self) -> float:
+        """The core's clock: the runtime's, read from whichever thread."""
         runtime = self.runtime
-        if runtime is not None and runtime.in_thread:
-            return trio.current_time()
+        if runtime is not None:
+            return runtime.now()
         return time.monotonic()
 
     def _fork(self, state: str, fn: Callable[..., Any], *args: Any) -> Task | None:
@@ -317,20 +333,31 @@ class Topic:
         # don't publish the hello into a mesh that doesn't exist yet
         await self.transport.wait_mesh(2.0)
         while True:
-            now = trio.current_time()
-            due = self.core.next_due(now)
-            if due is None or due > now:
-                self._wake_event = trio.Event()
-                with trio.move_on_at(math.inf if due is None else due):
-                    await self._wake_event.wait()
+            self._wake_event = trio.Event()
+            self.mach.add("Flush")  # its handler fills the outbox, sets _due
+            sent = bool(self._outbox)
+            while self._outbox:
+                await self._publish(self._outbox.popleft())
+            due = self._due
+            if due is not None and due <= self._now():
+                if not sent:  # not due after all (rate limit): don't spin
+                    await trio.sleep(self.config.update_interval / 4)
                 continue
-            messages = self.core.collect(now)
-            self._sync_intents()
-            if not messages:
-                await trio.sleep(self.config.update_interval / 4)
-                continue
-            for msg in messages:
-                await self._publish(msg)
+            deadline = math.inf
+            if due is not None:
+                deadline = trio.current_time() + (due - self._now())
+            with trio.move_on_at(deadline):
+                await self._wake_event.wait()
+
+    def _step(self, events: list[CoreEvent], now: float) -> None:
+        """After the core ran (in a handler): apply its events, wake the sender."""
+        if events:
+            self._views.apply(events, self._hooks)
+        due = self.core.next_due(now)
+        self._sync_intents()
+        if due is not None and (self._due is None or due < self._due):
+            self._due = due
+            self._wake()
 
     async def _publish(self, msg: Message) -> None:
         try:
@@ -355,7 +382,7 @@ class Topic:
     async def _goodbye(self) -> None:
         """Publish the bye (bounded), then dispose."""
         with trio.move_on_after(2.0):
-            for msg in self.core.collect(trio.current_time()):
+            for msg in self.core.collect(self._now()):
                 if isinstance(msg, ByeMsg):  # nothing may follow the bye
                     await self._publish(msg)
         self.mach.add("Disposing")
@@ -367,14 +394,9 @@ class Topic:
         self.mach.add("Disposed")
 
     def _sync_intents(self) -> None:
+        """``Send*``/``Req*`` are active while such a message waits to be sent."""
         wanted = self.core.intents()
-        for state in (
-            "SendUpdates",
-            "SendInfo",
-            "DoSendInfo",
-            "ReqMissingPeers",
-            "ReqMissingUpdates",
-        ):
+        for state in INTENT_STATES:
             active = self.mach.is_active(state)
             if state in wanted and not active:
                 self.mach.add(state)
@@ -432,37 +454,12 @@ class _ExportTracer:
         self.index = index
 
     def transition_end(self, tx: Transition) -> None:
-        if tx.time_after is not tx.time_before and not tx.is_check:
-            self.topic.core.mark_dirty(self.index)
+        changed = tx.time_after is not tx.time_before and not tx.is_check
+        if changed and self.topic.core.mark_dirty(self.index):
+            self.topic._wake()  # the first change since the last send
 
     def machine_dispose(self, machine: Machine) -> None:
         self.topic.unexport(machine)
-
-
-class _Listener:
-    """Core events -> ampubsub hooks (only when someone implements them)."""
-
-    def __init__(self, topic: Topic) -> None:
-        self.topic = topic
-
-    def accept_remote(self, peer_id: str, index: int, info: Info) -> bool:
-        verdict = hooks.call(
-            "ampubsub_accept_remote",
-            topic=self.topic,
-            peer_id=peer_id,
-            index=index,
-            info=info,
-        )
-        return verdict is not False
-
-    def discovered(self, remote: RemoteMachine) -> None:
-        hooks.call("ampubsub_machine_discovered", topic=self.topic, remote=remote)
-
-    def updated(self, remote: RemoteMachine) -> None:
-        hooks.call("ampubsub_machine_updated", topic=self.topic, remote=remote)
-
-    def gone(self, remote: RemoteMachine) -> None:
-        hooks.call("ampubsub_machine_gone", topic=self.topic, remote=remote)
 
 
 class _Handlers:
@@ -497,7 +494,9 @@ class _Handlers:
             or t.transport.topic_peers()
             or t.transport.connection_count()
         )
-        t.core.joined(t._now(), alone=alone)
+        now = t._now()
+        t.core.joined(now, alone=alone)
+        t._due = now
         t._fork("Joined", t._send_loop)
         t._fork("Joined", t._heartbeat)
         t._inbound.replay_early()
@@ -512,26 +511,39 @@ class _Handlers:
 
     def Heartbeat_state(self, e: Event) -> None:
         t = self.t
-        t._in_runtime(lambda: t.core.heartbeat(t._now()))
+        now = t._now()
+        t._step(t.core.heartbeat(now), now)
         e.machine.remove("Heartbeat")
+
+    def Flush_state(self, e: Event) -> None:
+        """The send loop's turn: hand it what is due, and when to come back."""
+        t = self.t
+        now = t._now()
+        t._outbox.extend(t.core.collect(now))
+        t._due = t.core.next_due(now)
+        t._sync_intents()
+        runtime = t.runtime
+        if runtime is not None and not runtime.in_thread:
+            t._wake()  # another thread ran it: the send loop is waiting
 
     def PeerJoined_state(self, e: Event) -> None:
         t, peer = self.t, e.args["peer_id"]
-        t._in_runtime(lambda: t.core.peer_joined(peer, t._now()))
-        hooks.call("ampubsub_peer_joined", topic=t, peer_id=peer)
+        t.core.peer_joined(peer, t._now())
+        t._hooks.peer_joined(peer)
 
     def PeerLeft_state(self, e: Event) -> None:
         t, peer = self.t, e.args["peer_id"]
-        t._in_runtime(lambda: t.core.peer_left(peer, t._now()))
-        hooks.call("ampubsub_peer_left", topic=t, peer_id=peer)
+        t.core.peer_left(peer, t._now())
+        t._hooks.peer_left(peer)
         if len(t.transport.topic_peers()) < t.ready_peers:
             e.machine.remove("Ready")
 
     # inbound messages: one multi state per type, one handler for all
 
     def _receive(self, e: Event) -> None:
-        t, sender, msg = self.t, e.args["peer_id"], e.args["msg"]
-        t._in_runtime(lambda: t.core.receive(sender, msg, t._now()))
+        t = self.t
+        now = t._now()
+        t._step(t.core.receive(e.args["peer_id"], e.args["msg"], now), now)
 
     MsgInfo_state = _receive
     MsgUpdates_state = _receive
@@ -550,11 +562,12 @@ class _Handlers:
 
     def Disposing_state(self, e: Event) -> None:
         t = self.t
-        for machine in t.core.exports():
-            index = t.core.index_of(machine)
+        for machine in t.core.exported():
+            index = t.core.exports.index_of(machine)
             if index is not None:
                 t._detach_tracer(index, machine)
-        t.core.dispose()  # forgets exports and remotes; the bye already went
+        # forgets exports and remotes (the bye already went)
+        t._views.apply(t.core.dispose(), t._hooks)
         runtime = t.runtime
         if runtime is None:
             e.machine.add("Disposed")

@@ -269,46 +269,44 @@ def _short(filename: str) -> str:
 
 
 class Breakdown:
-    """``--breakdown``: which GossipCore builder sent what (messages, bytes).
+    """``--breakdown``: which builder of the core's outbox sent what (messages, bytes).
 
-    Wraps the core's private ``_collect_*`` builders of this process (a
-    diagnostic that reaches into the library; it encodes every message once
-    more to weigh it, so it costs CPU: not for timing runs).
+    Wraps the private builders of ``ampubsub_plugin._gossip.outbox.Outbox`` in
+    this process (a diagnostic that reaches into the library; it encodes every
+    message once more to weigh it, so it costs CPU: not for timing runs).
     """
 
     BUILDERS = (
-        "_collect_byes",
-        "_collect_updates",
-        "_collect_answers",
-        "_collect_acks",
-        "_collect_hello",
-        "_collect_requests",
-        "_collect_gossip",
+        "_byes",
+        "_updates",
+        "_introductions",
+        "_hello",
+        "_requests",
+        "_gossip",
     )
 
     def __init__(self) -> None:
-        from ampubsub_plugin import gossip, protocol
+        from ampubsub_plugin import protocol
+        from ampubsub_plugin._gossip import answers, outbox
 
         self.count: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
-        core = gossip.GossipCore
+        box = outbox.Outbox
         for name in self.BUILDERS:
-            if hasattr(core, name):
-                setattr(
-                    core, name, self._wrap(getattr(core, name), name, protocol.encode)
-                )
-        answers = getattr(core, "_collect_answers", None)
-        if answers is not None:
-            core._collect_answers = self._why(answers)
+            setattr(box, name, self._wrap(getattr(box, name), name, protocol.encode))
+        intros = box._introductions
+        box._introductions = self._why(intros)
+        acks = answers.Answers.collect_acks
+        answers.Answers.collect_acks = self._wrap(acks, "_acks", protocol.encode)
 
     def _wrap(
         self, fn: Callable[..., Any], name: str, encode: Callable[[Any], bytes]
     ) -> Callable[..., Any]:
-        def wrapped(core: Any, now: float, *rest: Any) -> Any:
-            out = fn(core, now, *rest)
+        def wrapped(room: Any, now: float, *rest: Any) -> Any:
+            out = fn(room, now, *rest)
             for msg in out:
-                key = f"{name[len('_collect_') :]}:{msg.TYPE}"
+                key = f"{name.lstrip('_')}:{msg.TYPE}"
                 self.count[key] += 1
                 self.bytes[key] += len(encode(msg))
             return out
@@ -316,17 +314,15 @@ class Breakdown:
         return wrapped
 
     def _why(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapped(core: Any, now: float) -> Any:
-            if (
-                getattr(core, "_snapshot_due", None) is not None
-                and core._snapshot_due <= now
-            ):
+        def wrapped(box: Any, now: float) -> Any:
+            due = box._discovery.snapshot_due
+            if due is not None and due <= now:
                 self.reasons["snapshot (reqinfo [])"] += 1
-            if any(t <= now for t in getattr(core, "_answer_info", {}).values()):
+            if any(t <= now for t in box._answers.info.values()):
                 self.reasons["answer_info (reqinfo [peers])"] += 1
-            if any(t <= now for t in getattr(core, "_answer_updates", {}).values()):
+            if any(t <= now for t in box._answers.updates.values()):
                 self.reasons["answer_updates"] += 1
-            return fn(core, now)
+            return fn(box, now)
 
         return wrapped
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 import trio
 
 from ampubsub_plugin.memory_transport import MemoryNetwork
+from ampubsub_plugin.remote import RemoteMachine
 from ampubsub_plugin.runtime import SharedRuntime
 from ampubsub_plugin.topic import Topic
 
@@ -104,3 +106,74 @@ def test_trio_callers_host_the_topic_on_their_own_run() -> None:
             assert await b.mach.when_disposed()
 
     trio.run(main)
+
+
+class _InTransition:
+    """A tracer of the topic machine: which threads are inside its transitions."""
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+
+    def transition_start(self, tx: object) -> None:
+        self.threads.add(threading.get_ident())
+
+    def transition_end(self, tx: object) -> None:
+        self.threads.discard(threading.get_ident())
+
+
+def test_remote_machines_change_only_in_topic_handlers_under_user_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A user thread mutates the topic machine while clocks arrive.
+
+    Whichever thread ends up running the topic machine's queue, every change
+    of a remote machine happens inside one of its transitions, so waiting on
+    ``topic.mach`` is an exact way to wait for what the network shows.
+    """
+    net = MemoryNetwork()
+    a, b = make_pair(net)
+    inside = _InTransition()
+    b.mach.bind_tracer(inside)
+    outside: list[str] = []
+    threads: set[int] = set()
+    show = RemoteMachine._show
+
+    def checked_show(self: RemoteMachine, time: list[int]) -> None:
+        me = threading.get_ident()
+        threads.add(me)
+        if me not in inside.threads:
+            outside.append(f"{self.id} {time} on {threading.current_thread().name}")
+        show(self, time)
+
+    monkeypatch.setattr(RemoteMachine, "_show", checked_show)
+    a.start()
+    assert a.mach.when("Connected").wait(TIMEOUT)
+    b.bootstrap = a.addrs
+    b.start()
+    assert b.mach.when("Connected").wait(TIMEOUT)
+    a.join()
+    b.join()
+    assert b.mach.when("Joined").wait(TIMEOUT)
+    assert b.mach.when_query(lambda _: bool(b.list_machines(id="a"))).wait(TIMEOUT)
+    (remote,) = b.list_machines(id="a")
+    stop = threading.Event()
+
+    def busy_user() -> None:  # mutates the topic machine from its own thread
+        while not stop.is_set():
+            b.mach.add("ListMachines", {"callback": lambda found: None})
+
+    user = threading.Thread(target=busy_user, name="user")
+    user.start()
+    try:
+        mine = a.exported[0]
+        for _ in range(40):
+            mine.toggle("Baz")
+            assert remote.when_time(["Baz"], [mine.tick("Baz")]).wait(TIMEOUT)
+    finally:
+        stop.set()
+        user.join(TIMEOUT)
+    assert outside == []
+    assert len(threads) >= 1
+    for topic in (a, b):
+        topic.dispose()
+    assert b.mach.when_disposed().wait(TIMEOUT)

@@ -1,4 +1,4 @@
-"""GossipCore without any transport: messages and explicit times in, messages out.
+"""CorePeer without any transport: messages and explicit times in, messages out.
 
 Cores get plain peer ids, seeded ``random.Random`` instances and explicit
 ``now`` floats; a :class:`Mesh` wires a few of them together by hand, every
@@ -34,6 +34,8 @@ from ampubsub_plugin.protocol import (
 from ampubsub_plugin.remote import RemoteMachine
 from asyncmachine import Machine, State
 
+from .coreutil import CorePeer
+
 WORKER = {"Foo": State(require=["Bar"]), "Bar": State(), "Baz": State()}
 #: WORKER's state order once Exception is appended
 STATES = ["Foo", "Bar", "Baz", "Exception"]
@@ -41,7 +43,7 @@ HASH = schema_hash(Machine(WORKER).schema, STATES)
 
 
 class Recorder:
-    """A GossipListener that records events and refuses chosen machine ids."""
+    """Hooks (as the topic calls them) that record calls and refuse chosen ids."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str, int, str]] = []
@@ -50,13 +52,13 @@ class Recorder:
     def accept_remote(self, peer_id: str, index: int, info: Info) -> bool:
         return info.id not in self.refuse
 
-    def discovered(self, remote: RemoteMachine) -> None:
+    def machine_discovered(self, remote: RemoteMachine) -> None:
         self.events.append(("discovered", remote.peer_id, remote.index, remote.id))
 
-    def updated(self, remote: RemoteMachine) -> None:
+    def machine_updated(self, remote: RemoteMachine) -> None:
         self.events.append(("updated", remote.peer_id, remote.index, remote.id))
 
-    def gone(self, remote: RemoteMachine) -> None:
+    def machine_gone(self, remote: RemoteMachine) -> None:
         self.events.append(("gone", remote.peer_id, remote.index, remote.id))
 
     def kinds(self, kind: str) -> list[tuple[str, int, str]]:
@@ -65,13 +67,11 @@ class Recorder:
 
 def make(
     peer: str, seed: int = 0, listener: Recorder | None = None, **cfg: Any
-) -> GossipCore:
-    return GossipCore(
-        peer,
-        config=GossipConfig(**cfg),
-        listener=listener,
-        rng=random.Random(f"{peer}-{seed}"),
+) -> CorePeer:
+    core = GossipCore(
+        peer, config=GossipConfig(**cfg), rng=random.Random(f"{peer}-{seed}")
     )
+    return CorePeer(core, listener)
 
 
 def worker(name: str, **kwargs: Any) -> Machine:
@@ -107,12 +107,12 @@ def asked(msgs: Iterable[Message], kind: type[Any]) -> set[str]:
     return {p for m in of_type(msgs, kind) for p in m.peer_ids}
 
 
-def hello_of(core: GossipCore, now: float) -> InfoMsg:
+def hello_of(core: CorePeer, now: float) -> InfoMsg:
     (hello,) = infos_about(core.collect(now), core.peer_id)
     return hello
 
 
-def introduced(owner: GossipCore, *others: GossipCore, now: float = 0.0) -> InfoMsg:
+def introduced(owner: CorePeer, *others: CorePeer, now: float = 0.0) -> InfoMsg:
     """``owner`` joins and its hello reaches ``others`` (each joined, drained)."""
     owner.joined(now)
     hello = hello_of(owner, now)
@@ -130,19 +130,19 @@ class Mesh:
     many seconds (as when one busy process hosts every peer); 0: at once.
     """
 
-    def __init__(self, *cores: GossipCore, seed: int = 0) -> None:
+    def __init__(self, *cores: CorePeer, seed: int = 0) -> None:
         self.cores = list(cores)
         self.now = 0.0
         self.next_heartbeat = 0.0
         self.loss = 0.0
         self.lag = 0.0
-        self._late: list[tuple[float, int, GossipCore, str, Message]] = []
+        self._late: list[tuple[float, int, CorePeer, str, Message]] = []
         self.rng = random.Random(seed)
         self.sent: list[tuple[float, str, Message]] = []
         self.wakeups = 0
         self.empty_collects = 0
 
-    def add(self, core: GossipCore) -> None:
+    def add(self, core: CorePeer) -> None:
         self.cores.append(core)
 
     def deliver(self, sender: str, msg: Message) -> None:
@@ -164,7 +164,7 @@ class Mesh:
             _, _, core, sender, msg = heapq.heappop(self._late)
             core.receive(sender, msg, self.now)
 
-    def collect(self, core: GossipCore) -> list[Message]:
+    def collect(self, core: CorePeer) -> list[Message]:
         msgs = core.collect(self.now)
         for msg in msgs:
             self.sent.append((self.now, core.peer_id, msg))
@@ -218,7 +218,7 @@ class Mesh:
         ]
 
 
-def remote_of(core: GossipCore, machine_id: str) -> RemoteMachine:
+def remote_of(core: CorePeer, machine_id: str) -> RemoteMachine:
     (remote,) = [r for r in core.remotes() if r.id == machine_id]
     return remote
 
@@ -380,7 +380,7 @@ def test_non_owner_delays_differ_between_peers() -> None:
 
 
 def _race(
-    answerers: list[GossipCore], start: float, check: Any, end: float
+    answerers: list[CorePeer], start: float, check: Any, end: float
 ) -> list[tuple[str, Message]]:
     """Step in 1 ms; each answer matching ``check`` reaches the other answerers."""
     answers = []
@@ -570,7 +570,7 @@ def test_a_partial_sender_steps_down_for_one_that_knows_more() -> None:
         s1.receive(name, wire(hello_of(joiner, 0.0)), 0.1)  # S2 never got them
     (snapshot,) = [m for s in range(1, 30) for m in s1.collect(s / 10)]
     s2.receive("S1", wire(snapshot), 3.0)
-    assert not s2._is_sender and s1._is_sender
+    assert not s2.discovery.is_sender and s1.discovery.is_sender
     # a newcomer's hello: only S1 answers
     n = make("N")
     n.export(worker("n1"))
@@ -596,7 +596,7 @@ def test_of_two_senders_that_know_the_same_the_one_ranked_lower_steps_down() -> 
     for core, other in ((s1, s2), (s2, s1)):
         for msg in sent[core.peer_id]:
             other.receive(core.peer_id, wire(msg), 3.0)
-    assert [s1._is_sender, s2._is_sender].count(True) == 1
+    assert [s1.discovery.is_sender, s2.discovery.is_sender].count(True) == 1
 
 
 def test_when_the_sender_falls_silent_the_first_ranked_peer_takes_over() -> None:
@@ -616,7 +616,7 @@ def test_when_the_sender_falls_silent_the_first_ranked_peer_takes_over() -> None
         mesh.add(core)
         core.joined(0.1)
     mesh.run(10.0)
-    assert [c.peer_id for c in mesh.cores if c._is_sender] == ["A"]
+    assert [c.peer_id for c in mesh.cores if c.discovery.is_sender] == ["A"]
     mesh.cores.remove(first)  # vanishes without a bye
     mesh.run(30.0)
     n = make("N")
@@ -634,7 +634,7 @@ def test_when_the_sender_falls_silent_the_first_ranked_peer_takes_over() -> None
     assert len(senders) == 1 and "A" not in senders
 
 
-def snapshots_of(core: GossipCore, start: float, end: float) -> set[str]:
+def snapshots_of(core: CorePeer, start: float, end: float) -> set[str]:
     """Peers covered by the snapshots ``core`` sends between the two times."""
     out: set[str] = set()
     for step in range(round(start * 10), round(end * 10)):
@@ -935,13 +935,7 @@ def test_silent_peer_is_revived_by_its_next_message() -> None:
 
 
 def test_mark_dirty_coalesces_changes_into_one_updates_message() -> None:
-    wakes = []
-    a = GossipCore(
-        "A",
-        config=GossipConfig(update_interval=0.02),
-        rng=random.Random(1),
-        wake=lambda: wakes.append(1),
-    )
+    a = make("A", update_interval=0.02)
     m1, m2 = worker("m1"), worker("m2")
     a.export(m1)
     a.export(m2)
@@ -950,16 +944,16 @@ def test_mark_dirty_coalesces_changes_into_one_updates_message() -> None:
     m1.toggle("Baz")
     a.mark_dirty(0)
     assert of_type(a.collect(1.0), UpdatesMsg) == [UpdatesMsg({"A": {0: m1.time()}})]
-    # a burst right after coalesces into one message, one wake-up
-    a.next_due(1.0)
-    wakes.clear()
+    # a burst right after coalesces into one message; only the first change
+    # asks the owner to wake its sender
+    wakes = []
     for _ in range(100):
         m1.toggle("Baz")
-        a.mark_dirty(0)
+        wakes.append(a.mark_dirty(0))
         m2.toggle("Bar")
-        a.mark_dirty(1)
-    assert len(wakes) == 1
-    a.mark_dirty(99)  # not exported: ignored
+        wakes.append(a.mark_dirty(1))
+    assert wakes.count(True) == 1 and wakes[0]
+    assert a.mark_dirty(99) is False  # not exported: ignored
     assert of_type(a.collect(1.01), UpdatesMsg) == []
     assert a.next_due(1.01) == pytest.approx(1.02)
     assert of_type(a.collect(1.02), UpdatesMsg) == [
@@ -1124,8 +1118,8 @@ def test_request_bookkeeping_is_bounded() -> None:
         a.receive("X", ReqInfoMsg(ids), 1.0)
         a.receive("X", ReqUpdatesMsg(ids), 1.0)
     # private tables: they have no public size, but must obey max_peers too
-    assert len(a._asked_info) <= a.config.max_peers
-    assert len(a._asked_updates) <= a.config.max_peers
+    assert len(a.repair._asked_info) <= a.config.max_peers
+    assert len(a.repair._asked_updates) <= a.config.max_peers
 
 
 # -- a long random run -------------------------------------------------------------

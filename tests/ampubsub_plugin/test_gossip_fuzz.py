@@ -39,6 +39,7 @@ from ampubsub_plugin.protocol import (
 from ampubsub_plugin.remote import RemoteMachine
 from asyncmachine import State
 
+from .coreutil import CorePeer
 from .netutil import advance, dispose_all, run, sees, start_topic, until, worker
 
 FUZZ = settings(
@@ -163,18 +164,18 @@ ops = st.one_of(
 
 
 class Picky:
-    """A listener that hides machines called "evil"."""
+    """Hooks that hide machines called "evil"."""
 
     def accept_remote(self, peer_id: str, index: int, info: Info) -> bool:
         return info.id != "evil"
 
-    def discovered(self, remote: RemoteMachine) -> None:
+    def machine_discovered(self, remote: RemoteMachine) -> None:
         assert not remote.is_disposed
 
-    def updated(self, remote: RemoteMachine) -> None:
+    def machine_updated(self, remote: RemoteMachine) -> None:
         pass
 
-    def gone(self, remote: RemoteMachine) -> None:
+    def machine_gone(self, remote: RemoteMachine) -> None:
         assert not remote.is_connected
 
 
@@ -190,7 +191,7 @@ def named_peer(msg: Message) -> str:
 class Monitor:
     """Checks the invariants after every step of a run."""
 
-    def __init__(self, cores: list[GossipCore]) -> None:
+    def __init__(self, cores: list[CorePeer]) -> None:
         self.cores = cores
         self.sums: dict[int, tuple[RemoteMachine, int]] = {}
         self.counters = [dict(c.counters) for c in cores]
@@ -234,8 +235,8 @@ def test_hostile_messages_never_break_the_core(
     count: int, seed: int, steps: list[tuple[Any, ...]]
 ) -> None:
     cores = [
-        GossipCore(
-            CORES[i], config=SMALL, listener=Picky(), rng=random.Random(seed + i)
+        CorePeer(
+            GossipCore(CORES[i], config=SMALL, rng=random.Random(seed + i)), Picky()
         )
         for i in range(count)
     ]
@@ -315,8 +316,8 @@ def test_hostile_traffic_does_not_stop_honest_peers_converging(
     infos of other peers, byes). Once it stops, a quiet honest exchange must
     bring A's latest clock to B.
     """
-    a = GossipCore("A", rng=random.Random(seed))
-    b = GossipCore("B", rng=random.Random(seed + 1))
+    a = CorePeer(GossipCore("A", rng=random.Random(seed)))
+    b = CorePeer(GossipCore("B", rng=random.Random(seed + 1)))
     mine = worker("a-m0")
     a.export(mine)
     for core in (a, b):

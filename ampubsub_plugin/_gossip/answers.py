@@ -1,0 +1,147 @@
+"""Answers: who replies to a request or a hello, and when, so few do.
+
+Rules of this room:
+
+1. The owner of a machine answers requests about it at once.
+2. Besides the owner, only the ``responders`` peers whose id hashes rank
+   closest to the subject answer, each after a random moment
+   (``answer_delay``), and a responder drops its answer when another answer
+   arrives first. All peers rank alike, so answers don't multiply with the
+   network's size even when processing lags behind the random delays.
+3. A request about a peer introduced within ``answer_cooldown`` is not
+   answered again: everyone just heard it.
+4. A hello from a known peer is acknowledged (a gossip of the sums we hold
+   for it) by the responders, unless someone else already told it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from hashlib import blake2b
+
+from ..protocol import GossipMsg, Message, UpdatesMsg
+from .config import Shared
+from .roster import Roster
+
+
+def rank(peer: str, subject: str) -> bytes:
+    """A peer's place for answering about ``subject``: lower answers first."""
+    return blake2b(f"{peer}/{subject}".encode(), digest_size=8).digest()
+
+
+def ranked_before(me: str, subject: str, roster: Roster) -> int:
+    """How many live peers we know (``subject`` aside) rank before ``me``."""
+    mine = rank(me, subject)
+    return sum(
+        1
+        for view in roster.live()
+        if view.peer != subject and rank(view.peer, subject) < mine
+    )
+
+
+class Answers:
+    """Answers we owe: introductions, clocks and acknowledgements, by when."""
+
+    def __init__(self, shared: Shared, roster: Roster) -> None:
+        self._shared = shared
+        self._roster = roster
+        self.info: dict[str, float] = {}
+        self.updates: dict[str, float] = {}
+        self.acks: dict[str, float] = {}
+        #: when an info about each peer was last sent or seen (answers within
+        #: ``answer_cooldown`` of it would repeat what everyone just heard)
+        self._introduced_at: OrderedDict[str, float] = OrderedDict()
+
+    def responder(self, subject: str) -> bool:
+        """Is this peer one of the few chosen to answer about ``subject``?"""
+        closer = ranked_before(self._shared.peer_id, subject, self._roster)
+        return closer < self._shared.config.responders
+
+    def introduced(self, peer: str, now: float) -> None:
+        self._introduced_at[peer] = now
+        self._introduced_at.move_to_end(peer)
+        while len(self._introduced_at) > self._shared.config.max_peers:
+            self._introduced_at.popitem(last=False)
+
+    def clear(self) -> None:
+        self.info.clear()
+        self.updates.clear()
+        self.acks.clear()
+
+    def dues(self) -> list[float]:
+        return [*self.info.values(), *self.updates.values(), *self.acks.values()]
+
+    # -- what others say -----------------------------------------------------------
+
+    def asked_info(self, peers: list[str], now: float) -> None:
+        me = self._shared.peer_id
+        for peer in peers:
+            recent = self._introduced_at.get(peer)
+            cooldown = self._shared.config.answer_cooldown
+            if recent is not None and now - recent < cooldown:
+                continue  # everyone just heard it; the asker will hear the next
+            if peer == me:
+                self.info[peer] = now  # even with nothing to export
+            elif peer in self._roster and self.responder(peer):
+                self.info.setdefault(peer, now + self._shared.answer_gap())
+
+    def asked_updates(self, peer: str, now: float) -> None:
+        view = self._roster.get(peer)
+        if view is not None and view.machines and self.responder(peer):
+            self.updates.setdefault(peer, now + self._shared.answer_gap())
+
+    def owner_spoke(self, peer: str, now: float) -> None:
+        """The owner introduced a new machine: one or two of us acknowledge it."""
+        if not self.acks.get(peer) and self.responder(peer):
+            self.acks[peer] = now + self._shared.answer_gap()
+
+    def gossiped(
+        self, peer: str, sums: dict[int, int], *, owner: bool, behind: bool, now: float
+    ) -> None:
+        """Someone gossiped sums of ``peer``: drop or plan our answers."""
+        view = self._roster.get(peer)
+        if peer in self.acks and not owner and view is not None:
+            known = view.sums()
+            if all(sums.get(i) == t for i, t in known.items()):
+                del self.acks[peer]  # someone already told the owner
+        if behind and peer not in self.updates and self.responder(peer):
+            # the gossiper is behind: push what we know, unless beaten
+            self.updates[peer] = now + self._shared.answer_gap()
+
+    def clocks_heard(self, peer: str, indexes: set[int]) -> None:
+        """Clocks of ``peer`` went by: our pending push of them is redundant."""
+        view = self._roster.get(peer)
+        if (
+            peer in self.updates
+            and view is not None
+            and all(i in indexes for i in view.machines)
+        ):
+            del self.updates[peer]  # someone else answered
+
+    # -- what we send ----------------------------------------------------------------
+
+    def due_info(self, now: float) -> list[str]:
+        due = [p for p, t in self.info.items() if t <= now]
+        for peer in due:
+            del self.info[peer]
+        return due
+
+    def collect_updates(self, now: float) -> list[Message]:
+        due = [p for p, t in self.updates.items() if t <= now]
+        clocks: dict[str, dict[int, list[int]]] = {}
+        for peer in due:
+            del self.updates[peer]
+            view = self._roster.get(peer)
+            if view is not None and view.machines:
+                clocks[peer] = {i: m.time for i, m in view.machines.items()}
+        return [UpdatesMsg(peer_clocks=clocks)] if clocks else []
+
+    def collect_acks(self, now: float) -> list[Message]:
+        due = [p for p, t in self.acks.items() if t <= now]
+        sums: dict[str, dict[int, int]] = {}
+        for peer in due:
+            del self.acks[peer]
+            view = self._roster.get(peer)
+            if view is not None and (view.machines or view.refused):
+                sums[peer] = view.sums()
+        return [GossipMsg(peer_gossips=sums)] if sums else []

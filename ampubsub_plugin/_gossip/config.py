@@ -1,0 +1,97 @@
+"""The protocol's knobs, and the context every room of the core shares."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+#: after a bye, messages from that peer are taken as sent before it for this long
+BYE_GRACE = 5.0
+
+
+@dataclass
+class GossipConfig:
+    """Timing and size knobs, in seconds and counts."""
+
+    #: minimum gap between two ``updates`` pushes of own machines
+    update_interval: float = 0.02
+    #: how often the topic calls ``heartbeat``
+    heartbeat: float = 1.0
+    #: about this many gossip messages per ``gossip_interval`` network-wide
+    gossip_per_interval: float = 1.0
+    gossip_interval: float = 2.0
+    #: peers per gossip message (own included)
+    gossip_sample: int = 5
+    #: a non-owner answers after a random delay in this window (suppression)
+    answer_delay: tuple[float, float] = (0.02, 0.25)
+    #: minimum gap between two own requests of one kind
+    request_interval: float = 0.5
+    #: a peer learned of indirectly (gossip, updates, a request) is asked
+    #: about only after this long, and once no snapshot came for as long:
+    #: its hello or a snapshot is likely on the way, and the request and
+    #: its answers would cost every peer
+    request_grace: float = 3.0
+    #: a snapshot responder collects newcomers this long before answering
+    #: them all with one snapshot (the next responder waits three times as
+    #: long, and stays silent if a snapshot comes first)
+    snapshot_window: float = 0.5
+    #: ... and sends at most one snapshot per this long (joins in a burst
+    #: batch up instead of costing a snapshot each)
+    snapshot_every: float = 1.5
+    #: a joiner whose hello was not answered by a snapshot this long asks
+    #: for one (``reqinfo`` with no ids); peers exporting nothing ask at once
+    snapshot_wait: float = 3.0
+    #: the same peer is asked about again only after this long
+    rerequest: float = 3.0
+    #: hello repeats: first gap, then doubling up to the max
+    hello_first: float = 8.0
+    hello_max: float = 16.0
+    #: send something at least this often, so others know we're alive ...
+    keepalive: float = 15.0
+    #: ... but no more often, network-wide, than one keepalive per this many
+    #: seconds per peer (so a big network isn't flooded by keepalives)
+    keepalive_per_peer: float = 1.0
+    #: how many peers (besides the owner) answer a request, acknowledge a
+    #: hello or send a snapshot: the ones whose id hashes closest to the
+    #: subject (suppression; snapshots share one subject so they batch)
+    responders: int = 2
+    #: a request about a peer introduced this recently is not answered again
+    answer_cooldown: float = 1.0
+    #: a peer unheard for this long is shown disconnected ...
+    peer_ttl: float = 60.0
+    #: ... and forgotten this long after that (or after its bye)
+    gone_ttl: float = 60.0
+    #: outbound token bucket: messages per second, burst size
+    rate: float = 30.0
+    burst: int = 30
+    #: bounds of the tables
+    max_peers: int = 4096
+    max_pending: int = 1024
+    max_schemas: int = 1024
+    max_machines_per_peer: int = 1024
+    #: machines per info message (bigger snapshots are split)
+    infos_per_message: int = 256
+
+
+class Shared:
+    """What every room reads: who we are, the knobs, randomness, counters.
+
+    ``peer_id`` is empty until the transport has started; rooms read it
+    here, never keep a copy.
+    """
+
+    __slots__ = ("config", "counters", "peer_id", "rng")
+
+    def __init__(
+        self, peer_id: str, config: GossipConfig, rng: random.Random
+    ) -> None:
+        self.peer_id = peer_id
+        self.config = config
+        self.rng = rng
+        self.counters: Counter[str] = Counter()
+
+    def answer_gap(self) -> float:
+        """A random moment to answer in, so that the first answer suppresses others."""
+        low, high = self.config.answer_delay
+        return self.rng.uniform(low, high)

@@ -1,0 +1,272 @@
+"""Discovery: how a peer gets to know everyone, and everyone gets to know it.
+
+Rules of this room (the only place that decides them):
+
+1. **Hello.** After joining, a peer with exports announces them (an ``info``
+   about itself, the hello) and repeats it with backoff (``hello_first``
+   doubling up to ``hello_max``) until another peer's message shows it was
+   heard: an info or snapshot that includes it, or gossip listing all its
+   machines. A new export makes the next hello news again.
+2. **A hello asks for a snapshot.** A newcomer's hello (or an explicit
+   ``reqinfo`` with no ids) asks for everything known. One *sender* answers,
+   after ``snapshot_window``, with one snapshot for the whole batch of
+   newcomers, at most one per ``snapshot_every``. The sender is the peer that
+   joined alone; when no sender is alive, the ``responders`` ranked first by
+   id hash answer in turn, and whoever sent becomes the sender. Of two
+   senders, one whose view was partial (the other's snapshot taught it
+   peers) or, with equal views, the one ranked lower steps down.
+3. **Phases of our own view** (one enum, one table, ``TRANSITIONS``):
+   ``JOINING`` until a snapshot arrives or we waited long enough
+   (``snapshot_wait`` after asking explicitly), then ``SETTLED``; ``SENDER``
+   once we send snapshots. Only settled peers send snapshots, and requests
+   about peers learned indirectly wait until we are settled.
+4. **A repeated hello waits** while our snapshot is on the way: the snapshot
+   shows whether we were heard, and a snapshot that lacks us brings the
+   repeat forward.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+
+from .answers import rank, ranked_before
+from .config import Shared
+from .roster import Roster
+
+log = logging.getLogger("ampubsub.gossip")
+
+
+class Phase(Enum):
+    #: our view may be incomplete: a snapshot is on the way
+    JOINING = "joining"
+    #: our view is complete (we were alone, a snapshot came, or we waited)
+    SETTLED = "settled"
+    #: settled, and we are the peer that sends snapshots to newcomers
+    SENDER = "sender"
+
+
+class Cause(Enum):
+    JOINED = "joined"
+    JOINED_ALONE = "joined alone"
+    SNAPSHOT_SEEN = "snapshot seen"
+    WAITED = "waited for a snapshot"
+    SENT_SNAPSHOT = "sent a snapshot"
+    STEPPED_DOWN = "another sender knows more"
+
+
+_J, _S, _X = Phase.JOINING, Phase.SETTLED, Phase.SENDER
+_REJOIN = {Cause.JOINED: _J, Cause.JOINED_ALONE: _X}
+
+#: phase -> what happened -> next phase; anything else leaves the phase as is
+TRANSITIONS: dict[Phase, dict[Cause, Phase]] = {
+    _J: {Cause.SNAPSHOT_SEEN: _S, Cause.WAITED: _S, Cause.SENT_SNAPSHOT: _X, **_REJOIN},
+    _S: {Cause.SNAPSHOT_SEEN: _S, Cause.SENT_SNAPSHOT: _X, **_REJOIN},
+    _X: {Cause.SNAPSHOT_SEEN: _X, Cause.STEPPED_DOWN: _S, **_REJOIN},
+}
+
+
+class Discovery:
+    """Our hello, our phase, and the snapshots we owe newcomers."""
+
+    def __init__(self, shared: Shared, roster: Roster) -> None:
+        self._shared = shared
+        self._roster = roster
+        cfg = shared.config
+        #: a core that never joined takes its (empty) view as complete
+        self.phase = Phase.SETTLED
+        self.joined = False
+        # the hello
+        self.hello_due: float | None = None
+        self._hello_gap = cfg.hello_first
+        self._hello_sent = False
+        self._last_hello = float("-inf")
+        #: the next hello has news (a new export), it isn't a mere repeat
+        self._news = False
+        self.heard = False
+        # our snapshot
+        #: when to ask for a snapshot ourselves (None: not needed)
+        self.ask_due: float | None = None
+        self._settle_at = float("-inf")
+        self.last_snapshot_seen = float("-inf")
+        # snapshots we send
+        self.snapshot_due: float | None = None
+        self._snapshot_since = float("-inf")
+        self._snapshot_sent = float("-inf")
+        #: peers seen sending snapshots; while one is alive, it answers alone
+        self._senders: set[str] = set()
+
+    def _move(self, cause: Cause) -> None:
+        self.phase = TRANSITIONS[self.phase].get(cause, self.phase)
+
+    @property
+    def is_sender(self) -> bool:
+        return self.phase is Phase.SENDER
+
+    def is_settled(self, now: float) -> bool:
+        if self.phase is Phase.JOINING and now >= self._settle_at:
+            # nobody answered: what we know is all there is
+            log.debug("%s: no snapshot came; settled by waiting", self._shared.peer_id)
+            self._move(Cause.WAITED)
+        return self.phase is not Phase.JOINING
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def join(self, now: float, *, alone: bool, exporting: bool) -> None:
+        """Hello now; without exports ask for a snapshot at once, else later."""
+        cfg = self._shared.config
+        self.joined = True
+        self.hello_due = now if exporting else None
+        self._hello_gap = cfg.hello_first
+        self._hello_sent = False
+        self.heard = False
+        self._move(Cause.JOINED_ALONE if alone else Cause.JOINED)
+        log.debug("%s: joined (alone: %s)", self._shared.peer_id, alone)
+        wait = cfg.snapshot_wait if exporting else 0.0
+        self.ask_due = None if alone else now + wait
+        self._settle_at = now + wait + cfg.snapshot_wait
+
+    def leave(self) -> None:
+        self.joined = False
+        self.hello_due = None
+        self.ask_due = None
+        self.snapshot_due = None
+
+    def announce(self) -> None:
+        """A new export: the next hello is news, sent as soon as possible."""
+        self._news = True
+        self.heard = False
+        self._hello_gap = self._shared.config.hello_first
+        if self.joined:
+            self.hello_due = -1.0
+
+    def forget_departed_senders(self) -> None:
+        self._senders &= self._roster.peers.keys()
+
+    # -- the hello ---------------------------------------------------------------
+
+    def repeat_waits(self) -> bool:
+        """A repeated hello waits while our snapshot is on the way."""
+        return self._hello_sent and not self._news and self.phase is Phase.JOINING
+
+    def hello_now(self, now: float, *, exporting: bool) -> bool:
+        """Is a hello due now? If so it counts as sent and the next is planned."""
+        if self.hello_due is None or self.hello_due > now or not exporting:
+            return False
+        if self.repeat_waits() and not self.is_settled(now):
+            return False  # the snapshot we wait for shows whether we were heard
+        self._news = False
+        if self.heard and self._hello_sent:
+            self.hello_due = None
+            return False
+        log.debug("%s: hello (repeat: %s)", self._shared.peer_id, self._hello_sent)
+        self._hello_sent = True
+        self._last_hello = now
+        self.hello_due = now + self._hello_gap
+        self._hello_gap = min(self._hello_gap * 2, self._shared.config.hello_max)
+        return True
+
+    def introduced_ourselves(self, now: float) -> None:
+        """Our info went out in an answer or a snapshot: that was a hello, too."""
+        if self.hello_due is not None:
+            self.hello_due = now + self._hello_gap
+
+    def heard_by_gossip(self) -> None:
+        self.heard = True
+        self.hello_due = None
+
+    def hello_due_at(self, *, exporting: bool) -> float | None:
+        hello = self.hello_due if exporting else None
+        if hello is not None and self.repeat_waits():
+            # the snapshot we wait for shows whether we were heard
+            hello = max(hello, self._settle_at)
+        return hello
+
+    # -- our snapshot ------------------------------------------------------------
+
+    def ask_now(self, now: float) -> bool:
+        """No snapshot came in time: ask for one explicitly (once)."""
+        if self.ask_due is None or self.ask_due > now:
+            return False
+        self.ask_due = None
+        self._settle_at = min(self._settle_at, now + self._shared.config.snapshot_wait)
+        log.debug("%s: no snapshot yet; asking for one", self._shared.peer_id)
+        return True
+
+    def ask_again(self) -> None:
+        """Our explicit ask was held back: ask as soon as possible."""
+        self.ask_due = float("-inf")
+
+    def snapshot_seen(
+        self, sender: str, covered: set[str], now: float, *, exporting: bool
+    ) -> None:
+        """A snapshot arrived (its sender relays others, or us): ours to use or skip.
+
+        Only settled peers send snapshots, so it completes our view. If it
+        lacks us, its sender never got our hello: say hello again now. If we
+        had one planned, another responder answered the batch first.
+        """
+        me = self._shared.peer_id
+        log.debug(
+            "%s: snapshot from %s of %d peers (phase: %s, us in it: %s)",
+            me,
+            sender,
+            len(covered),
+            self.phase.value,
+            me in covered,
+        )
+        self.ask_due = None
+        self._move(Cause.SNAPSHOT_SEEN)
+        self.last_snapshot_seen = now
+        self._senders.add(sender)
+        if me not in covered and exporting and not self.heard:
+            # at most one repeat per first gap, however many snapshots lack us
+            soon = self._last_hello + self._shared.config.hello_first
+            if self.hello_due is not None:
+                soon = min(soon, self.hello_due)
+            self.hello_due = max(now, soon)
+        if self.is_sender:
+            known = self._roster.peers.keys()
+            news = any(p not in known for p in covered - {me})
+            knows_all = covered >= known
+            if news or (knows_all and rank(sender, "") < rank(me, "")):
+                log.debug("%s: %s sends the snapshots now", me, sender)
+                self._move(Cause.STEPPED_DOWN)
+        if self.snapshot_due is not None and now > self._snapshot_since:
+            self.snapshot_due = None
+
+    # -- snapshots we send ---------------------------------------------------------
+
+    def snapshot_wanted(self, now: float) -> None:
+        """A newcomer needs everything we know: the chosen few batch an answer."""
+        if self.snapshot_due is not None:
+            return  # joins the batch already waiting
+        position = self._position(now)
+        if position is None:
+            return
+        self._snapshot_since = now
+        cfg = self._shared.config
+        due = now + cfg.snapshot_window * (1 + 2 * position) + self._shared.answer_gap()
+        self.snapshot_due = max(due, self._snapshot_sent + cfg.snapshot_every)
+
+    def _position(self, now: float) -> int | None:
+        """Our place among the snapshot responders, or None if we aren't one."""
+        if not self.is_settled(now):
+            return None
+        if self.is_sender:
+            return 0
+        peers = self._roster.peers
+        if any(p in peers and not peers[p].silent for p in self._senders):
+            return None
+        # no peer's id is "": every live peer takes part in the ranking
+        closer = ranked_before(self._shared.peer_id, "", self._roster)
+        return closer if closer < self._shared.config.responders else None
+
+    def snapshot_now(self, now: float) -> bool:
+        """Is our snapshot due? If so it counts as sent: we are the sender."""
+        if self.snapshot_due is None or self.snapshot_due > now:
+            return False
+        self.snapshot_due = None
+        self._snapshot_sent = now
+        self._move(Cause.SENT_SNAPSHOT)
+        return True

@@ -1,0 +1,175 @@
+"""Repair: what we know we miss, and the requests that fetch it.
+
+Rules of this room:
+
+1. A peer named somewhere (as an author, in gossip, in updates) but never
+   introduced is *missing*; so is a known peer whose machines we lack or
+   whose schema we only know by hash. Clocks for machines we don't know yet
+   are kept (the freshest per machine) until the machine is introduced.
+2. Gossip carries time sums. A receiver that is behind notes the gap and
+   asks for the clocks (``requpdates``); the rooms that answer decide who
+   pushes when the gossiper is behind.
+3. Requests wait: about a peer learned indirectly only after
+   ``request_grace``, once our own snapshot arrived and no snapshot came
+   for as long (a hello or a snapshot is usually on the way). At most one
+   request of a kind per ``request_interval``, and the same peer is asked
+   about again only after ``rerequest``, counting others' requests too.
+4. Every table is bounded by ``max_peers`` / ``max_pending``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+
+from ..protocol import Message, ReqInfoMsg, ReqUpdatesMsg
+from .config import Shared
+from .roster import Roster
+
+log = logging.getLogger("ampubsub.gossip")
+
+
+class Repair:
+    """Missing peers and clocks, buffered clocks, and our requests."""
+
+    def __init__(self, shared: Shared, roster: Roster) -> None:
+        self._shared = shared
+        self._roster = roster
+        self.missing_peers: dict[str, float] = {}
+        self.missing_updates: dict[str, dict[int, int]] = {}
+        #: clocks for machines not introduced yet: (peer, index) -> freshest
+        self.pending: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
+        self._asked_info: dict[str, float] = {}
+        self._asked_updates: dict[str, float] = {}
+        self._last_reqinfo = float("-inf")
+        self._last_requpdates = float("-inf")
+        self.next_check = float("-inf")
+
+    # -- what we miss ----------------------------------------------------------------
+
+    def missing(self, peer: str, now: float) -> None:
+        """A peer we never heard introduced was named: ask about it later."""
+        if peer == self._shared.peer_id or peer in self._roster:
+            return
+        if len(self.missing_peers) >= self._shared.config.max_peers:
+            self._shared.counters["drop_missing_full"] += 1
+            return
+        self.missing_peers.setdefault(peer, now)
+
+    def incomplete(self, peer: str, now: float) -> None:
+        """A known peer has machines we lack (or lack the schema of)."""
+        self.missing_peers.setdefault(peer, now)
+
+    def found(self, peer: str) -> None:
+        self.missing_peers.pop(peer, None)
+
+    def buffer(self, peer: str, index: int, time: list[int]) -> None:
+        key = (peer, index)
+        old = self.pending.get(key)
+        if old is None or sum(time) > sum(old):
+            self.pending[key] = time
+            self.pending.move_to_end(key)
+        while len(self.pending) > self._shared.config.max_pending:
+            self.pending.popitem(last=False)
+            self._shared.counters["drop_pending_full"] += 1
+
+    def take_pending(self, peer: str, index: int) -> list[int] | None:
+        return self.pending.pop((peer, index), None)
+
+    def behind(self, peer: str, index: int, gossiped: int) -> None:
+        gaps = self.missing_updates.setdefault(peer, {})
+        gaps[index] = max(gaps.get(index, 0), gossiped)
+
+    def caught_up(self, peer: str, index: int, time_sum: int) -> None:
+        gap = self.missing_updates.get(peer)
+        if gap is not None and gap.get(index, 0) <= time_sum:
+            gap.pop(index, None)
+            if not gap:
+                del self.missing_updates[peer]
+
+    def others_asked_info(self, peers: list[str], now: float) -> None:
+        """Someone asked about these: their answers reach us too."""
+        for peer in peers:
+            if peer in self._roster or peer in self.missing_peers:
+                self._asked_info[peer] = now
+
+    def others_asked_updates(self, peer: str, now: float) -> None:
+        if peer in self._roster:
+            self._asked_updates[peer] = now
+
+    @property
+    def wants(self) -> bool:
+        return bool(self.missing_peers or self.missing_updates or self.pending)
+
+    # -- our requests ----------------------------------------------------------------
+
+    def collect(
+        self, now: float, *, is_settled: Callable[[float], bool], last_snapshot: float
+    ) -> list[Message]:
+        cfg = self._shared.config
+        out: list[Message] = []
+        if now < self.next_check:
+            return out
+        self.next_check = now + cfg.request_interval
+        if now >= self._last_reqinfo + cfg.request_interval:
+            wanted = {v.peer for v in self._roster.peers.values() if v.needs_schema}
+            quiet = now - last_snapshot >= cfg.request_grace
+            if is_settled(now) and quiet:
+                # still missing after the grace, and no snapshots coming in
+                # that might bring it: nothing is on the way
+                horizon = now - cfg.request_grace
+                missing = self.missing_peers
+                wanted.update(p for p, t in missing.items() if t <= horizon)
+                # updates for unknown machines of peers we know otherwise
+                wanted.update(p for p, _ in self.pending if p not in missing)
+            ids = self._pick(wanted, self._asked_info, now)
+            if ids:
+                log.debug("%s: asking about %s", self._shared.peer_id, ids)
+                self._last_reqinfo = now
+                out.append(ReqInfoMsg(peer_ids=ids))
+        if now >= self._last_requpdates + cfg.request_interval:
+            ids = self._pick(set(self.missing_updates), self._asked_updates, now)
+            if ids:
+                self._last_requpdates = now
+                out.append(ReqUpdatesMsg(peer_ids=ids))
+        return out
+
+    def asked_explicitly(self, now: float) -> None:
+        """We sent a ``reqinfo`` for a snapshot: it counts as our request."""
+        self._last_reqinfo = now
+
+    def _pick(self, wanted: set[str], asked: dict[str, float], now: float) -> list[str]:
+        fresh = [
+            p
+            for p in wanted
+            if p != self._shared.peer_id
+            and now - asked.get(p, float("-inf")) >= self._shared.config.rerequest
+        ]
+        self._shared.rng.shuffle(fresh)
+        chosen = sorted(fresh[:16])
+        for peer in chosen:
+            asked[peer] = now
+        return chosen
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def bound(self) -> None:
+        """Ids named in others' requests are bookkeeping: keep it bounded."""
+        limit = self._shared.config.max_peers
+        for table in (self._asked_info, self._asked_updates):
+            while len(table) > limit:
+                del table[next(iter(table))]
+
+    def expire(self, now: float) -> None:
+        horizon = now - 4 * self._shared.config.rerequest
+        for table in (self._asked_info, self._asked_updates):
+            for key in [k for k, t in table.items() if t < horizon]:
+                del table[key]
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "missing_peers": len(self.missing_peers),
+            "missing_updates": sum(len(v) for v in list(self.missing_updates.values())),
+            "pending_updates": len(self.pending),
+        }

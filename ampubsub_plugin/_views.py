@@ -1,0 +1,117 @@
+"""Remote views: the core's events turned into ``RemoteMachine`` objects.
+
+The core keeps plain records; users get ``RemoteMachine`` objects with
+waiters, contexts and handler-free checking. This room builds them when a
+machine is discovered (unless a plugin refuses it), feeds them clocks and
+schemas, marks them disconnected and disposes them when forgotten, and
+tells the plugins about each step. The topic applies events here inside its
+machine's handlers, so remote machines change only there, whichever thread
+runs the topic machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from ._gossip import (
+    Advanced,
+    Discovered,
+    Event,
+    Gone,
+    GossipCore,
+    Refused,
+    Revived,
+    SchemaKnown,
+)
+from .protocol import Info
+from .remote import RemoteMachine
+
+log = logging.getLogger("ampubsub.gossip")
+
+
+class ViewHooks(Protocol):
+    """What remote views tell (and ask) the plugins."""
+
+    def accept_remote(self, peer_id: str, index: int, info: Info) -> bool: ...
+
+    def machine_discovered(self, remote: RemoteMachine) -> None: ...
+
+    def machine_updated(self, remote: RemoteMachine) -> None: ...
+
+    def machine_gone(self, remote: RemoteMachine) -> None: ...
+
+
+class RemoteViews:
+    """The ``RemoteMachine`` of every record the core shows."""
+
+    def __init__(self, core: GossipCore) -> None:
+        self._core = core
+        self._remotes: dict[tuple[str, int], RemoteMachine] = {}
+
+    def get(self, peer: str, index: int) -> RemoteMachine | None:
+        return self._remotes.get((peer, index))
+
+    def all(self) -> list[RemoteMachine]:
+        """Peers in the order the core learned of them, indexes sorted (any thread)."""
+        remotes = dict(self._remotes)
+        return [
+            remote
+            for peer, index, _ in self._core.records()
+            if (remote := remotes.get((peer, index))) is not None
+        ]
+
+    def apply(self, events: list[Event], hooks: ViewHooks) -> None:
+        for event in events:
+            key = (event.peer, event.index)
+            if isinstance(event, Discovered):
+                self._discovered(event, hooks)
+                continue
+            remote = self._remotes.get(key)
+            if remote is None:
+                continue
+            if isinstance(event, Advanced):
+                if remote._apply_time(event.time):
+                    hooks.machine_updated(remote)
+            elif isinstance(event, SchemaKnown):
+                remote._set_schema(event.schema, event.schema_hash)
+            elif isinstance(event, Gone):
+                if remote.is_connected:
+                    remote._set_connected(False)
+                    hooks.machine_gone(remote)
+                if event.forgotten:
+                    del self._remotes[key]
+                    remote.dispose()
+            elif isinstance(event, Revived):
+                remote._set_connected(True)
+                hooks.machine_updated(remote)
+            elif isinstance(event, Refused):
+                del self._remotes[key]
+                remote.dispose()
+
+    def _discovered(self, event: Discovered, hooks: ViewHooks) -> None:
+        peer, index, info = event.peer, event.index, event.info
+        if not hooks.accept_remote(peer, index, info):
+            self._core.refuse(peer, index)
+            return
+        old = self._remotes.pop((peer, index), None)
+        if old is not None:
+            old.dispose()
+        remote = RemoteMachine(
+            peer_id=peer,
+            index=index,
+            id=info.id,
+            states=info.states or [],
+            schema=event.schema,
+            time=event.time,
+            tags=info.tags,
+            parent_id=info.parent,
+            schema_hash=info.schema_hash,
+        )
+        self._remotes[(peer, index)] = remote
+        hooks.machine_discovered(remote)
+
+    def clear(self) -> None:
+        for remote in self._remotes.values():
+            remote.dispose()
+        self._remotes.clear()
