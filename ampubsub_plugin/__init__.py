@@ -12,12 +12,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._runtime import SharedRuntime
     from .gossip import GossipConfig
     from .hooks import hookimpl, hookspec
     from .libp2p_transport import Libp2pTransport
     from .memory_transport import MemoryNetwork, MemoryTransport
     from .remote import RemoteMachine
-    from .runtime import SharedRuntime
     from .topic import Topic
     from .transport import Transport, TransportError
 
@@ -30,7 +30,7 @@ _EXPORTS = {
     "MemoryNetwork": ".memory_transport",
     "MemoryTransport": ".memory_transport",
     "Libp2pTransport": ".libp2p_transport",
-    "SharedRuntime": ".runtime",
+    "SharedRuntime": "._runtime",
     "hookimpl": ".hooks",
     "hookspec": ".hooks",
 }

@@ -25,8 +25,8 @@ from rich.text import Text
 from asyncmachine import Machine, State
 
 from . import hooks
+from ._runtime import SharedRuntime
 from .remote import RemoteMachine
-from .runtime import SharedRuntime
 from .topic import Topic
 
 TOPIC = "ampubsub-demo"

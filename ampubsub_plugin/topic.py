@@ -40,11 +40,11 @@ from asyncmachine import Event, Machine, Transition
 
 from ._gossip import INTENT_STATES, GossipConfig, GossipCore
 from ._gossip import Event as CoreEvent
+from ._runtime import Runtime, Task, runtime_for_caller
 from ._views import RemoteViews
 from .hooks import TopicHooks
 from .protocol import ByeMsg, Message, ProtocolError, decode, encode
 from .remote import RemoteMachine
-from .runtime import Runtime, Task, runtime_for_caller
 from .states import MSG_STATES, TOPIC_SCHEMA
 from .transport import Transport, TransportError
 

@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import settings
+from . import _settings as settings
 
 if TYPE_CHECKING:
     from asyncmachine import Machine
 
-    from .network import Network
+    from ._network import Network
 
 __all__ = [
     "assert_consistently_active",
@@ -109,7 +109,7 @@ def eventually(
     __tracebackhide__ = True
     from asyncmachine import any_of
 
-    from .network import next_change
+    from ._network import next_change
 
     started = time.monotonic()
     deadline = started + settings.timeout(timeout)

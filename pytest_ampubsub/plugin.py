@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import settings
+from . import _settings as settings
 
 if TYPE_CHECKING:
-    from .network import AsyncNetwork, Network
+    from ._network import AsyncNetwork, Network
 
 NETWORKS = pytest.StashKey[list[Any]]()
 PREVIOUS = pytest.StashKey[settings.Settings]()
@@ -130,7 +130,7 @@ def ampubsub_network(
     ``net = ampubsub_network(peers=3, transport="memory", machines=2)``; every
     network it made is closed after the test, failed or not.
     """
-    from .network import Network
+    from ._network import Network
 
     made: list[Network] = []
     request.node.stash[NETWORKS] = made
@@ -162,7 +162,7 @@ async def ampubsub_network_trio(
 
     Its topics run on the test's own trio run and are closed in it.
     """
-    from .network import AsyncNetwork
+    from ._network import AsyncNetwork
 
     made: list[AsyncNetwork] = []
     request.node.stash[NETWORKS] = made
@@ -190,6 +190,6 @@ def pytest_runtest_makereport(
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    runtime = sys.modules.get("ampubsub_plugin.runtime")
+    runtime = sys.modules.get("ampubsub_plugin._runtime")
     if runtime is not None:
         runtime.SharedRuntime.shutdown()

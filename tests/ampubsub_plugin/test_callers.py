@@ -12,9 +12,9 @@ import threading
 import pytest
 import trio
 
+from ampubsub_plugin._runtime import SharedRuntime
 from ampubsub_plugin.memory_transport import MemoryNetwork
 from ampubsub_plugin.remote import RemoteMachine
-from ampubsub_plugin.runtime import SharedRuntime
 from ampubsub_plugin.topic import Topic
 
 from .netutil import worker

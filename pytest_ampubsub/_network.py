@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from asyncmachine import Machine, Waiter, any_of
 
-from . import settings
-from .plans import Plan, Timeout, run_sync, run_trio
-from .report import peer_table, protocol_log
+from . import _settings as settings
+from ._plans import Plan, Timeout, run_sync, run_trio
+from ._report import peer_table, protocol_log
 
 if TYPE_CHECKING:
     from ampubsub_plugin import RemoteMachine, Topic
