@@ -17,8 +17,7 @@ from collections.abc import Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import Any, NoReturn
 
-from asyncmachine import Machine, ReadOnlyError, Result, State
-from asyncmachine.schema import Names
+from asyncmachine import Machine, Names, ReadOnlyError, Result, State
 
 
 def remote_schema(

@@ -6,18 +6,18 @@ machines are thread-safe and their waiters work in threads, asyncio and trio.
 
 import logging
 
-from .errors import (
+from ._errors import (
     AsyncMachineError,
     ExportError,
     HandlerError,
     ReadOnlyError,
     StateError,
 )
+from ._machine import Machine
+from ._schema import EXCEPTION, RELATIONS, Names, Schema, State, merge_schemas
+from ._transition import Event, Mutation, MutationType, Relation, Result, Transition
+from ._waiting import StateContext, Waiter, any_of
 from .hooks import hookimpl, hookspec
-from .machine import Machine
-from .schema import EXCEPTION, Schema, State, merge_schemas
-from .transition import Event, Mutation, MutationType, Relation, Result, Transition
-from .waiting import StateContext, Waiter, any_of
 
 __version__ = "0.1.0"
 
@@ -26,6 +26,7 @@ logging.getLogger("asyncmachine").addHandler(logging.NullHandler())
 
 __all__ = [
     "EXCEPTION",
+    "RELATIONS",
     "AsyncMachineError",
     "Event",
     "ExportError",
@@ -33,6 +34,7 @@ __all__ = [
     "Machine",
     "Mutation",
     "MutationType",
+    "Names",
     "ReadOnlyError",
     "Relation",
     "Result",

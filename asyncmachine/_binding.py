@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ._errors import HandlerError
 from ._fields import Handler, MachineFields, did_you_mean
-from .errors import HandlerError
 
 HANDLER_SUFFIXES = ("enter", "exit", "state", "end")
 GLOBAL_HANDLERS = ("any_enter", "any_state")

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ._fields import MachineFields
-from .schema import Names, State
-from .transition import MutationType, Relation, Transition
+from ._schema import Names, State
+from ._transition import MutationType, Relation, Transition
 
 ADD, REMOVE, SET = MutationType.ADD, MutationType.REMOVE, MutationType.SET
 

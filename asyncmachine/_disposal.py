@@ -22,7 +22,7 @@ from . import hooks
 from ._fields import MachineFields
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from ._machine import Machine
 
 log = logging.getLogger("asyncmachine.machine")
 

@@ -1,6 +1,6 @@
 """The fields of a Machine, set up in one place, and the check of state names.
 
-Why this module exists: :class:`~asyncmachine.machine.Machine` is composed
+Why this module exists: :class:`~asyncmachine._machine.Machine` is composed
 of parts, each in its own module -- checking, waiting, binding, disposal,
 snapshots -- and the core (the queue, mutations, transitions) in
 ``machine.py``. Every part reads the same private fields, so they are all
@@ -30,14 +30,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import StateError
-from .resolver import Resolver
-from .schema import Names, State
-from .transition import Mutation, Transition
-from .waiting import StateContext, Subscriptions
+from ._errors import StateError
+from ._resolver import Resolver
+from ._schema import Names, State
+from ._transition import Mutation, Transition
+from ._waiting import StateContext, Subscriptions
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from ._machine import Machine
 
 Handler = Callable[[Any], Any]
 

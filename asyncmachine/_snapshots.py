@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from . import hooks
+from ._errors import ExportError, StateError
 from ._fields import MachineFields, did_you_mean
-from .errors import ExportError, StateError
-from .schema import State, parse_schema
+from ._schema import State, parse_schema
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from ._machine import Machine
 
 
 class Snapshots(MachineFields):

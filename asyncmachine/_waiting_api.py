@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from ._checking import Checking
-from .schema import EXCEPTION, Names
-from .transition import Transition
-from .waiting import StateContext, Waiter
+from ._schema import EXCEPTION, Names
+from ._transition import Transition
+from ._waiting import StateContext, Waiter
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from ._machine import Machine
 
 
 class WaitingAPI(Checking):

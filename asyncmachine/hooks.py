@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from ._machine import Machine
 
 PROJECT = "asyncmachine"
 

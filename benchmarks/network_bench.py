@@ -181,7 +181,7 @@ async def wait_state(topic: Any, state: str, timeout: float, phase: str) -> None
     """Wait for a topic state; raise PhaseTimeout, or RuntimeError on an error state."""
     import trio
 
-    from asyncmachine.waiting import any_of
+    from asyncmachine import any_of
 
     mach = topic.mach
     if not mach.is_active(state):

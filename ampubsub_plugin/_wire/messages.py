@@ -20,7 +20,7 @@ from typing import ClassVar, Final, TypeAlias
 
 import msgpack  # type: ignore[import-untyped]
 
-from asyncmachine.schema import State
+from asyncmachine import State
 
 from .errors import schema_mismatch
 

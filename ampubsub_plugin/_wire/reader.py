@@ -27,7 +27,7 @@ from typing import Any, Final, TypeVar
 
 import msgpack  # type: ignore[import-untyped]
 
-from asyncmachine.schema import RELATIONS, State
+from asyncmachine import RELATIONS, State
 
 from .errors import ProtocolError, kind, schema_mismatch, short, wrong
 from .messages import (

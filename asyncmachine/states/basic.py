@@ -1,6 +1,6 @@
 """Basic states most machines share: start, ready, errors, health."""
 
-from ..schema import EXCEPTION, State
+from .._schema import EXCEPTION, State
 
 BASIC: dict[str, State] = {
     EXCEPTION: State(multi=True),

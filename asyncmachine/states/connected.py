@@ -4,7 +4,7 @@ The four states remove each other, so exactly one is active at a time.
 Needs ``Start`` and ``Exception`` (merge with ``BASIC``).
 """
 
-from ..schema import EXCEPTION, State
+from .._schema import EXCEPTION, State
 
 CONNECTED_GROUP = ("Connecting", "Connected", "Disconnecting", "Disconnected")
 

@@ -1,6 +1,6 @@
 """Graceful disposal: Disposing runs clean-up, Disposed marks the end."""
 
-from ..schema import EXCEPTION, State
+from .._schema import EXCEPTION, State
 
 DISPOSED: dict[str, State] = {
     "RegisterDisposal": State(multi=True),

@@ -43,17 +43,17 @@ from ._binding import Binding
 from ._checking import Checking
 from ._disposal import Disposal
 from ._fields import Handler as Handler
+from ._resolver import Resolver
+from ._schema import EXCEPTION, Names, State, parse_schema
 from ._snapshots import Snapshots
-from ._waiting_api import WaitingAPI
-from .resolver import Resolver
-from .schema import EXCEPTION, Names, State, parse_schema
-from .transition import (
+from ._transition import (
     HandlerRaisedError,
     Mutation,
     MutationType,
     Result,
     Transition,
 )
+from ._waiting_api import WaitingAPI
 
 log = logging.getLogger("asyncmachine.machine")
 

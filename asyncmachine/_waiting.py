@@ -25,8 +25,8 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .machine import Machine
-    from .transition import Transition
+    from ._machine import Machine
+    from ._transition import Transition
 
 log = logging.getLogger("asyncmachine.waiting")
 

@@ -27,7 +27,7 @@ from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from ._machine import Machine
 
 _tx_ids = itertools.count(1)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import StateError
+from ._errors import StateError
 
 #: The built-in error state, present in every machine (multi).
 EXCEPTION = "Exception"

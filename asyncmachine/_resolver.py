@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .schema import State
+from ._schema import State
 
 
 class Resolver:
