@@ -18,13 +18,22 @@ Theory of operation, after asyncmachine-go's default resolver:
 
 Everything is precomputed per schema in :class:`Resolver`, so a transition
 costs a few set operations when the schema has few relations.
+
+No recursion, and nothing quadratic in the length of a relation chain:
+schemas arrive from untrusted peers too (``RemoteMachine``), and a 10,000-long
+``require`` chain must build and resolve like a short one. Graph walks use
+explicit stacks, and unmet requirements spread along ``required_by`` once
+instead of being re-checked until nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
 
 from ._schema import State
+
+#: up to this many names, a tuple's ``in`` beats building a set
+_SCAN = 8
 
 
 class Resolver:
@@ -40,6 +49,7 @@ class Resolver:
         "rank",
         "removed_by",
         "removes",
+        "required_by",
         "requires",
         "trivial",
     )
@@ -57,6 +67,11 @@ class Resolver:
             for target in state.remove:
                 removed_by.setdefault(target, []).append(name)
         self.removed_by = {k: tuple(v) for k, v in removed_by.items()}
+        required_by: dict[str, list[str]] = {}
+        for name, reqs in self.requires.items():
+            for target in reqs:
+                required_by.setdefault(target, []).append(name)
+        self.required_by = {k: tuple(v) for k, v in required_by.items()}
         self.rank = self._require_order(names)
         self.trivial = not (self.requires or self.adds or self.removes)
         # states whose activation can change nothing else: no add or remove
@@ -73,7 +88,11 @@ class Resolver:
         after. States in neither relation are not ranked: sorting keeps them
         first, in the order the resolution produced (called states first), as
         asyncmachine-go does. Cycles keep schema order.
+
+        A depth-first walk with an explicit stack (predecessors in schema
+        order), so a chain of any length ranks without recursion.
         """
+        position = {name: i for i, name in enumerate(names)}
         before: dict[str, list[str]] = {}
         for name, reqs in self.requires.items():
             before.setdefault(name, []).extend(reqs)
@@ -82,24 +101,59 @@ class Resolver:
         in_graph = set(before)
         for preds in before.values():
             in_graph.update(preds)
+
+        def preds_of(name: str) -> Iterator[str]:
+            return iter(sorted(before.get(name, ()), key=position.__getitem__))
+
         order: list[str] = []
         seen: set[str] = set()
         visiting: set[str] = set()
-
-        def visit(name: str) -> None:
-            if name in seen or name in visiting:
-                return
-            visiting.add(name)
-            for pred in sorted(before.get(name, ()), key=names.index):
-                visit(pred)
-            visiting.discard(name)
-            seen.add(name)
-            order.append(name)
-
-        for name in names:
-            if name in in_graph:
-                visit(name)
+        for root in names:
+            if root not in in_graph or root in seen:
+                continue
+            visiting.add(root)
+            stack = [(root, preds_of(root))]
+            while stack:
+                name, remaining = stack[-1]
+                for pred in remaining:
+                    if pred not in seen and pred not in visiting:
+                        visiting.add(pred)
+                        stack.append((pred, preds_of(pred)))
+                        break
+                else:  # every predecessor placed: place this one
+                    stack.pop()
+                    visiting.discard(name)
+                    seen.add(name)
+                    order.append(name)
         return {name: i for i, name in enumerate(order)}
+
+    def _unmet(self, states: list[str], met: set[str] | None = None) -> set[str]:
+        """The states of ``states`` whose requirements can't all be met.
+
+        A requirement is met by a state of ``met`` (already active) or by
+        another of ``states`` that is not itself unmet. The states missing a
+        requirement outright are found in one pass; the states requiring
+        them, transitively, follow along ``required_by``: linear in the
+        states and relations involved, however long a chain.
+        """
+        requires, required_by = self.requires, self.required_by
+        listed = set(states)
+        present = listed | met if met else listed
+        unmet = {
+            s
+            for s in states
+            if s in requires and any(r not in present for r in requires[s])
+        }
+        if not unmet:
+            return unmet
+        pending = [s for s in unmet if not met or s not in met]
+        while pending:
+            for dependant in required_by.get(pending.pop(), ()):
+                if dependant in listed and dependant not in unmet:
+                    unmet.add(dependant)
+                    if not met or dependant not in met:
+                        pending.append(dependant)
+        return unmet
 
     # -- target states -----------------------------------------------------
 
@@ -131,19 +185,12 @@ class Resolver:
 
     def drop_unmet_requires(self, states: list[str]) -> list[str]:
         """Remove states whose requirements are not all among ``states``."""
-        requires = self.requires
-        if not requires:
+        if not self.requires:
             return states
-        while True:
-            present = set(states)
-            kept = [
-                s
-                for s in states
-                if s not in requires or all(r in present for r in requires[s])
-            ]
-            if len(kept) == len(states):
-                return kept
-            states = kept
+        unmet = self._unmet(states)
+        if not unmet:
+            return states
+        return [s for s in states if s not in unmet]
 
     def target_states(
         self,
@@ -193,14 +240,21 @@ class Resolver:
         if self.multi_adders and any(a in self.multi_adders for a in active):
             return False
         plain, requires, removed_by = self.plain, self.requires, self.removed_by
+        # membership in long tuples would make a long call quadratic
+        in_active: Collection[str] = active
+        in_called: Collection[str] = called
+        if len(active) > _SCAN:
+            in_active = frozenset(active)
+        if len(called) > _SCAN:
+            in_called = frozenset(called)
         for state in called:
             if state not in plain:
                 return False
             for req in requires.get(state, ()):
-                if req not in active and req not in called:
+                if req not in in_active and req not in in_called:
                     return False
             for remover in removed_by.get(state, ()):
-                if remover in active or remover in called:
+                if remover in in_active or remover in in_called:
                     return False
         return True
 
@@ -228,14 +282,7 @@ class Resolver:
             candidates.append(name)
         if not candidates or not self.requires:
             return candidates
-        possible = active | set(candidates)
-        while True:
-            kept = [
-                c
-                for c in candidates
-                if all(r in possible for r in self.requires.get(c, ()))
-            ]
-            if len(kept) == len(candidates):
-                return kept
-            candidates = kept
-            possible = active | set(kept)
+        unmet = self._unmet(candidates, active)
+        if not unmet:
+            return candidates
+        return [c for c in candidates if c not in unmet]
