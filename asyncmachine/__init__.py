@@ -16,7 +16,7 @@ from ._errors import (
 from ._machine import Machine
 from ._schema import EXCEPTION, RELATIONS, Names, Schema, State, merge_schemas
 from ._transition import Event, Mutation, MutationType, Relation, Result, Transition
-from ._waiting import StateContext, Waiter, any_of
+from ._waiting import Outcome, StateContext, Waiter, WaiterCancelled, any_of
 from .hooks import hookimpl, hookspec
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __all__ = [
     "Mutation",
     "MutationType",
     "Names",
+    "Outcome",
     "ReadOnlyError",
     "Relation",
     "Result",
@@ -44,6 +45,7 @@ __all__ = [
     "StateError",
     "Transition",
     "Waiter",
+    "WaiterCancelled",
     "__version__",
     "any_of",
     "hookimpl",

@@ -12,17 +12,30 @@ Firing a waiter never runs user code on the machine's thread: a blocked
 thread is released through a ``threading.Event``; an asyncio task through
 ``loop.call_soon_threadsafe``; a trio task through its run's trio token. The
 machine holds waiters weakly: a waiter nobody holds any more is dropped.
+
+Outcomes: a waiter ends once, in one of three ways (:class:`Outcome`): its
+condition was met (``MET``), it was released without a reason (``RELEASED``:
+the machine was disposed, or ``cancel()``), or it was cancelled with a
+reason (``CANCELLED``: ``cancel(reason)``; a remote machine does this when
+its owner is gone). ``wait()`` and ``await`` return True only for ``MET``;
+``await`` raises the reason, a :class:`WaiterCancelled`, for ``CANCELLED``,
+so async code tells the three apart without keeping the waiter; threads
+read ``waiter.outcome`` after ``wait()`` returned False (still ``PENDING``:
+it timed out).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import sys
 import threading
 import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
+
+from ._errors import AsyncMachineError
 
 if TYPE_CHECKING:
     from ._machine import Machine
@@ -33,11 +46,47 @@ log = logging.getLogger("asyncmachine.waiting")
 Check = Callable[["Transition | None"], bool]
 
 
+class WaiterCancelled(AsyncMachineError):
+    """A waiter was cancelled with this reason before its condition was met.
+
+    ``await waiter`` raises it (a fresh traceback each time); ``wait()``
+    returns False and leaves it in ``waiter.reason``. Subclasses say why, for
+    example ``ampubsub_plugin.OwnerGone`` for a remote machine whose owner
+    left. It is an ``Exception``, unrelated to asyncio's and trio's own
+    cancellation.
+    """
+
+
+class Outcome(enum.Enum):
+    """How a :class:`Waiter` ended, or ``PENDING`` while it has not."""
+
+    #: not done yet (a ``wait(timeout)`` that returned False timed out)
+    PENDING = "pending"
+    #: the condition was met: ``wait()`` and ``await`` returned True
+    MET = "met"
+    #: released without a reason (the machine was disposed, or ``cancel()``):
+    #: ``wait()`` and ``await`` returned False
+    RELEASED = "released"
+    #: cancelled with a reason (``waiter.reason``): ``wait()`` returned False,
+    #: ``await`` raised the reason
+    CANCELLED = "cancelled"
+
+
 class Waiter:
     """A one-shot condition: ``.wait(timeout)`` in threads, ``await`` in async code.
 
     Both return True when the condition was met and False when the machine
-    was disposed first, the waiter was cancelled, or (``wait``) time ran out.
+    was disposed first, the waiter was released (``cancel()``), or
+    (``wait``) time ran out. A waiter cancelled with a reason
+    (``cancel(reason)``, e.g. a remote machine's owner is gone) makes
+    ``wait()`` return False and ``await`` raise that :class:`WaiterCancelled`.
+    ``outcome`` tells every case apart afterwards::
+
+        w = remote.when("Done")
+        if w.wait(5): ...                         # met
+        elif w.outcome is Outcome.CANCELLED: ...  # w.reason says why
+        elif w.outcome is Outcome.PENDING: ...    # timed out
+        else: ...                                 # RELEASED (disposed)
     """
 
     __slots__ = (
@@ -47,6 +96,7 @@ class Waiter:
         "_event",
         "_keep",
         "_lock",
+        "_reason",
         "_result",
         "description",
     )
@@ -57,12 +107,12 @@ class Waiter:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._result = False
+        self._reason: WaiterCancelled | None = None
         self._callbacks: list[Callable[[], None]] = []
         self._keep: tuple[Waiter, ...] = ()
 
     def __repr__(self) -> str:
-        status = f"done={self._result}" if self.done else "pending"
-        return f"<Waiter {self.description} {status}>"
+        return f"<Waiter {self.description} {self.outcome.value}>"
 
     @property
     def done(self) -> bool:
@@ -73,25 +123,47 @@ class Waiter:
         """True once met; False while pending or when released without it."""
         return self._result
 
+    @property
+    def outcome(self) -> Outcome:
+        """How it ended: ``PENDING`` until done (see :class:`Outcome`)."""
+        if not self._event.is_set():
+            return Outcome.PENDING
+        if self._result:
+            return Outcome.MET
+        return Outcome.RELEASED if self._reason is None else Outcome.CANCELLED
+
+    @property
+    def reason(self) -> WaiterCancelled | None:
+        """Why it was cancelled (``CANCELLED``); None otherwise."""
+        return self._reason
+
     def wait(self, timeout: float | None = None) -> bool:
-        """Block this thread until done; False on timeout or release."""
+        """Block this thread until done; False on timeout, release or cancellation."""
         if self._event.wait(timeout):
             return self._result
         return False
 
-    def cancel(self) -> None:
-        """Release everyone waiting on this waiter with False."""
-        self._fire(False)
+    def cancel(self, reason: WaiterCancelled | str | None = None) -> None:
+        """End the waiter unmet (a no-op once it is done).
+
+        Without a reason it is released: ``wait()`` and ``await`` return
+        False. With one (a :class:`WaiterCancelled`, or a message for one)
+        ``wait()`` returns False and ``await`` raises it.
+        """
+        if isinstance(reason, str):
+            reason = WaiterCancelled(reason)
+        self._fire(False, reason)
 
     def complete(self) -> None:
         """Release everyone waiting with True (for waiters made by hand)."""
         self._fire(True)
 
-    def _fire(self, result: bool) -> None:
+    def _fire(self, result: bool, reason: WaiterCancelled | None = None) -> None:
         with self._lock:
             if self._event.is_set():
                 return
             self._result = result
+            self._reason = None if result else reason
             self._check = None
             self._keep = ()
             callbacks, self._callbacks = self._callbacks, []
@@ -101,6 +173,13 @@ class Waiter:
                 wake()
             except Exception:  # a closed loop must not break the machine
                 log.debug("could not wake a waiter for %s", self.description)
+
+    def _settled(self) -> bool:
+        """The result for ``await``: raises the reason of a cancellation."""
+        reason = self._reason
+        if reason is not None:
+            raise reason.with_traceback(None)
+        return self._result
 
     def _add_callback(self, wake: Callable[[], None]) -> bool:
         with self._lock:
@@ -118,16 +197,18 @@ class Waiter:
 
     async def _wait_async(self) -> bool:
         if self._event.is_set():
-            return self._result
+            return self._settled()
         if _asyncio_running():
-            return await self._wait_asyncio()
+            await self._wait_asyncio()
+            return self._settled()
         if "trio" in sys.modules:
-            return await self._wait_trio()
+            await self._wait_trio()
+            return self._settled()
         raise RuntimeError(
             "await a Waiter under asyncio or trio; in threads call .wait(timeout)"
         )
 
-    async def _wait_asyncio(self) -> bool:
+    async def _wait_asyncio(self) -> None:
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -145,9 +226,8 @@ class Waiter:
                 await future
             finally:
                 self._remove_callback(wake)
-        return self._result
 
-    async def _wait_trio(self) -> bool:
+    async def _wait_trio(self) -> None:
         import trio
 
         token = trio.lowlevel.current_trio_token()
@@ -162,20 +242,23 @@ class Waiter:
                 await event.wait()
             finally:
                 self._remove_callback(wake)
-        return self._result
 
 
 def any_of(*waiters: Waiter) -> Waiter:
-    """A waiter done as soon as one of ``waiters`` is (True if it was met)."""
+    """A waiter done as soon as one of ``waiters`` is, and as it ended.
+
+    True if that one was met; released or cancelled (with its reason) if it
+    was.
+    """
     combined = Waiter("any_of(" + ", ".join(w.description for w in waiters) + ")")
     combined._keep = waiters  # machines hold waiters weakly; keep them alive
     for waiter in waiters:
 
         def relay(source: Waiter = waiter) -> None:
-            combined._fire(source._result)
+            combined._fire(source._result, source._reason)
 
         if not waiter._add_callback(relay):
-            combined._fire(waiter._result)
+            combined._fire(waiter._result, waiter._reason)
             break
     return combined
 
@@ -256,6 +339,22 @@ class Subscriptions:
             waiter = ref()
             if waiter is not None:
                 waiter._fire(True)
+
+    def cancel(self, reason: WaiterCancelled | None) -> None:
+        """End every pending condition waiter unmet, with ``reason``.
+
+        ``when_disposed`` and ``when_queue_end`` waiters stay: they are
+        about the machine itself, not about its states.
+        """
+        with self._lock:
+            refs = [r for refs in self._by_state.values() for r in refs]
+            refs += self._every
+            self._by_state, self._every = {}, []
+            self._count = len(self._queue_end) + len(self._disposed)
+        for ref in refs:
+            waiter = ref()
+            if waiter is not None:
+                waiter._fire(False, reason)
 
     def dispose(self) -> None:
         """Release every waiter: False, except ``when_disposed`` ones (True)."""

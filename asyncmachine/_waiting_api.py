@@ -11,6 +11,10 @@ states to ``_subs.process`` and to ``_expire_contexts``; so does
 Rule: register first, check second (see ``waiting.py``), so a transition
 racing in another thread can wake a waiter twice but never miss it. A
 disposed machine releases every new waiter at once with False.
+``_cancel_waiters(reason)`` ends the pending condition waiters with a reason
+(a machine fed from elsewhere, like a remote one, uses it when its source is
+gone); subclasses that refuse new waiters for a while do it in ``_waiter``,
+after registering, so that a cancellation racing with them is never missed.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ._checking import Checking
 from ._schema import EXCEPTION, Names
 from ._transition import Transition
-from ._waiting import StateContext, Waiter
+from ._waiting import StateContext, Waiter, WaiterCancelled
 
 if TYPE_CHECKING:
     from ._machine import Machine
@@ -114,6 +118,13 @@ class WaitingAPI(Checking):
         if not busy:
             waiter._fire(not self._disposed)
         return waiter
+
+    def _cancel_waiters(self, reason: WaiterCancelled | None) -> None:
+        """End every pending state waiter unmet, with ``reason`` (None: release).
+
+        ``when_disposed`` and ``when_queue_end`` waiters are not touched.
+        """
+        self._subs.cancel(reason)
 
     def _all_active(self, names: tuple[str, ...]) -> bool:
         ticks, index = self._ticks, self._index
