@@ -13,17 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._runtime import SharedRuntime
+    from ._signals import SignalBye, bye_on_signals
     from .gossip import GossipConfig
     from .hooks import hookimpl, hookspec
     from .libp2p_transport import Libp2pTransport
     from .memory_transport import MemoryNetwork, MemoryTransport
-    from .remote import RemoteMachine
+    from .remote import OwnerGone, RemoteMachine
     from .topic import Topic
     from .transport import Transport, TransportError
 
 _EXPORTS = {
     "Topic": ".topic",
     "RemoteMachine": ".remote",
+    "OwnerGone": ".remote",
     "GossipConfig": ".gossip",
     "Transport": ".transport",
     "TransportError": ".transport",
@@ -31,6 +33,8 @@ _EXPORTS = {
     "MemoryTransport": ".memory_transport",
     "Libp2pTransport": ".libp2p_transport",
     "SharedRuntime": "._runtime",
+    "SignalBye": "._signals",
+    "bye_on_signals": "._signals",
     "hookimpl": ".hooks",
     "hookspec": ".hooks",
 }
@@ -40,11 +44,14 @@ __all__ = [
     "Libp2pTransport",
     "MemoryNetwork",
     "MemoryTransport",
+    "OwnerGone",
     "RemoteMachine",
     "SharedRuntime",
+    "SignalBye",
     "Topic",
     "Transport",
     "TransportError",
+    "bye_on_signals",
     "hookimpl",
     "hookspec",
 ]

@@ -8,24 +8,40 @@ shared by every topic of the process, created on first use.
 A task spawned here never takes the run down: an exception is logged and
 handed to the spawner's ``on_error`` callback (the topic turns it into an
 error state). Cancelling a :class:`Task` is thread-safe.
+
+Exit: the shared thread is a daemon, so the interpreter would stop it
+mid-goodbye when a program exits right after ``topic.dispose()``. A topic
+leaving on it registers its ``when_disposed()`` waiter (``delay_exit``), and
+an ``atexit`` hook waits for those, ``EXIT_TIMEOUT`` seconds in all, before
+the interpreter tears the thread down; ``SharedRuntime.shutdown`` waits the
+same way before it stops the thread. A trio caller's own run needs no such
+help: a topic's goodbye is shielded there, and trio waits for it before
+``trio.run`` returns.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import trio
+
+if TYPE_CHECKING:
+    from asyncmachine import Waiter
 
 log = logging.getLogger("ampubsub.runtime")
 
 T = TypeVar("T")
 AsyncFn = Callable[..., Awaitable[Any]]
 ErrorCallback = Callable[[BaseException], None]
+
+#: at interpreter exit, how long in all to wait for topics still saying bye
+EXIT_TIMEOUT = 3.0
 
 
 class Task:
@@ -132,7 +148,11 @@ class Runtime:
                 task._finished.set()
 
         def start() -> None:
-            trio.lowlevel.spawn_system_task(run, name=task.name)
+            try:
+                trio.lowlevel.spawn_system_task(run, name=task.name)
+            except RuntimeError:  # the run is ending: nothing starts any more
+                log.debug("run ending; task %s not started", task.name)
+                task.done.set()
 
         if self.in_thread:
             start()
@@ -149,12 +169,22 @@ class Runtime:
             raise RuntimeError("Runtime.run called from its own trio thread")
         return trio.from_thread.run(fn, *args, trio_token=self.token)
 
+    def delay_exit(self, done: Waiter) -> None:
+        """A topic is leaving on this run: the process should wait for ``done``.
+
+        Nothing to do on a caller's trio run (trio waits for the shielded
+        goodbye before ``trio.run`` returns); the shared runtime waits at exit.
+        """
+
 
 class SharedRuntime(Runtime):
     """The process-wide background trio thread."""
 
     _instance: SharedRuntime | None = None
     _lock = threading.Lock()
+    #: ``when_disposed()`` of topics leaving on the shared thread
+    _leaving: ClassVar[list[Waiter]] = []
+    _exit_hook = False
 
     def __init__(self) -> None:
         ready = threading.Event()
@@ -196,13 +226,55 @@ class SharedRuntime(Runtime):
 
     @classmethod
     def shutdown(cls, timeout: float = 10.0) -> None:
-        """Stop the shared thread, cancelling every task still on it."""
+        """Stop the shared thread, cancelling every task still on it.
+
+        Topics still saying bye get up to ``EXIT_TIMEOUT`` seconds first.
+        """
+        cls.wait_leaving(min(timeout, EXIT_TIMEOUT))
         with cls._lock:
             instance, cls._instance = cls._instance, None
         if instance is None or not instance.thread.is_alive():
             return
         instance.call_soon(instance._stop.set)
         instance.thread.join(timeout)
+
+    def delay_exit(self, done: Waiter) -> None:
+        """Make the interpreter's exit wait (bounded) until ``done``."""
+        cls = SharedRuntime
+        with cls._lock:
+            cls._leaving = [w for w in cls._leaving if not w.done]
+            cls._leaving.append(done)
+            if not cls._exit_hook:
+                cls._exit_hook = True
+                atexit.register(cls.wait_leaving)
+
+    @classmethod
+    def wait_leaving(cls, timeout: float = EXIT_TIMEOUT) -> bool:
+        """Wait until the topics leaving on the shared thread are disposed.
+
+        True when they all are; False after ``timeout`` seconds in all, or at
+        once when the shared thread is not running (nobody would finish
+        them). The ``atexit`` hook of the shared runtime.
+        """
+        with cls._lock:
+            leaving = cls._leaving = [w for w in cls._leaving if not w.done]
+            instance = cls._instance
+        if not leaving:
+            return True
+        if instance is None or not instance.thread.is_alive():
+            return False
+        deadline = time.monotonic() + timeout
+        return all(w.wait(max(0.0, deadline - time.monotonic())) for w in leaving)
+
+
+def run_is_ending() -> bool:
+    """True in a task spawned here once its trio run is shutting down.
+
+    A run cancels its system tasks (ours, and py-libp2p's listeners) when its
+    main task returns; a goodbye on its way checks this not to wait any more.
+    """
+    nursery = trio.lowlevel.current_task().parent_nursery
+    return nursery is not None and nursery.cancel_scope.cancel_called
 
 
 def current_trio_runtime() -> Runtime | None:

@@ -62,32 +62,53 @@ class RemoteViews:
         ]
 
     def apply(self, events: list[Event], hooks: ViewHooks) -> None:
+        """Apply each event; one that fails never stops the others.
+
+        Events describe what peers sent, so applying one may fail (a schema
+        no ``RemoteMachine`` can be built from, say): it is counted
+        (``view_error`` in the core's counters), logged at debug level and
+        skipped. A machine whose view can't be built is refused in the core:
+        hidden, as if a plugin had refused it.
+        """
         for event in events:
             key = (event.peer, event.index)
-            if isinstance(event, Discovered):
-                self._discovered(event, hooks)
-                continue
-            remote = self._remotes.get(key)
-            if remote is None:
-                continue
-            if isinstance(event, Advanced):
-                if remote._apply_time(event.time):
+            try:
+                if isinstance(event, Discovered):
+                    self._discovered(event, hooks)
+                    continue
+                remote = self._remotes.get(key)
+                if remote is None:
+                    continue
+                if isinstance(event, Advanced):
+                    if remote._apply_time(event.time):
+                        hooks.machine_updated(remote)
+                elif isinstance(event, SchemaKnown):
+                    remote._set_schema(event.schema, event.schema_hash)
+                elif isinstance(event, Gone):
+                    if remote.is_connected:
+                        remote._owner_gone()  # pending waiters end: OwnerGone
+                        hooks.machine_gone(remote)
+                    if event.forgotten:
+                        del self._remotes[key]
+                        remote.dispose()
+                elif isinstance(event, Revived):
+                    remote._set_connected(True)
                     hooks.machine_updated(remote)
-            elif isinstance(event, SchemaKnown):
-                remote._set_schema(event.schema, event.schema_hash)
-            elif isinstance(event, Gone):
-                if remote.is_connected:
-                    remote._set_connected(False)
-                    hooks.machine_gone(remote)
-                if event.forgotten:
+                elif isinstance(event, Refused):
                     del self._remotes[key]
                     remote.dispose()
-            elif isinstance(event, Revived):
-                remote._set_connected(True)
-                hooks.machine_updated(remote)
-            elif isinstance(event, Refused):
-                del self._remotes[key]
-                remote.dispose()
+            except Exception as exc:
+                self._core.counters["view_error"] += 1
+                log.debug(
+                    "%s: can't apply %s of %s#%d: %r",
+                    self._core.peer_id,
+                    type(event).__name__,
+                    *key,
+                    exc,
+                    exc_info=True,
+                )
+                if isinstance(event, Discovered) and key not in self._remotes:
+                    self._core.refuse(*key)
 
     def _discovered(self, event: Discovered, hooks: ViewHooks) -> None:
         peer, index, info = event.peer, event.index, event.info

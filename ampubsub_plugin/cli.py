@@ -26,6 +26,7 @@ from asyncmachine import Machine, State
 
 from . import hooks
 from ._runtime import SharedRuntime
+from ._signals import bye_on_signals
 from .remote import RemoteMachine
 from .topic import Topic
 
@@ -123,6 +124,13 @@ def remotes_table(topic: Topic, title: str) -> Table:
             "yes" if remote.is_connected else "[red]no[/]",
         )
     return table
+
+
+#: what ends a long-lived peer besides Ctrl-C: docker stop and systemd send
+#: SIGTERM, a closed terminal SIGHUP (each says bye first, then ends as usual)
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def run_until_interrupted(stop: threading.Event) -> None:
@@ -317,7 +325,8 @@ def peer(args: argparse.Namespace) -> int:
     console.print(f"exporting {len(machines)} machine(s); Ctrl-C to leave")
     stop = threading.Event()
     try:
-        run_until_interrupted(stop)
+        with bye_on_signals(topic, signals=STOP_SIGNALS):
+            run_until_interrupted(stop)
     finally:
         topic.dispose()
         topic.mach.when_disposed().wait(10)
@@ -339,7 +348,10 @@ def watch(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     deadline = time.monotonic() + args.seconds if args.seconds else None
     try:
-        with Live(console=console, refresh_per_second=4) as live:
+        with (
+            bye_on_signals(topic, signals=STOP_SIGNALS),
+            Live(console=console, refresh_per_second=4) as live,
+        ):
             while not stop.wait(0.25):
                 live.update(remotes_table(topic, f"topic {args.topic!r}"))
                 if deadline is not None and time.monotonic() > deadline:

@@ -14,6 +14,7 @@ trio runs (threads); each delivery runs in the receiver's own trio thread.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import math
 import random
@@ -52,18 +53,39 @@ class MemoryNetwork:
         self._peers: dict[str, MemoryTransport] = {}
         self._links: dict[str, set[str]] = {}
         self._group: dict[str, int] = {}
+        #: each peer's signing secret (an HMAC key stands in for a key pair)
+        self._keys: dict[str, bytes] = {}
         self.delivered = 0
         self.dropped = 0
 
-    def transport(self) -> MemoryTransport:
-        """A new peer on this network (it joins once it serves)."""
+    def transport(self, peer_id: str | None = None) -> MemoryTransport:
+        """A new peer on this network (it joins once it serves).
+
+        ``peer_id``: the identity of an earlier transport (a restart with the
+        same key); it must not be serving any more.
+        """
         with self._lock:
-            while True:
-                suffix = "".join(self.rng.choice(_BASE58) for _ in range(44))
-                peer_id = "12D3KooW" + suffix
-                if peer_id not in self._peers:
-                    break
+            if peer_id is not None:
+                if peer_id in self._peers:
+                    raise ValueError(f"peer {peer_id} is still on this network")
+            else:
+                while True:
+                    suffix = "".join(self.rng.choice(_BASE58) for _ in range(44))
+                    peer_id = "12D3KooW" + suffix
+                    if peer_id not in self._peers and peer_id not in self._keys:
+                        break
+            if peer_id not in self._keys:
+                self._keys[peer_id] = self.rng.randbytes(32)
         return MemoryTransport(self, peer_id)
+
+    def _sign(self, peer_id: str, data: bytes) -> bytes:
+        return hmac.digest(self._keys[peer_id], data, "sha256")
+
+    def _verify(self, peer_id: str, data: bytes, signature: bytes) -> bool:
+        key = self._keys.get(peer_id)
+        if key is None:
+            return False
+        return hmac.compare_digest(hmac.digest(key, data, "sha256"), signature)
 
     # -- topology ----------------------------------------------------------
 
@@ -75,9 +97,15 @@ class MemoryNetwork:
         mapping: dict[str, int] = {}
         for i, group in enumerate(groups, start=1):
             for member in group:
-                peer_id = (
-                    member.peer_id if isinstance(member, MemoryTransport) else member
-                )
+                if isinstance(member, MemoryTransport):
+                    peer_id = member.peer_id
+                elif isinstance(member, str):
+                    peer_id = member
+                else:
+                    raise TypeError(
+                        "partition() takes peer ids or MemoryTransports, "
+                        f"not {type(member).__name__}"
+                    )
                 mapping[peer_id] = i
         with self._lock:
             self._group = mapping
@@ -147,6 +175,11 @@ class MemoryNetwork:
         self._announce_links()
         return True
 
+    def _reaches(self, sender: str, target: str) -> bool:
+        """Are ``sender`` and ``target`` on the same side of any partition now?"""
+        group = self._group
+        return group.get(sender, 0) == group.get(target, 0)
+
     def _publish(self, sender: MemoryTransport, data: bytes) -> None:
         with self._lock:
             topic = sender._topic
@@ -187,6 +220,12 @@ class MemoryTransport(Transport):
     def __repr__(self) -> str:
         return f"<MemoryTransport {self._peer_id[-6:]} topic={self._topic}>"
 
+    def sign(self, data: bytes) -> bytes | None:
+        return self.network._sign(self._peer_id, data)
+
+    def verify(self, peer_id: str, data: bytes, signature: bytes) -> bool:
+        return self.network._verify(peer_id, data, signature)
+
     @property
     def peer_id(self) -> str:
         return self._peer_id
@@ -224,7 +263,11 @@ class MemoryTransport(Transport):
 
     async def _deliver_later(self, sender: str, data: bytes, delay: float) -> None:
         await trio.sleep(delay)
-        self._deliver(sender, data)
+        # a partition made while the message was in flight cuts it, too
+        if self.network._reaches(sender, self._peer_id):
+            self._deliver(sender, data)
+        else:
+            self.network.dropped += 1
 
     def _deliver(self, sender: str, data: bytes) -> None:
         if self._topic is None or self._handler is None:

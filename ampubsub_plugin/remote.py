@@ -9,15 +9,47 @@ and ``index`` say where it lives. Mutations raise ``ReadOnlyError``.
 The owner's clock only grows, so a clock is applied only when its time sum
 is greater than the one shown; an older or equal one changes nothing. That
 makes applying idempotent and order-independent, whichever peer relays it.
+
+When the owner is gone (it said bye, went silent, or un-exported the
+machine), the view is shown disconnected and its pending waiters end at
+once with :class:`OwnerGone`: ``wait()`` returns False, ``await`` raises it,
+``waiter.outcome`` is ``Outcome.CANCELLED``. A waiter made while the view is
+disconnected ends the same way, unless the last clock shown already meets
+it. Once the owner speaks again (revived), new waiters wait as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import Any, NoReturn
 
-from asyncmachine import Machine, Names, ReadOnlyError, Result, State
+from asyncmachine import (
+    Machine,
+    Names,
+    ReadOnlyError,
+    Result,
+    State,
+    Transition,
+    Waiter,
+    WaiterCancelled,
+)
+
+
+class OwnerGone(WaiterCancelled):
+    """A remote machine's owner is gone, so its waiter can't be met any more.
+
+    Raised by ``await`` on a remote waiter (and left in ``waiter.reason`` for
+    threads) when the owner said bye or was shown disconnected. ``machine_id``
+    and ``peer_id`` name the machine and its owner.
+    """
+
+    def __init__(self, machine_id: str, peer_id: str) -> None:
+        super().__init__(
+            f"the owner of remote machine {machine_id!r} (peer {peer_id}) is gone"
+        )
+        self.machine_id = machine_id
+        self.peer_id = peer_id
 
 
 def remote_schema(
@@ -92,6 +124,27 @@ class RemoteMachine(Machine):
 
     def _set_connected(self, connected: bool) -> None:
         self._connected = connected
+
+    def _owner_gone(self) -> None:
+        """Shown disconnected: pending waiters end with :class:`OwnerGone`."""
+        self._connected = False
+        self._cancel_waiters(OwnerGone(self.id, self.peer_id))
+
+    def _release_waiters(self) -> None:
+        """Release pending waiters unmet (our own topic is going away)."""
+        self._cancel_waiters(None)
+
+    def _waiter(
+        self,
+        description: str,
+        states: tuple[str, ...] | None,
+        check: Callable[[Transition | None], bool],
+    ) -> Waiter:
+        waiter = super()._waiter(description, states, check)
+        # registered first, so an owner gone meanwhile is never missed
+        if not self._connected and not waiter.done:
+            waiter.cancel(OwnerGone(self.id, self.peer_id))
+        return waiter
 
     def _apply_time(self, time: list[int]) -> bool:
         """Show a newer clock; False (and nothing changes) unless its sum grew.

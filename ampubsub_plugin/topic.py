@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from asyncmachine import Event, Machine, Transition
+from asyncmachine import Event, Machine, Result, Transition, Waiter
 
 from ._gossip import INTENT_STATES, GossipConfig, GossipCore
 from ._gossip import Event as CoreEvent
-from ._runtime import Runtime, Task, runtime_for_caller
+from ._runtime import Runtime, Task, run_is_ending, runtime_for_caller
 from ._views import RemoteViews
 from .hooks import TopicHooks
 from .protocol import ByeMsg, Message, ProtocolError, decode, encode
@@ -56,6 +56,10 @@ log = logging.getLogger("ampubsub.topic")
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 #: publish only while the slowest peer's outbound queue is below this
 OUTBOUND_BACKLOG = 16
+#: how long ``dispose()`` may spend sending the last updates and the bye
+BYE_TIMEOUT = 2.0
+#: ... and then waiting for the transport to write out what it queued
+DRAIN_TIMEOUT = 0.5
 
 
 class Topic:
@@ -98,6 +102,10 @@ class Topic:
         #: what the last ``Flush`` collected, and when the core wants the next
         self._outbox: deque[Message] = deque()
         self._due: float | None = None
+        #: held by the send loop while it sends a round; the goodbye takes it
+        self._sending = trio.Lock()
+        #: dispose() was called: the goodbye sends from now on, the send loop stops
+        self._leaving = False
         self._tracers: dict[int, _ExportTracer] = {}
         self.mach = Machine(
             TOPIC_SCHEMA,
@@ -134,15 +142,32 @@ class Topic:
         """Joining -> Joined (returns at once; wait on ``mach.when("Joined")``)."""
         self.mach.add("Joining")
 
-    def dispose(self) -> None:
-        """Say bye, leave, release sockets and tasks; ends in ``Disposed``."""
-        if self.mach.is_disposed or self.mach.any_active("Disposing", "Disposed"):
-            return
-        if self.mach.is_active("Joined") and self.runtime is not None:
-            self.core.bye_all()
-            self._fork("Start", self._goodbye)
+    def dispose(self) -> Waiter:
+        """Send the last updates and the bye, leave, release sockets and tasks.
+
+        Returns at once; the work goes on in the background and ends in
+        ``Disposed``. The returned waiter (``mach.when_disposed()``) is done
+        then: ``topic.dispose().wait(5)`` in threads, ``await
+        topic.dispose()`` under asyncio and trio. Calling it again returns
+        another such waiter. A program may also just exit: the last updates
+        and the bye still go out (bounded by ``BYE_TIMEOUT``; see
+        docs/api.md, "Shutting down").
+        """
+        done = self.mach.when_disposed()
+        if done.done or self._leaving:
+            return done
+        if self.mach.any_active("Disposing", "Disposed"):
+            return done
+        runtime = self.runtime
+        if self.mach.is_active("Joined") and runtime is not None:
+            self._leaving = True
+            if self._fork("Start", self._goodbye) is None:
+                self.mach.add("Disposing")
         else:
             self.mach.add("Disposing")
+        if runtime is not None:
+            runtime.delay_exit(done)
+        return done
 
     def export(self, machine: Machine) -> int:
         """Share a local machine with the network; returns its index on the wire."""
@@ -284,7 +309,12 @@ class Topic:
             await previous.wait()  # a restart: the old transport must be closed
         async with trio.open_nursery() as nursery:
             await nursery.start(_serve_transport, self.transport, self._inbound)
-            self.core.peer_id = self.transport.peer_id
+            # every start is a new run (incarnation): others replace what they
+            # knew of an earlier one, even when our clocks are now lower
+            # (a restart of this object in one process keeps its run: its
+            # clocks went on growing)
+            incarnation = self.core.incarnation or time.time_ns() // 1000
+            self.core.start(self.transport.peer_id, self.transport, incarnation)
             self.mach.add("Started")
             self.mach.add("Connecting" if self.bootstrap else "Connected")
 
@@ -334,10 +364,15 @@ class Topic:
         await self.transport.wait_mesh(2.0)
         while True:
             self._wake_event = trio.Event()
-            self.mach.add("Flush")  # its handler fills the outbox, sets _due
-            sent = bool(self._outbox)
-            while self._outbox:
-                await self._publish(self._outbox.popleft())
+            if self._leaving:  # dispose(): the goodbye sends from now on
+                return
+            async with self._sending:
+                if self._leaving:
+                    return
+                self.mach.add("Flush")  # its handler fills the outbox, sets _due
+                sent = bool(self._outbox)
+                while self._outbox:
+                    await self._publish(self._outbox.popleft())
             due = self._due
             if due is not None and due <= self._now():
                 if not sent:  # not due after all (rate limit): don't spin
@@ -380,12 +415,77 @@ class Topic:
         self.mach.add("SendMsg", {"type": msg.TYPE, "size": len(data)})
 
     async def _goodbye(self) -> None:
-        """Publish the bye (bounded), then dispose."""
-        with trio.move_on_after(2.0):
-            for msg in self.core.collect(self._now()):
-                if isinstance(msg, ByeMsg):  # nothing may follow the bye
-                    await self._publish(msg)
+        """The last updates, then the bye, then dispose (bounded).
+
+        Shielded, so it finishes even when the trio run hosting the topic is
+        ending (a trio program that returned right after ``dispose()``), and
+        bounded by ``BYE_TIMEOUT`` (plus ``DRAIN_TIMEOUT``). The send loop
+        stops first (after the round it may be sending), so nothing follows
+        the bye.
+        """
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(BYE_TIMEOUT):
+                # no checkpoint before the first publish when the send loop
+                # is idle: a trio run that is ending closes py-libp2p's
+                # listener (a system task) within a few scheduling rounds,
+                # and a publish fails once it is closed
+                if not self._sending.locked():
+                    self._sending.acquire_nowait()
+                else:
+                    await self._sending.acquire()  # after the round it sends
+                try:
+                    # an owner that keeps changing must not keep the bye back
+                    with trio.move_on_after(BYE_TIMEOUT / 2):
+                        await self._send_last_updates()
+                    await self._send_bye()
+                finally:
+                    self._sending.release()
+            # py-libp2p writes what it queued in the background
+            with trio.move_on_after(DRAIN_TIMEOUT):
+                while self.transport.outbound_backlog() > 0:
+                    await trio.sleep(0.01)  # no event for it: poll
         self.mach.add("Disposing")
+
+    async def _send_last_updates(self) -> None:
+        """Publish what the core has due until no own machine is left dirty.
+
+        A change held back by the update pacing (``update_interval``) is
+        waited for, unless the trio run is ending: then the bye, which
+        carries every machine's clock, goes at once.
+        """
+        while await self._collect():
+            sent = bool(self._outbox)
+            while self._outbox:
+                await self._publish(self._outbox.popleft())
+            if not self.core.exports.has_dirty or run_is_ending():
+                return
+            await self._until_due(sent)
+
+    async def _send_bye(self) -> None:
+        """Publish the bye for every own machine, and nothing after it."""
+        self.core.bye_all()
+        while await self._collect():
+            # the core puts byes first; whatever it collected after them stays
+            bye = next((m for m in self._outbox if isinstance(m, ByeMsg)), None)
+            self._outbox.clear()
+            if bye is not None:
+                await self._publish(bye)
+                return
+            await self._until_due(False)  # the rate limit: soon
+
+    async def _collect(self) -> bool:
+        """Run the ``Flush`` handler (the core fills the outbox); False: not joined."""
+        if self.mach.add("Flush") is Result.QUEUED:
+            await self.mach.when_queue_end()  # another thread runs the machine
+        return self.mach.is_active("Joined")
+
+    async def _until_due(self, sent: bool) -> None:
+        """Sleep until the core has something due again (the send loop's pace)."""
+        due = self._due
+        wait = self.config.update_interval / 4 if due is None else due - self._now()
+        if wait <= 0 and not sent:
+            wait = self.config.update_interval / 4  # not due after all: don't spin
+        await trio.sleep(max(wait, 0))
 
     async def _finish_disposal(self, serving: Task | None) -> None:
         if serving is not None:
@@ -566,6 +666,8 @@ class _Handlers:
             index = t.core.exports.index_of(machine)
             if index is not None:
                 t._detach_tracer(index, machine)
+        for remote in t._views.all():
+            remote._release_waiters()  # this topic goes, not their owners
         # forgets exports and remotes (the bye already went)
         t._views.apply(t.core.dispose(), t._hooks)
         runtime = t.runtime

@@ -104,3 +104,16 @@ class Transport(ABC):
     def outbound_backlog(self) -> int:
         """Messages waiting to go out to the slowest peer (0 when unknown)."""
         return 0
+
+    def sign(self, data: bytes) -> bytes | None:
+        """This peer's signature of ``data`` (None: this transport can't sign).
+
+        Owners sign their clocks so that relays can forward them and nobody
+        else can forge them; without signatures only clocks a peer sends
+        itself are believed.
+        """
+        return None
+
+    def verify(self, peer_id: str, data: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is ``peer_id``'s over ``data`` (False if unknown)."""
+        return False

@@ -53,10 +53,9 @@ async def main(kind: str) -> int:
     await task
     print("viewer saw the download finish:", remote)
 
+    # dispose() returns a waiter: the last updates and the bye went out
     for topic in (viewer, owner):
-        topic.dispose()
-    await asyncio.wait_for(owner.mach.when_disposed(), 10)
-    await asyncio.wait_for(viewer.mach.when_disposed(), 10)
+        assert await asyncio.wait_for(topic.dispose(), 10)
     return 0
 
 

@@ -40,8 +40,7 @@ def child(index: int, bootstrap: list[str]) -> int:
         if line.strip() == "go":
             for worker in workers:
                 worker.add("Baz")
-    topic.dispose()  # bye
-    topic.mach.when_disposed().wait(TIMEOUT)
+    topic.dispose().wait(TIMEOUT)  # the last updates, then the bye
     return 0
 
 
@@ -85,8 +84,7 @@ def parent() -> int:
         for proc in children:
             if proc.poll() is None:
                 proc.kill()
-        watcher.dispose()
-        watcher.mach.when_disposed().wait(TIMEOUT)
+        watcher.dispose().wait(TIMEOUT)
     return 0
 
 

@@ -52,10 +52,9 @@ async def main(kind: str) -> int:
             assert await remote.when("Hot")
         print("the phone knows the kettle is hot:", remote)
 
+        # dispose() returns a waiter: the last updates and the bye went out
         for topic in (phone, home):
-            topic.dispose()
-        assert await home.mach.when_disposed()
-        assert await phone.mach.when_disposed()
+            assert await topic.dispose()
     return 0
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from asyncmachine import Machine, Waiter, any_of
 
 from . import _settings as settings
-from ._plans import Plan, Timeout, run_sync, run_trio
+from ._plans import Plan, Timeout, met, run_sync, run_trio
 from ._report import peer_table, protocol_log
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ class _Base:
                 lambda _: bool(topic.list_machines(id=mach_id))
             )
             waiter.description = f"peer {self._name(topic)} to discover {mach_id}"
-            yield waiter
+            met(waiter, (yield waiter))
             remotes = topic.list_machines(id=mach_id)
         return remotes[0]
 
@@ -249,11 +249,11 @@ class _Base:
                 caught_up.description = (
                     f"peer {self._name(topic)} to catch up with {mach_id}'s owner"
                 )
-                yield caught_up
+                met(caught_up, (yield caught_up))
             waiter = remote.when(states) if active else remote.when_not(states)
             what = "active" if active else "inactive"
             waiter.description = f"{states} {what} on peer {self._name(topic)}"
-            yield waiter
+            met(waiter, (yield waiter))
 
     def _plan_clock(
         self, mach_id: str, clock: Mapping[str, int], peers: Sequence[int] | None
@@ -261,12 +261,14 @@ class _Base:
         wanted = dict(clock)
         for topic in self._scope(mach_id, peers):
             remote: RemoteMachine = yield from self._remote(topic, mach_id)
-            yield remote.when_query(_clock_is(wanted))
+            waiter = remote.when_query(_clock_is(wanted))
+            met(waiter, (yield waiter))
 
     def _plan_discovered(self, count: int, peers: Sequence[int] | None) -> Plan:
         scope = self.topics if peers is None else [self.topics[i] for i in peers]
         for topic in scope:
-            yield topic.mach.when_query(_lists(topic, count))
+            waiter = topic.mach.when_query(_lists(topic, count))
+            met(waiter, (yield waiter))
 
     def _plan_consistently(
         self,
@@ -300,7 +302,14 @@ class _Base:
         attempts = 0
         while True:
             machines = list(watched) or [t.mach for t in self.topics]
-            live = [m for m in machines if not m.is_disposed]
+            # a disconnected remote won't change until it reconnects (and
+            # the topic machine changes then): waiting on it would spin
+            live = [
+                m
+                for m in machines
+                if not m.is_disposed
+                and getattr(m, "is_connected", True)  # (remote machines only)
+            ]
             changed = (
                 any_of(*(next_change(m) for m in live))
                 if live

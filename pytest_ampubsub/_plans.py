@@ -9,15 +9,19 @@ between two looks is still seen: the waiter latches on the transition.
 
 Both runners give up at the deadline, and fail at once when a peer's topic
 crashed (its machine entered ``Exception``) rather than wait the timeout out.
+A waiter can also end unmet (its machine was disposed, or a remote machine's
+owner left: ``OwnerGone``): the runners tell the plan ``False``, and a plan
+that needed it met raises :class:`Ended` (see :func:`met`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Generator
 from typing import Any
 
-from asyncmachine import Waiter
+from asyncmachine import Waiter, WaiterCancelled
 
 Plan = Generator[Waiter, bool, Any]
 
@@ -31,6 +35,21 @@ class Timeout(Exception):
     def __init__(self, waiter: Waiter) -> None:
         super().__init__(waiter.description)
         self.waiter = waiter
+
+
+class Ended(Timeout):
+    """A plan's waiter ended unmet before the deadline (internal)."""
+
+    def __init__(self, waiter: Waiter) -> None:
+        why = waiter.reason or "its machine was disposed"
+        waiter.description = f"{waiter.description}; it ended unmet: {why}"
+        super().__init__(waiter)
+
+
+def met(waiter: Waiter, result: bool) -> None:
+    """In a plan, after ``result = yield waiter``: fail unless it was met."""
+    if not result:
+        raise Ended(waiter)
 
 
 def run_sync(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
@@ -66,7 +85,11 @@ async def run_trio(plan: Plan, deadline: float, crashed: Callable[[], None]) -> 
                 if waiter.done:
                     await trio.lowlevel.checkpoint()
                     break
-                with trio.move_on_after(min(remaining, CRASH_CHECK)):
+                # ended unmet (WaiterCancelled): the plan is told so below
+                with (
+                    trio.move_on_after(min(remaining, CRASH_CHECK)),
+                    contextlib.suppress(WaiterCancelled),
+                ):
                     await waiter
             waiter = plan.send(waiter.result)
     except StopIteration as done:

@@ -9,7 +9,7 @@ keepalive, gossip timing), ``intake`` (applying messages) and ``outbox``
 (building them). Nothing here does I/O.
 """
 
-from .config import BYE_GRACE, GossipConfig
+from .config import BYE_GRACE, GossipConfig, Signer
 from .core import INTENT_STATES, GossipCore
 from .discovery import Phase
 from .events import Advanced, Discovered, Event, Gone, Refused, Revived, SchemaKnown
@@ -29,4 +29,5 @@ __all__ = [
     "Refused",
     "Revived",
     "SchemaKnown",
+    "Signer",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from hashlib import blake2b
 
-from ..protocol import GossipMsg, Message, UpdatesMsg
+from ..protocol import GossipMsg, Message, Proof, UpdatesMsg
 from .config import Shared
 from .roster import Roster
 
@@ -129,12 +129,18 @@ class Answers:
     def collect_updates(self, now: float) -> list[Message]:
         due = [p for p, t in self.updates.items() if t <= now]
         clocks: dict[str, dict[int, list[int]]] = {}
+        proofs: dict[str, Proof] = {}
         for peer in due:
             del self.updates[peer]
             view = self._roster.get(peer)
             if view is not None and view.machines:
-                clocks[peer] = {i: m.time for i, m in view.machines.items()}
-        return [UpdatesMsg(peer_clocks=clocks)] if clocks else []
+                machines = view.machines.items()
+                clocks[peer] = {i: m.time for i, m in machines}
+                # the owner's signatures, forwarded unchanged
+                signed = {i: m.signature for i, m in machines if m.signature}
+                if signed or view.incarnation:
+                    proofs[peer] = Proof(view.incarnation, signed)
+        return [UpdatesMsg(peer_clocks=clocks, proofs=proofs)] if clocks else []
 
     def collect_acks(self, now: float) -> list[Message]:
         due = [p for p, t in self.acks.items() if t <= now]
@@ -144,4 +150,6 @@ class Answers:
             view = self._roster.get(peer)
             if view is not None and (view.machines or view.refused):
                 sums[peer] = view.sums()
-        return [GossipMsg(peer_gossips=sums)] if sums else []
+        if not sums:
+            return []
+        return [GossipMsg(peer_gossips=sums, incarnation=self._shared.incarnation)]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
+
+from ..protocol import clock_proof_payload
 
 #: after a bye, messages from that peer are taken as sent before it for this long
 BYE_GRACE = 5.0
@@ -74,22 +77,64 @@ class GossipConfig:
     infos_per_message: int = 256
 
 
+class Signer(Protocol):
+    """Signs as this peer and checks other peers' signatures (the transport)."""
+
+    def sign(self, data: bytes) -> bytes | None: ...
+
+    def verify(self, peer_id: str, data: bytes, signature: bytes) -> bool: ...
+
+
 class Shared:
     """What every room reads: who we are, the knobs, randomness, counters.
 
     ``peer_id`` is empty until the transport has started; rooms read it
-    here, never keep a copy.
+    here, never keep a copy. ``incarnation`` grows with every start of this
+    peer (the topic sets it); ``signer`` signs our clocks and checks relayed
+    ones (None: nothing is signed, and only clocks a peer sends itself are
+    believed).
     """
 
-    __slots__ = ("config", "counters", "peer_id", "rng")
+    __slots__ = ("config", "counters", "incarnation", "peer_id", "rng", "signer")
 
     def __init__(
-        self, peer_id: str, config: GossipConfig, rng: random.Random
+        self,
+        peer_id: str,
+        config: GossipConfig,
+        rng: random.Random,
+        signer: Signer | None = None,
+        incarnation: int = 0,
     ) -> None:
         self.peer_id = peer_id
         self.config = config
         self.rng = rng
+        self.signer = signer
+        self.incarnation = incarnation
         self.counters: Counter[str] = Counter()
+
+    def prove(self, index: int, time: list[int], identity: bytes) -> bytes | None:
+        """Our signature of one of our clocks (None without a signer)."""
+        if self.signer is None:
+            return None
+        payload = clock_proof_payload(
+            self.peer_id, index, self.incarnation, time, identity
+        )
+        return self.signer.sign(payload)
+
+    def proven(
+        self,
+        peer: str,
+        index: int,
+        incarnation: int,
+        time: list[int],
+        identity: bytes,
+        signature: bytes | None,
+    ) -> bool:
+        """Is ``signature`` the owner's, over exactly this clock?"""
+        if signature is None or self.signer is None:
+            return False
+        payload = clock_proof_payload(peer, index, incarnation, time, identity)
+        return self.signer.verify(peer, payload, signature)
 
     def answer_gap(self) -> float:
         """A random moment to answer in, so that the first answer suppresses others."""

@@ -23,6 +23,7 @@ The rules live in the rooms: ``discovery`` (hello, snapshots, our phase),
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 
@@ -30,7 +31,7 @@ from asyncmachine import Machine
 
 from ..protocol import Message
 from .answers import Answers
-from .config import GossipConfig, Shared
+from .config import GossipConfig, Shared, Signer
 from .discovery import Discovery
 from .events import Event, Refused
 from .exports import ExportTable
@@ -39,6 +40,8 @@ from .outbox import Outbox
 from .pacing import Pacing
 from .repair import Repair
 from .roster import MachineRecord, Roster
+
+log = logging.getLogger("ampubsub.gossip")
 
 #: topic states naming the kinds of messages waiting to be sent
 INTENT_STATES = (
@@ -59,9 +62,15 @@ class GossipCore:
         *,
         config: GossipConfig | None = None,
         rng: random.Random | None = None,
+        signer: Signer | None = None,
+        incarnation: int = 0,
     ) -> None:
         self._shared = shared = Shared(
-            peer_id, config or GossipConfig(), rng or random.Random()
+            peer_id,
+            config or GossipConfig(),
+            rng or random.Random(),
+            signer,
+            incarnation,
         )
         self.roster = Roster(shared)
         self.exports = ExportTable()
@@ -80,6 +89,10 @@ class GossipCore:
     @peer_id.setter
     def peer_id(self, peer_id: str) -> None:
         self._shared.peer_id = peer_id
+
+    @property
+    def incarnation(self) -> int:
+        return self._shared.incarnation
 
     @property
     def config(self) -> GossipConfig:
@@ -129,6 +142,12 @@ class GossipCore:
         self.pacing.plan_gossip(now, len(self.roster), at_least=wait)
         self.pacing.last_sent = now  # the hello or the request says we're alive
 
+    def start(self, peer_id: str, signer: Signer | None, incarnation: int) -> None:
+        """The transport runs: who we are now, how we sign, which run this is."""
+        self._shared.peer_id = peer_id
+        self._shared.signer = signer
+        self._shared.incarnation = incarnation
+
     def left(self) -> None:
         self.discovery.leave()
         self.answers.clear()
@@ -150,9 +169,31 @@ class GossipCore:
     # -- inbound ---------------------------------------------------------------------
 
     def receive(self, sender: str, msg: Message, now: float) -> list[Event]:
-        """Apply one decoded message authored by ``sender``."""
-        self._sync_exports()
-        return self._intake.receive(sender, msg, now)
+        """Apply one decoded message authored by ``sender``.
+
+        Never raises: what a peer sends must not stop the topic. A message
+        whose handling fails is dropped, counted (``drop_error`` and
+        ``drop_error_<exception type>``) and logged at debug level; what it
+        changed before failing stays, and is reported.
+        """
+        events: list[Event] = []
+        try:
+            self._sync_exports()
+            self._intake.receive(sender, msg, now, events)
+        except Exception as exc:
+            counters = self._shared.counters
+            counters["drop_error"] += 1
+            counters[f"drop_error_{type(exc).__name__}"] += 1
+            kind = getattr(msg, "TYPE", type(msg).__name__)
+            log.debug(
+                "%s: dropped %s from %s: %r",
+                self.peer_id,
+                kind,
+                sender,
+                exc,
+                exc_info=True,
+            )
+        return events
 
     def refuse(self, peer: str, index: int) -> list[Event]:
         """Hide a discovered machine (a plugin refused it); it stays acknowledged."""
@@ -165,14 +206,27 @@ class GossipCore:
         return [Refused(peer, index)]
 
     def heartbeat(self, now: float) -> list[Event]:
-        """Periodic work: expiry, pruning, gossip planning."""
-        self._sync_exports()
-        roster = self.roster
-        events = roster.expire(now, self.pacing.peer_ttl(len(roster)))
-        self.discovery.forget_departed_senders()
-        self.repair.expire(now)
-        if self.discovery.joined and self.pacing.gossip_due is None:
-            self.pacing.plan_gossip(now, len(roster))
+        """Periodic work: expiry, pruning, gossip planning.
+
+        Never raises, like ``receive``: a failure is counted
+        (``heartbeat_error`` and ``heartbeat_error_<exception type>``) and
+        logged at debug level; the events of the steps done before it are
+        returned.
+        """
+        events: list[Event] = []
+        try:
+            self._sync_exports()
+            roster = self.roster
+            events = roster.expire(now, self.pacing.peer_ttl(len(roster)))
+            self.discovery.forget_departed_senders()
+            self.repair.expire(now)
+            if self.discovery.joined and self.pacing.gossip_due is None:
+                self.pacing.plan_gossip(now, len(roster))
+        except Exception as exc:
+            counters = self._shared.counters
+            counters["heartbeat_error"] += 1
+            counters[f"heartbeat_error_{type(exc).__name__}"] += 1
+            log.debug("%s: heartbeat failed: %r", self.peer_id, exc, exc_info=True)
         return events
 
     # -- outbound --------------------------------------------------------------------

@@ -5,21 +5,130 @@ and un-export from any thread, so this table has its own small lock; the
 rest of the core is touched only by its owner (the topic machine's
 handlers, one at a time). The core takes what accumulated here (dirty
 indexes, byes, news of an export) when it runs next.
+
+An export is checked against the protocol's limits before it is taken
+(:func:`check_limits`): a machine the wire can't carry raises ``ValueError``
+at ``export()``, instead of being accepted and then never shared.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import NoReturn
 
 from asyncmachine import Machine
 
-from ..protocol import ByeMach, Info, schema_hash
+from ..protocol import (
+    MAX_ID_LEN,
+    MAX_PAYLOAD,
+    MAX_STATES,
+    MAX_TAGS,
+    MAX_TICK,
+    ByeMach,
+    Info,
+    InfoMsg,
+    ProtocolError,
+    encode,
+    identity_digest,
+    schema_hash,
+)
+from .config import Shared
+
+#: room an introduction keeps for what its owner adds when sending it (its
+#: signature and incarnation: under 160 bytes)
+SEND_RESERVE = 256
+
+
+def check_limits(machine: Machine) -> None:
+    """Raise ValueError, naming the limit, if the protocol can't carry ``machine``.
+
+    The decoder's limits (``_wire/messages.py``) apply to what we send too: a
+    machine past one would be exported, then never shared. Checked: the
+    number of states (``Exception`` included) against MAX_STATES; the id,
+    the parent id, each state name and tag against MAX_ID_LEN characters;
+    the machine's and each state's tags against MAX_TAGS; every string
+    UTF-8 encodable (no lone surrogates); and its introduction with the full
+    schema, encoded alone (longest peer id and index, largest ticks), within
+    MAX_PAYLOAD less SEND_RESERVE.
+    """
+    mid = machine.id
+
+    def refuse(problem: str) -> NoReturn:
+        raise ValueError(f"can't export machine {_quoted(mid)}: {problem}")
+
+    def check_text(what: str, value: str) -> None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            refuse(
+                f"{what} is not valid UTF-8 ({err.reason} at index "
+                f"{err.start}): {_quoted(value)}"
+            )
+        if len(value) > MAX_ID_LEN:
+            refuse(
+                f"{what} has {len(value)} characters, over MAX_ID_LEN "
+                f"({MAX_ID_LEN}): {_quoted(value)}"
+            )
+
+    def check_tags(state: str | None, tags: Sequence[str]) -> None:
+        owner = "it" if state is None else f"state {_quoted(state)}"
+        if len(tags) > MAX_TAGS:
+            refuse(f"{owner} has {len(tags)} tags, over MAX_TAGS ({MAX_TAGS})")
+        for tag in tags:
+            check_text("a tag" if state is None else f"a tag of {owner}", tag)
+
+    check_text("its id", mid)
+    check_text("its parent id", machine.parent_id or "")
+    check_tags(None, machine.tags)
+    states = machine.state_names
+    if len(states) > MAX_STATES:
+        refuse(
+            f"it has {len(states)} states (Exception included), "
+            f"over MAX_STATES ({MAX_STATES})"
+        )
+    schema = machine.schema
+    for name in states:
+        check_text("a state name", name)
+        check_tags(name, schema[name].tags)
+
+    tick = MAX_TICK // max(len(states), 1)  # each the largest a vector allows
+    info = Info(
+        id=mid,
+        schema=schema,
+        states=states,
+        time=[tick] * len(states),
+        tags=machine.tags,
+        parent=machine.parent_id or "",
+        schema_hash=schema_hash(schema, states),
+    )
+    limit = MAX_PAYLOAD - SEND_RESERVE
+    size: int | None = None  # None: over MAX_PAYLOAD
+    try:
+        size = len(encode(InfoMsg({"p" * MAX_ID_LEN: {MAX_TICK: info}}, {})))
+    except ProtocolError as err:
+        if err.reason != "too_large":
+            refuse(f"its introduction breaks the protocol: {err}")
+    if size is not None and size <= limit:
+        return
+    shown = f"{size:,}" if size is not None else f"more than {MAX_PAYLOAD:,}"
+    refuse(
+        f"its introduction (full schema) encodes to {shown} bytes, over "
+        f"MAX_PAYLOAD ({MAX_PAYLOAD:,}) less SEND_RESERVE ({SEND_RESERVE}) "
+        "kept for its signature; use fewer or shorter names"
+    )
+
+
+def _quoted(value: str) -> str:
+    """repr() cut short: a name in an error message, not the whole of it."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class Export:
-    """One exported machine: its wire index and its schema's hash."""
+    """One exported machine: its wire index, schema hash and identity digest."""
 
-    __slots__ = ("hash", "index", "machine", "schema", "states")
+    __slots__ = ("hash", "identity", "index", "machine", "schema", "states")
 
     def __init__(self, index: int, machine: Machine) -> None:
         self.index = index
@@ -27,17 +136,24 @@ class Export:
         self.states = machine.state_names
         self.schema = machine.schema
         self.hash = schema_hash(self.schema, self.states)
+        self.identity = identity_digest(
+            machine.id, self.states, machine.tags, machine.parent_id or "", self.hash
+        )
 
-    def info(self, with_schema: bool) -> Info:
+    def info(self, with_schema: bool, shared: Shared) -> Info:
+        """Its introduction now, clock signed (relays forward it unchanged)."""
         m = self.machine
+        time = m.time()
         return Info(
             id=m.id,
             schema=self.schema if with_schema else None,
             states=list(self.states),
-            time=m.time(),
+            time=time,
             tags=m.tags,
             parent=m.parent_id or "",
             schema_hash=self.hash,
+            incarnation=shared.incarnation,
+            signature=shared.prove(self.index, time, self.identity),
         )
 
 
@@ -56,7 +172,15 @@ class ExportTable:
     # -- any thread ------------------------------------------------------------
 
     def export(self, machine: Machine) -> int:
-        """The machine's stable index on the wire (the same if exported twice)."""
+        """The machine's stable index on the wire (the same if exported twice).
+
+        Raises ValueError, naming the limit, when the protocol can't carry
+        the machine (:func:`check_limits`); nothing changes then.
+        """
+        index = self.index_of(machine)
+        if index is not None:
+            return index
+        check_limits(machine)
         with self._lock:
             for entry in self._entries.values():
                 if entry.machine is machine:
@@ -151,6 +275,15 @@ class ExportTable:
         with self._lock:
             self._dirty.update(i for i in indexes if i in self._entries)
 
+    def ahead_of_us(self, reported: dict[int, int]) -> bool:
+        """Does someone report a sum of ours greater than ours (an old run's)?"""
+        with self._lock:
+            entries = dict(self._entries)
+        return any(
+            index in entries and theirs > sum(entries[index].machine.time())
+            for index, theirs in reported.items()
+        )
+
     def push_where_behind(self, reported: dict[int, int]) -> None:
         """Others report these sums of our machines: mark dirty where they're behind."""
         with self._lock:
@@ -159,12 +292,11 @@ class ExportTable:
                 if entry is not None and theirs < sum(entry.machine.time()):
                     self._dirty.add(index)
 
-    def take_clocks(self) -> dict[int, list[int]]:
-        """Clocks of the dirty machines, in index order; the set is cleared."""
+    def take_dirty(self) -> list[Export]:
+        """The dirty machines, in index order; the set is cleared."""
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-            entries = [self._entries[i] for i in sorted(dirty) if i in self._entries]
-        return {e.index: e.machine.time() for e in entries}
+            return [self._entries[i] for i in sorted(dirty) if i in self._entries]
 
     def take_byes(self) -> dict[int, ByeMach]:
         with self._lock:

@@ -2,15 +2,26 @@
 
 Rules of this room:
 
-1. Clocks only grow, so any message may carry any peer's clock: a vector is
-   taken when its sum is greater than the one known, whoever relays it. An
-   info must agree with what we know of a machine unless its owner sends it
-   (then the owner redefined the machine).
-2. A message from a peer shown disconnected revives it, except within
-   ``BYE_GRACE`` of its bye (it was sent before the bye).
-3. An owner's gossip lists all its machines: those missing were un-exported
+1. **Only the owner moves its clock.** A clock (or an introduction) of peer
+   P's machine is taken when P itself authored the message (gossipsub signs
+   and checks the author), or when it carries P's signature over exactly
+   (P, index, incarnation, vector, the machine's identity), which relays
+   forward unchanged. Anything else is dropped and counted
+   (``drop_unsigned_relay``); a peer named only by others is asked about
+   instead, so it introduces itself.
+2. **Incarnations.** Every start of a peer has a greater incarnation. What
+   the owner says under a greater one replaces all we knew of it (its
+   indexes start over), even with lower clocks; anything under a smaller one
+   is stale (``drop_old_incarnation``).
+3. Within an incarnation clocks only grow: a vector is taken when its sum
+   is greater than the one known. A relayed info must agree with what we
+   know of a machine (only its owner redefines one).
+4. A message from a peer shown disconnected revives it, except within
+   ``BYE_GRACE`` of its bye (it was sent before the bye) unless it comes
+   from a new incarnation.
+5. An owner's gossip lists all its machines: those missing were un-exported
    (their bye may have been lost) and are forgotten with a tombstone.
-4. Nothing here calls out: changes come back as events, in order.
+6. Nothing here calls out: changes come back as events, in order.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from ..protocol import (
     ReqInfoMsg,
     ReqUpdatesMsg,
     UpdatesMsg,
+    identity_digest,
     schema_hash,
 )
 from ..remote import remote_schema
@@ -64,19 +76,25 @@ class Intake:
         self._repair = repair
         self._pacing = pacing
 
-    def receive(self, sender: str, msg: Message, now: float) -> list[Event]:
+    def receive(
+        self, sender: str, msg: Message, now: float, events: list[Event]
+    ) -> None:
+        """Apply ``msg``; what changed is appended to ``events`` as it happens
+        (so a failure half-way still reports what was already changed)."""
         if sender == self._shared.peer_id:
-            return []
-        events: list[Event] = []
+            return
         self._shared.counters[f"in_{msg.TYPE}"] += 1
         view = self._roster.get(sender)
         newcomer = view is None or view.silent
         if view is not None:
             view.heard_at = now
+            incarnation = _incarnation_of(sender, msg)
+            restarted = incarnation is not None and incarnation > view.incarnation
             if view.silent and not isinstance(msg, ByeMsg):
-                if view.bye_at is not None and now - view.bye_at < BYE_GRACE:
+                grace = view.bye_at is not None and now - view.bye_at < BYE_GRACE
+                if grace and not restarted:
                     self._shared.counters["drop_after_bye"] += 1  # sent before it
-                    return events
+                    return
                 events.extend(self._roster.revive(view))
         elif not isinstance(msg, ByeMsg):
             introduced = isinstance(msg, InfoMsg) and sender in msg.peer_info
@@ -85,9 +103,9 @@ class Intake:
         if isinstance(msg, InfoMsg):
             self._on_info(sender, msg, now, newcomer, events)
         elif isinstance(msg, UpdatesMsg):
-            self._on_updates(msg.peer_clocks, now, events)
+            self._on_updates(sender, msg, now, events)
         elif isinstance(msg, GossipMsg):
-            self._on_gossip(sender, msg.peer_gossips, now, events)
+            self._on_gossip(sender, msg.peer_gossips, now, events, msg.incarnation)
         elif isinstance(msg, ReqInfoMsg):
             self._on_reqinfo(msg.peer_ids, now)
         elif isinstance(msg, ReqUpdatesMsg):
@@ -95,23 +113,33 @@ class Intake:
         elif isinstance(msg, ByeMsg):
             self._on_bye(sender, msg, now, events)
         self._repair.bound()
-        return events
 
     def _on_info(
         self, sender: str, msg: InfoMsg, now: float, newcomer: bool, events: list[Event]
     ) -> None:
         me = self._shared.peer_id
         relayed = set(msg.peer_info) - {sender}
+        stale_self = self._stale_self(msg.peer_info.get(me))
         if sender in msg.peer_info and (me in relayed or len(relayed) > 1):
+            # a snapshot naming a previous run of ours did not hear this one
+            covered = set(msg.peer_info) - ({me} if stale_self else set())
             self._discovery.snapshot_seen(
-                sender, set(msg.peer_info), now, exporting=len(self._exports) > 0
+                sender, covered, now, exporting=len(self._exports) > 0
             )
         elif newcomer and msg.peer_info.get(sender):
             self._discovery.snapshot_wanted(now)  # a newcomer's hello asks for one
         for peer, infos in msg.peer_info.items():
             if peer == me:
-                self._discovery.heard = True
+                if stale_self:
+                    self._discovery.announce()  # they show an old run of ours
+                else:
+                    self._discovery.heard = True
                 continue
+            owner = sender == peer
+            if not owner:
+                infos = self._proven_infos(peer, infos, now)
+                if not infos:
+                    continue
             # an introduction arrived: our own pending answer is redundant
             self._answers.info.pop(peer, None)
             self._answers.introduced(peer, now)
@@ -121,16 +149,25 @@ class Intake:
                 if view is None:
                     continue
                 log.debug("%s: learned of %s from %s", me, peer, sender)
-                if peer != sender:
+                if not owner:
                     view.heard_at = now - self._pacing.peer_ttl(len(self._roster)) / 2
+            incarnation = max((i.incarnation for i in infos.values()), default=0)
+            if not self._admit(view, incarnation, events, now):
+                continue
             self._repair.found(peer)
             for index, info in infos.items():
-                owner = sender == peer
+                if info.incarnation != view.incarnation:
+                    self._shared.counters["drop_old_incarnation"] += 1
+                    continue
                 events.extend(
                     self._on_machine_info(view, index, info, owner, newcomer, now)
                 )
         if msg.peer_gossips:
-            self._on_gossip(sender, msg.peer_gossips, now, events)
+            said = _incarnation_of(sender, msg)
+            view = self._roster.get(sender)
+            known = view.incarnation if view is not None else 0
+            incarnation = known if said is None else said
+            self._on_gossip(sender, msg.peer_gossips, now, events, incarnation)
 
     def _on_machine_info(
         self,
@@ -174,7 +211,7 @@ class Intake:
         if schema is None:
             self._repair.incomplete(peer, now)
         try:
-            record = MachineRecord(info, schema, info.time)
+            record = MachineRecord(info, schema)
         except ValueError as err:
             counters["drop_info_invalid"] += 1
             log.debug("dropped an info of %s#%d: %s", peer, index, err)
@@ -184,8 +221,8 @@ class Intake:
             # a newcomer hears it from the snapshot that includes it
             self._answers.owner_spoke(peer, now)
         pending = self._repair.take_pending(peer, index)
-        if pending is not None:
-            record.advance(pending)
+        if pending is not None and pending[2] == view.incarnation:
+            record.advance(pending[0], pending[1])
         view.machines[index] = record
         events.append(Discovered(peer, index, info, record.time, schema))
         return events
@@ -202,46 +239,73 @@ class Intake:
                 record.schema_hash = info.schema_hash or record.schema_hash
                 known = SchemaKnown(view.peer, index, schema, record.schema_hash)
                 events.append(known)
-        if record.advance(info.time):
+        if record.advance(info.time, info.signature):
             events.append(Advanced(view.peer, index, record.time))
         return events
 
     def _on_updates(
-        self, clocks: dict[str, dict[int, list[int]]], now: float, events: list[Event]
+        self, sender: str, msg: UpdatesMsg, now: float, events: list[Event]
     ) -> None:
-        for peer, machines in clocks.items():
+        counters = self._shared.counters
+        for peer, machines in msg.peer_clocks.items():
             if peer == self._shared.peer_id:
                 reported = {i: sum(t) for i, t in machines.items()}
                 self._exports.push_where_behind(reported)
                 continue
+            owner = sender == peer
+            proof = msg.proofs.get(peer)
+            incarnation = proof.incarnation if proof is not None else 0
             view = self._roster.get(peer)
+            if view is not None:
+                if owner and not self._admit(view, incarnation, events, now):
+                    continue
+                if not owner and incarnation != view.incarnation:
+                    stale = "drop_old_incarnation" if proof else "drop_unsigned_relay"
+                    counters[stale] += len(machines)
+                    continue
             for index, time in machines.items():
                 if (peer, index) in self._roster.tombstones or (
                     view is not None and index in view.refused
                 ):
                     continue
                 record = view.machines.get(index) if view else None
+                signature = proof.signatures.get(index) if proof else None
                 if record is None:
-                    self._repair.buffer(peer, index, time)
+                    if owner:  # ours to keep until the machine is introduced
+                        self._repair.buffer(peer, index, time, signature, incarnation)
+                    else:  # unprovable without its identity: ask its owner
+                        counters["drop_unsigned_relay"] += 1
                     if view is None:
                         self._repair.missing(peer, now)
                     else:
                         self._repair.incomplete(peer, now)
                     continue
                 if len(time) != len(record.states):
-                    self._shared.counters["drop_vector_length"] += 1
+                    counters["drop_vector_length"] += 1
                     continue
-                if record.advance(time):
+                if not owner and not self._shared.proven(
+                    peer, index, incarnation, time, record.identity, signature
+                ):
+                    counters["drop_unsigned_relay"] += 1
+                    continue
+                if record.advance(time, signature):
                     events.append(Advanced(peer, index, record.time))
                 self._repair.caught_up(peer, index, record.time_sum)
             self._answers.clocks_heard(peer, set(machines))
 
     def _on_gossip(
-        self, sender: str, gossips: Sums, now: float, events: list[Event]
+        self,
+        sender: str,
+        gossips: Sums,
+        now: float,
+        events: list[Event],
+        incarnation: int = 0,
     ) -> None:
         for peer, sums in gossips.items():
             if peer == self._shared.peer_id:
-                if self._exports.indexes() <= set(sums):
+                if self._exports.ahead_of_us(sums):
+                    self._discovery.announce()  # they show an old run of ours
+                elif self._exports.indexes() <= set(sums):
                     self._discovery.heard_by_gossip()
                 self._exports.push_where_behind(sums)
                 continue
@@ -250,6 +314,12 @@ class Intake:
                 self._repair.missing(peer, now)
                 continue
             owner = sender == peer
+            if owner and incarnation != view.incarnation:
+                # a run of the owner we don't know (or an old one): its
+                # sums say nothing about our records; ask for its info
+                if incarnation > view.incarnation:
+                    self._repair.incomplete(peer, now)
+                continue
             if owner:
                 # the owner lists all its machines: those missing were
                 # un-exported (their bye may have been lost)
@@ -289,17 +359,95 @@ class Intake:
         self, sender: str, msg: ByeMsg, now: float, events: list[Event]
     ) -> None:
         view = self._roster.get(sender)
-        if view is None:
+        if view is None or not self._admit(view, msg.incarnation, events, now):
             return
         whole = any(b.peer_bye for b in msg.machs.values())
         for index, bye in msg.machs.items():
             record = view.machines.get(index)
             if record is None:
                 continue
-            if bye.time and record.advance(bye.time):
+            if bye.time and record.advance(bye.time, None):
                 events.append(Advanced(sender, index, record.time))
             if not whole:
                 events.extend(self._roster.forget(sender, index, tombstone=now))
         if whole:
             view.bye_at = now
             events.extend(self._roster.silence(view, now))
+
+    # -- trust -----------------------------------------------------------------
+
+    def _stale_self(self, infos: dict[int, Info] | None) -> bool:
+        """Do these infos about us come from a previous run of ours?
+
+        (An incarnation of 0 says nothing: Go peers relay without one.)
+        """
+        if not infos:
+            return False
+        mine = self._shared.incarnation
+        return any(i.incarnation not in (0, mine) for i in infos.values())
+
+    def _admit(
+        self, view: PeerRecord, incarnation: int, events: list[Event], now: float
+    ) -> bool:
+        """The owner speaks under ``incarnation``: stale, current, or a restart.
+
+        A smaller incarnation is stale, unless the current one has been
+        silent for ``peer_ttl`` / 4 while the smaller keeps speaking: then the
+        owner's wall clock went back between two runs, and the run that
+        speaks is the one to show.
+        """
+        if incarnation < view.incarnation:
+            silent_for = now - view.current_at
+            if silent_for < self._pacing.peer_ttl(len(self._roster)) / 4:
+                self._shared.counters["drop_old_incarnation"] += 1
+                return False
+            self._shared.counters["incarnation_went_back"] += 1
+        if incarnation != view.incarnation:
+            if view.incarnation or view.machines:
+                log.debug("%s: %s restarted", self._shared.peer_id, view.peer)
+                events.extend(self._roster.restart(view, incarnation))
+                self._repair.forget_pending(view.peer)
+            view.incarnation = incarnation
+        view.current_at = now
+        return True
+
+    def _proven_infos(
+        self, peer: str, infos: dict[int, Info], now: float
+    ) -> dict[int, Info]:
+        """The relayed introductions of ``peer`` that carry its signature."""
+        proven: dict[int, Info] = {}
+        for index, info in infos.items():
+            if info.states is not None and self._shared.proven(
+                peer,
+                index,
+                info.incarnation,
+                info.time,
+                identity_digest(
+                    info.id, info.states, info.tags, info.parent, info.schema_hash
+                ),
+                info.signature,
+            ):
+                proven[index] = info
+            else:
+                self._shared.counters["drop_unsigned_relay"] += 1
+        if len(proven) < len(infos) or not infos:
+            # the owner introduces itself when asked
+            self._repair.missing(peer, now)
+            if peer in self._roster:
+                self._repair.incomplete(peer, now)
+        return proven
+
+
+def _incarnation_of(sender: str, msg: Message) -> int | None:
+    """The sender's incarnation, as its own message says (None: doesn't say)."""
+    if isinstance(msg, InfoMsg):
+        own = msg.peer_info.get(sender)
+        if own:
+            return max(i.incarnation for i in own.values())
+        return None
+    if isinstance(msg, UpdatesMsg):
+        proof = msg.proofs.get(sender)
+        return proof.incarnation if proof is not None else None
+    if isinstance(msg, GossipMsg | ByeMsg):
+        return msg.incarnation
+    return None

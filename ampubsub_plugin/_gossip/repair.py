@@ -29,6 +29,9 @@ from .roster import Roster
 
 log = logging.getLogger("ampubsub.gossip")
 
+#: a buffered clock: vector, the owner's signature, its incarnation
+Pending = tuple[list[int], bytes | None, int]
+
 
 class Repair:
     """Missing peers and clocks, buffered clocks, and our requests."""
@@ -38,8 +41,9 @@ class Repair:
         self._roster = roster
         self.missing_peers: dict[str, float] = {}
         self.missing_updates: dict[str, dict[int, int]] = {}
-        #: clocks for machines not introduced yet: (peer, index) -> freshest
-        self.pending: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
+        #: owners' clocks for machines not introduced yet: (peer, index) ->
+        #: the freshest (vector, signature, incarnation)
+        self.pending: OrderedDict[tuple[str, int], Pending] = OrderedDict()
         self._asked_info: dict[str, float] = {}
         self._asked_updates: dict[str, float] = {}
         self._last_reqinfo = float("-inf")
@@ -64,18 +68,31 @@ class Repair:
     def found(self, peer: str) -> None:
         self.missing_peers.pop(peer, None)
 
-    def buffer(self, peer: str, index: int, time: list[int]) -> None:
+    def buffer(
+        self,
+        peer: str,
+        index: int,
+        time: list[int],
+        signature: bytes | None,
+        incarnation: int,
+    ) -> None:
+        """Keep an owner's clock for a machine it hasn't introduced to us yet."""
         key = (peer, index)
         old = self.pending.get(key)
-        if old is None or sum(time) > sum(old):
-            self.pending[key] = time
+        if old is None or old[2] < incarnation or sum(time) > sum(old[0]):
+            self.pending[key] = (time, signature, incarnation)
             self.pending.move_to_end(key)
         while len(self.pending) > self._shared.config.max_pending:
             self.pending.popitem(last=False)
             self._shared.counters["drop_pending_full"] += 1
 
-    def take_pending(self, peer: str, index: int) -> list[int] | None:
+    def take_pending(self, peer: str, index: int) -> Pending | None:
         return self.pending.pop((peer, index), None)
+
+    def forget_pending(self, peer: str) -> None:
+        """A peer restarted: clocks buffered from its last run are void."""
+        for key in [k for k in self.pending if k[0] == peer]:
+            del self.pending[key]
 
     def behind(self, peer: str, index: int, gossiped: int) -> None:
         gaps = self.missing_updates.setdefault(peer, {})

@@ -4,14 +4,17 @@ Rules of this room:
 
 1. A machine record changes only forwards: a clock is taken when its time
    sum is greater than the one held (clocks only grow, so applying is
-   idempotent and independent of order and of who relays). Clock lists are
-   replaced, never changed in place, so events may hold them.
-2. Every change a user could see is returned as an event (see ``events``);
+   idempotent and independent of order). Which clocks may reach a record at
+   all is the intake's rule: only the owner's. Clock lists are replaced,
+   never changed in place, so events may hold them.
+2. A record keeps the owner's signature of its clock, so relaying it lets
+   others check it; a peer record keeps the owner's incarnation.
+3. Every change a user could see is returned as an event (see ``events``);
    the roster never calls out.
-3. A peer shown disconnected (bye or silence) keeps its records until
+4. A peer shown disconnected (bye or silence) keeps its records until
    ``gone_ttl`` has passed, then it is forgotten. A machine un-exported by its
    owner leaves a tombstone for as long, so relays can't bring it back.
-4. Every table is bounded by the config.
+5. Every table is bounded by the config.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 
 from asyncmachine import State
 
-from ..protocol import Info, schema_hash
+from ..protocol import Info, identity_digest, schema_hash
 from ..remote import remote_schema
 from .config import Shared
 from .events import Event, Gone, Revived
@@ -35,19 +38,20 @@ class MachineRecord:
 
     __slots__ = (
         "id",
+        "identity",
         "parent",
         "schema",
         "schema_hash",
+        "signature",
         "states",
         "tags",
         "time",
         "time_sum",
     )
 
-    def __init__(
-        self, info: Info, schema: dict[str, State] | None, time: list[int]
-    ) -> None:
+    def __init__(self, info: Info, schema: dict[str, State] | None) -> None:
         states = info.states or []
+        time = info.time
         if not info.id:
             raise ValueError("a remote machine needs a non-empty id")
         if len(time) != len(states):
@@ -63,12 +67,18 @@ class MachineRecord:
         self.parent = info.parent or ""
         self.time = list(time)
         self.time_sum = sum(self.time)
+        #: what the owner's signatures of this machine's clocks cover
+        self.identity = identity_digest(
+            info.id, states, info.tags, info.parent or "", info.schema_hash
+        )
+        #: the owner's signature of ``time`` (None: unsigned, as from Go peers)
+        self.signature = info.signature
 
     @property
     def has_schema(self) -> bool:
         return self.schema is not None
 
-    def advance(self, time: list[int]) -> bool:
+    def advance(self, time: list[int], signature: bytes | None) -> bool:
         """Take ``time`` if its sum is greater; False (nothing changes) otherwise."""
         if len(time) != len(self.states):
             return False
@@ -77,9 +87,10 @@ class MachineRecord:
             return False
         self.time = list(time)
         self.time_sum = total
+        self.signature = signature
         return True
 
-    def relay_info(self) -> Info:
+    def relay_info(self, incarnation: int) -> Info:
         """The info a relay sends about this machine (schema as we show it)."""
         schema = self.schema
         return Info(
@@ -93,6 +104,8 @@ class MachineRecord:
             schema_hash=(
                 schema_hash(schema, self.states) if schema else self.schema_hash
             ),
+            incarnation=incarnation,
+            signature=self.signature,
         )
 
 
@@ -101,8 +114,10 @@ class PeerRecord:
 
     __slots__ = (
         "bye_at",
+        "current_at",
         "gone_at",
         "heard_at",
+        "incarnation",
         "machines",
         "peer",
         "refused",
@@ -120,6 +135,10 @@ class PeerRecord:
         self.silent = False
         #: machines the topic refused: index -> time sum (acknowledged, not shown)
         self.refused: dict[int, int] = {}
+        #: the owner's incarnation as last heard (0: unknown or a Go peer),
+        #: and when the owner last spoke under it
+        self.incarnation = 0
+        self.current_at = now
 
     @property
     def needs_schema(self) -> bool:
@@ -202,6 +221,23 @@ class Roster:
         if view.machines.pop(index, None) is None:
             return []
         return [Gone(peer, index, forgotten=True)]
+
+    def restart(self, view: PeerRecord, incarnation: int) -> list[Event]:
+        """The peer started again: what we knew of its last run is void.
+
+        Its machine indexes start over in a new run, so every record of the
+        old run is forgotten (users see those copies go, then the new ones
+        come), its refusals and tombstones too.
+        """
+        self._shared.counters["peer_restarted"] += 1
+        events: list[Event] = []
+        for index in list(view.machines):
+            events.extend(self.forget(view.peer, index))
+        view.refused.clear()
+        for key in [k for k in self.tombstones if k[0] == view.peer]:
+            del self.tombstones[key]
+        view.incarnation = incarnation
+        return events
 
     def silence(self, view: PeerRecord, now: float) -> list[Event]:
         """Show a peer's machines disconnected (bye, or unheard for too long)."""

@@ -44,6 +44,7 @@ from libp2p.peer.id import ID
 from ..transport import Transport, TransportError, TransportHandler
 from .dial import DialPlan, parse_multiaddr
 from .inbox import Inbox
+from .keys import PublicKeys
 from .logs import log
 from .pubsub import MAX_PAYLOAD, MUXERS, HostConfig
 from .stack import Running, Stack
@@ -105,11 +106,19 @@ class Libp2pTransport(Transport):
             heartbeat_interval=heartbeat_interval,
         )
         self._peer_id = ID.from_pubkey(key_pair.public_key)
+        self._public_keys = PublicKeys()
         self._connect_timeout = connect_timeout
         # The stack of the serve() call entered and not finished, if any.
         self._stack: Stack | None = None
         # The joined topic (inbox.topic) and the entries on their way in.
         self._inbox = Inbox(self._peer_id)
+
+    def sign(self, data: bytes) -> bytes | None:
+        signature: bytes = self._config.key_pair.private_key.sign(data)
+        return signature
+
+    def verify(self, peer_id: str, data: bytes, signature: bytes) -> bool:
+        return self._public_keys.verify(peer_id, data, signature)
 
     def __repr__(self) -> str:
         state = "serving" if self._run is not None else "idle"

@@ -10,12 +10,18 @@ Rules:
 3. A machine's time vector only grows, so its sum (:func:`time_sum`) is the
    checksum peers gossip; a schema travels once and is then named by
    :func:`schema_hash`, a digest of its states in order.
+4. Only the owner moves its clock. An owner signs each clock it sends:
+   :func:`clock_proof_payload` names the peer, the machine index, the owner's
+   *incarnation* (a number that grows with every start of the peer) and the
+   vector, plus a digest of the machine's identity (:func:`identity_digest`);
+   relays forward the signature unchanged. Incarnations and signatures ride
+   in keys Go skips (``Inc``, ``Sig``, ``Proofs``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Final, TypeAlias
 
 import msgpack  # type: ignore[import-untyped]
@@ -35,6 +41,8 @@ MAX_TICK: Final = 2**63 - 1
 #: Longest peer id, machine id, state name, tag or hash, in characters.
 MAX_ID_LEN: Final = 256
 MAX_TAGS: Final = 256
+#: Longest signature we accept (ed25519 signatures are 64 bytes).
+MAX_SIG_LEN: Final = 128
 
 _HASH_PERSON: Final = b"ampubsub-schema"
 
@@ -54,6 +62,10 @@ class Info:
     tags: list[str]
     parent: str
     schema_hash: str | None = None
+    #: the owner's incarnation (0: not sent, as from Go peers)
+    incarnation: int = 0
+    #: the owner's signature over this clock (see :func:`clock_proof_payload`)
+    signature: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +78,23 @@ class InfoMsg:
 
 
 @dataclass(frozen=True, slots=True)
+class Proof:
+    """An owner's incarnation and its signatures of some clocks, by index."""
+
+    incarnation: int
+    signatures: dict[int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class UpdatesMsg:
-    """New machine times: peer -> machine index -> full time vector."""
+    """New machine times: peer -> machine index -> full time vector.
+
+    ``proofs``: peer -> its incarnation and signatures of those vectors.
+    """
 
     TYPE: ClassVar[str] = "updates"
     peer_clocks: dict[str, dict[int, list[int]]]
+    proofs: dict[str, Proof] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +103,8 @@ class GossipMsg:
 
     TYPE: ClassVar[str] = "gossip"
     peer_gossips: dict[str, dict[int, int]]
+    #: the sender's incarnation (a restart shows in its gossip, too)
+    incarnation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +138,8 @@ class ByeMsg:
 
     TYPE: ClassVar[str] = "bye"
     machs: dict[int, ByeMach]
+    #: the sender's incarnation (a bye of an older one is stale)
+    incarnation: int = 0
 
 
 Message: TypeAlias = (
@@ -148,3 +176,28 @@ def schema_hash(schema: dict[str, State], states: list[str]) -> str:
         )
     blob: bytes = msgpack.packb(rows, use_bin_type=True)
     return hashlib.blake2b(blob, digest_size=8, person=_HASH_PERSON).hexdigest()
+
+
+_IDENTITY_PERSON: Final = b"ampubsub-ident"
+_PROOF_TAG: Final = b"ampubsub-clock-v1"
+
+
+def identity_digest(
+    id: str, states: list[str], tags: list[str], parent: str, schema_hash: str | None
+) -> bytes:
+    """16 bytes naming what a machine is; a clock's signature covers it."""
+    blob: bytes = msgpack.packb(
+        [id, list(states), list(tags), parent, schema_hash or ""], use_bin_type=True
+    )
+    return hashlib.blake2b(blob, digest_size=16, person=_IDENTITY_PERSON).digest()
+
+
+def clock_proof_payload(
+    peer: str, index: int, incarnation: int, time: list[int], identity: bytes
+) -> bytes:
+    """The bytes an owner signs for one clock of one machine."""
+    payload: bytes = msgpack.packb(
+        [_PROOF_TAG, peer, index, incarnation, list(time), identity],
+        use_bin_type=True,
+    )
+    return payload

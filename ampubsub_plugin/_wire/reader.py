@@ -35,6 +35,7 @@ from .messages import (
     MAX_MACHINES_PER_PEER,
     MAX_PAYLOAD,
     MAX_PEERS_PER_MSG,
+    MAX_SIG_LEN,
     MAX_STATES,
     MAX_TAGS,
     MAX_TICK,
@@ -44,6 +45,7 @@ from .messages import (
     Info,
     InfoMsg,
     Message,
+    Proof,
     ReqInfoMsg,
     ReqUpdatesMsg,
     UpdatesMsg,
@@ -106,9 +108,15 @@ def read_message(obj: Any, strict_relations: bool) -> Message:
         raise wrong("V", "a protocol version (unsigned integer)", version)
 
     if type_ == "updates":
-        return UpdatesMsg(_peers(obj.get("PeerClocks"), "PeerClocks", _time))
+        return UpdatesMsg(
+            _peers(obj.get("PeerClocks"), "PeerClocks", _time),
+            _proofs(obj.get("Proofs"), "Proofs"),
+        )
     if type_ == "gossip":
-        return GossipMsg(_peers(obj.get("PeerGossips"), "PeerGossips", _tick))
+        return GossipMsg(
+            _peers(obj.get("PeerGossips"), "PeerGossips", _tick),
+            _incarnation(obj.get("Inc"), "Inc"),
+        )
     if type_ == "info":
         return InfoMsg(
             _peers(obj.get("PeerInfo"), "PeerInfo", _info_reader(strict_relations)),
@@ -119,7 +127,10 @@ def read_message(obj: Any, strict_relations: bool) -> Message:
     if type_ == "requpdates":
         return ReqUpdatesMsg(_peer_ids(obj.get("PeerIds"), "PeerIds"))
     if type_ == "bye":
-        return ByeMsg(_machines(obj.get("Machs"), "Machs", _bye_mach))
+        return ByeMsg(
+            _machines(obj.get("Machs"), "Machs", _bye_mach),
+            _incarnation(obj.get("Inc"), "Inc"),
+        )
     raise ProtocolError("unknown_type", f"Type: unknown message type {short(type_)}")
 
 
@@ -315,6 +326,8 @@ def _info_reader(strict_relations: bool) -> Callable[[Any, str], Info]:
             tags=_strs(value.get("Tags"), f"{path}.Tags", MAX_TAGS),
             parent=_str(value.get("Parent"), f"{path}.Parent"),
             schema_hash=hash_,
+            incarnation=_incarnation(value.get("Inc"), f"{path}.Inc"),
+            signature=_signature(value.get("Sig"), f"{path}.Sig"),
         )
 
     return read
@@ -391,3 +404,43 @@ def _peer_ids(value: Any, path: str) -> list[str]:
     for i, peer in enumerate(ids):
         _peer_id(peer, f"{path}[{i}]")
     return ids
+
+
+def _incarnation(value: Any, path: str) -> int:
+    return 0 if value is None else _tick(value, path)
+
+
+def _signature(value: Any, path: str) -> bytes | None:
+    if value is None:
+        return None
+    if type(value) is not bytes:
+        raise wrong(path, "a signature (bin)", value)
+    if not value or len(value) > MAX_SIG_LEN:
+        raise ProtocolError(
+            "limit", f"{path}: {len(value)} bytes is outside 1..MAX_SIG_LEN"
+        )
+    return value
+
+
+def _proof(value: Any, path: str) -> Proof:
+    if type(value) is not dict:
+        raise wrong(path, "a proof (map)", value)
+    sigs = _machines(value.get("Sigs"), f"{path}.Sigs", _required_signature)
+    return Proof(_incarnation(value.get("Inc"), f"{path}.Inc"), sigs)
+
+
+def _required_signature(value: Any, path: str) -> bytes:
+    sig = _signature(value, path)
+    if sig is None:
+        raise ProtocolError("missing_field", f"{path}: missing")
+    return sig
+
+
+def _proofs(value: Any, path: str) -> dict[str, Proof]:
+    if value is None:
+        return {}
+    out: dict[str, Proof] = {}
+    for peer, proof in _map(value, path, MAX_PEERS_PER_MSG).items():
+        _peer_id(peer, f"{path} key")
+        out[peer] = _proof(proof, f"{path}[{short(peer)}]")
+    return out

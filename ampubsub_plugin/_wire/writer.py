@@ -6,8 +6,8 @@ Rules:
    payload, ``"Type"`` first, Go's field names, every field present, integer
    map keys for machine indexes. Where Go's sender allocates, an empty value
    is sent as an empty container, else as nil, as in the golden data.
-2. Our extensions ride in extra keys (``"V"``, ``"SchemaHash"``), which Go
-   skips.
+2. Our extensions ride in extra keys (``"V"``, ``"SchemaHash"``, ``"Inc"``,
+   ``"Sig"``, ``"Proofs"``), which Go skips; a default value is not written.
 3. Every message passes the reader's checks before it is packed (so whatever
    we send, we accept); a message over :data:`MAX_PAYLOAD` is refused, never
    cut.
@@ -48,6 +48,10 @@ def _info_wire(info: Info) -> dict[str, Any]:
     }
     if info.schema_hash is not None:
         wire["SchemaHash"] = info.schema_hash
+    if info.incarnation:
+        wire["Inc"] = info.incarnation
+    if info.signature is not None:
+        wire["Sig"] = info.signature
     return wire
 
 
@@ -61,8 +65,15 @@ def _to_wire(msg: Message) -> dict[str, Any]:
             peer: {idx: list(t) for idx, t in machs.items()}
             for peer, machs in msg.peer_clocks.items()
         } or None
+        if msg.proofs:
+            wire["Proofs"] = {
+                peer: {"Inc": proof.incarnation, "Sigs": dict(proof.signatures)}
+                for peer, proof in msg.proofs.items()
+            }
     elif isinstance(msg, GossipMsg):
         wire["PeerGossips"] = {p: dict(g) for p, g in msg.peer_gossips.items()} or None
+        if msg.incarnation:
+            wire["Inc"] = msg.incarnation
     elif isinstance(msg, InfoMsg):
         wire["PeerInfo"] = {
             peer: {idx: _info_wire(info) for idx, info in machs.items()}
@@ -76,6 +87,8 @@ def _to_wire(msg: Message) -> dict[str, Any]:
             idx: {"PeerBye": m.peer_bye, "Id": m.id, "MTime": list(m.time)}
             for idx, m in msg.machs.items()
         } or None
+        if msg.incarnation:
+            wire["Inc"] = msg.incarnation
     else:
         raise TypeError(f"not a protocol message: {type(msg).__name__}")
     wire["V"] = PROTOCOL_VERSION

@@ -118,3 +118,47 @@ def test_in_process_run_does_not_leak_settings(pytester: pytest.Pytester) -> Non
         assert settings.current == before
     finally:
         settings.current = before  # keep the rest of this session sane
+
+
+def test_a_check_fails_at_once_when_the_owner_leaves_mid_check(
+    pytester: pytest.Pytester,
+) -> None:
+    """A remote waiter ends unmet when its owner says bye: not a pass, not a
+    wait until the timeout."""
+    pytester.makepyfile(
+        """
+        import time
+
+        import pytest
+
+        from asyncmachine import Machine, State
+
+
+        def test_owner_leaves(ampubsub_network):
+            net = ampubsub_network(peers=2)
+            worker = Machine({"Foo": State()}, id="worker")
+            worker.export_to(net[0])
+            net.assert_eventually_discovered(1, peers=[1])
+            net[0].dispose()
+            started = time.monotonic()
+            with pytest.raises(AssertionError) as failed:
+                net.assert_eventually_active("worker", "Foo", timeout=20)
+            assert time.monotonic() - started < 10
+            assert "ended unmet" in str(failed.value), str(failed.value)
+
+
+        @pytest.mark.trio
+        async def test_owner_leaves_trio(ampubsub_network_trio):
+            net = await ampubsub_network_trio(peers=2)
+            worker = Machine({"Foo": State()}, id="worker")
+            worker.export_to(net[0])
+            await net.assert_eventually_discovered(1, peers=[1])
+            net[0].dispose()
+            started = time.monotonic()
+            with pytest.raises(AssertionError) as failed:
+                await net.assert_eventually_active("worker", "Foo", timeout=20)
+            assert time.monotonic() - started < 10
+            assert "ended unmet" in str(failed.value), str(failed.value)
+        """
+    )
+    run(pytester).assert_outcomes(passed=2)

@@ -1,0 +1,396 @@
+"""Discovery: hello, snapshots, joins, the snapshot sender and our phase.
+
+The rules live in ``ampubsub_plugin/_gossip/discovery.py``: a joiner says
+hello and waits for a snapshot (or asks for one), one sender answers a batch
+of newcomers, and of two senders one steps down.
+"""
+
+from __future__ import annotations
+
+import random
+from itertools import pairwise
+
+import pytest
+
+from ampubsub_plugin._gossip import Phase
+from ampubsub_plugin.protocol import GossipMsg, Info, InfoMsg, ReqInfoMsg
+
+from ..coreutil import (
+    HASH,
+    STATES,
+    CorePeer,
+    Mesh,
+    hello_of,
+    info,
+    infos_about,
+    make,
+    of_type,
+    signed,
+    wire,
+    worker,
+)
+
+
+def test_joined_sends_hello_then_asks_for_a_snapshot_only_if_none_comes() -> None:
+    a = make("A", snapshot_wait=2.0)
+    m = worker("a1", tags=["kind:w"], parent="root")
+    m.add("Bar")
+    assert a.export(m) == 0
+    a.joined(5.0)
+    assert a.next_due(5.0) == 5.0
+    out = a.collect(5.0)
+    (hello,) = out  # the hello asks for a snapshot, too
+    assert list(hello.peer_info) == ["A"]
+    got = hello.peer_info["A"][0]
+    expected = Info(
+        id="a1",
+        schema=m.schema,
+        states=STATES,
+        time=m.time(),
+        tags=["kind:w"],
+        parent="root",
+        schema_hash=HASH,
+    )
+    # the owner's run and its signature of the clock ride along
+    assert got == signed("A", 0, expected, incarnation=1)
+    # a machine exported after joining is announced at once, with its new index
+    assert a.export(worker("a2")) == 1
+    (again,) = infos_about(a.collect(5.0), "A")
+    assert set(again.peer_info["A"]) == {0, 1}
+    assert again.peer_info["A"][1].id == "a2"
+    # no snapshot within snapshot_wait: ask for one explicitly, once
+    asks = [
+        (s / 100, m)
+        for s in range(500, 1200)
+        for m in of_type(a.collect(s / 100), ReqInfoMsg)
+    ]
+    assert asks == [(7.0, ReqInfoMsg(peer_ids=[]))]
+
+
+def test_a_joiner_that_gets_a_snapshot_does_not_ask_for_one() -> None:
+    a = make("A", snapshot_wait=2.0)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
+    snapshot = InfoMsg({"B": {0: full}, "A": {}}, {})
+    a.receive("B", wire(snapshot), 0.6)
+    sent = [m for s in range(1, 1000) for m in a.collect(s / 100)]
+    assert of_type(sent, ReqInfoMsg) == []
+    assert [r.id for r in a.remotes()] == ["b1"]
+
+
+def test_a_joiner_repeats_its_hello_when_a_snapshot_lacks_it_not_before() -> None:
+    a = make("A", snapshot_wait=2.0, hello_first=1.0)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    assert infos_about(a.collect(0.0), "A")
+    # waiting for the snapshot: no timed repeats (it shows if we were heard)
+    early = [m for s in range(1, 150) for m in a.collect(s / 100)]
+    assert infos_about(early, "A") == []
+    full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
+    others = {p: {0: info(f"{p}1", [0, 0, 0, 0])} for p in "CD"}
+    a.receive("B", wire(InfoMsg({"B": {0: full}, **others}, {})), 1.5)
+    (again,) = infos_about(a.collect(1.5), "A")  # the sender never got it
+    assert list(again.peer_info) == ["A"]
+    # a snapshot that includes us: heard, no more hellos
+    with_us = InfoMsg({"B": {0: full}, "A": {0: info("a1", [0, 0, 0, 0])}}, {})
+    a.receive("B", wire(with_us), 2.0)
+    later = [m for s in range(200, 3000) for m in a.collect(s / 100)]
+    assert infos_about(later, "A") == []
+
+
+def test_a_joiner_without_exports_asks_at_once_and_alone_never_asks() -> None:
+    quiet = make("Q")
+    quiet.joined(0.0)
+    assert quiet.collect(0.0) == [ReqInfoMsg(peer_ids=[])]
+    first = make("F")
+    first.export(worker("f1"))
+    first.joined(0.0, alone=True)
+    sent = [m for s in range(1000) for m in first.collect(s / 100)]
+    assert of_type(sent, ReqInfoMsg) == []
+
+
+def test_hello_repeats_with_backoff_until_gossip_shows_it_was_heard() -> None:
+    a = make("A", hello_first=0.25, hello_max=2.0)
+    a.export(worker("a1"))
+    a.joined(0.0, alone=True)
+    hellos = []
+    for step in range(400):  # 4 s in 10 ms steps
+        now = step / 100
+        if infos_about(a.collect(now), "A"):
+            hellos.append(now)
+    gaps = [round(y - x, 2) for x, y in pairwise(hellos)]
+    assert hellos[0] == 0.0
+    assert gaps[:3] == [0.25, 0.5, 1.0]
+    assert all(g == 2.0 for g in gaps[3:])  # capped at hello_max
+    # another peer's gossip lists our machine: the hello was heard
+    a.receive("B", GossipMsg({"A": {0: 0}}), 4.0)
+    sent = [m for s in range(400, 6000) for m in a.collect(s / 100)]
+    assert infos_about(sent, "A") == []
+
+
+def snapshots_in(mesh: Mesh, since: float) -> list[tuple[str, InfoMsg]]:
+    return [
+        (p, m)
+        for t, p, m in mesh.sent
+        if t >= since and isinstance(m, InfoMsg) and len(m.peer_info) > 1
+    ]
+
+
+def test_snapshot_request_is_answered_by_one_peer_and_others_cancel() -> None:
+    # nobody joined alone: the peers settle after waiting, then the two
+    # ranked first answer in turn and the second sees the first's snapshot
+    cores = [make(p) for p in "ABCDE"]
+    for i, core in enumerate(cores):
+        core.export(worker(f"m{i}"))
+        core.joined(0.0)
+    mesh = Mesh(*cores)
+    mesh.run(30.0)
+    assert all(len(c.remotes()) == 4 for c in cores)
+    newcomer = make("N")
+    mesh.add(newcomer)
+    newcomer.joined(30.0)
+    mesh.run(35.0)
+    ((sender, snapshot),) = snapshots_in(mesh, 30.0)
+    assert {p: sorted(i) for p, i in snapshot.peer_info.items()} == {
+        p: [0] for p in "ABCDE"
+    }
+    assert sorted(r.id for r in newcomer.remotes()) == [f"m{i}" for i in range(5)]
+    # the next newcomer is served by the same sender, which the others know
+    late = make("L")
+    late.export(worker("l0"))
+    mesh.add(late)
+    late.joined(40.0)
+    mesh.run(45.0)
+    assert [p for p, _ in snapshots_in(mesh, 40.0)] == [sender]
+    assert len(late.remotes()) == 5
+
+
+def test_newcomers_joining_together_share_one_snapshot() -> None:
+    first = make("A")
+    first.export(worker("a0"))
+    first.joined(0.0, alone=True)
+    mesh = Mesh(first)
+    for i in range(6):
+        core = make(f"N{i}")
+        core.export(worker(f"n{i}"))
+        mesh.add(core)
+        core.joined(0.0)
+    mesh.run(20.0)
+    assert [p for p, _ in snapshots_in(mesh, 0.0)] == ["A"]
+    for core in mesh.cores:
+        assert len(core.remotes()) == 6, core.peer_id
+    # no one asked for anything: the hellos and the one snapshot were enough
+    assert [m for _, _, m in mesh.sent if isinstance(m, ReqInfoMsg)] == []
+
+
+def join_burst(peers: int, seed: int, lag: float) -> tuple[Mesh, float | None]:
+    """``peers`` join within 2 s (the first alone), each message ``lag`` late."""
+    first = make("P00", seed)
+    first.export(worker("m00"))
+    first.joined(0.0, alone=True)
+    mesh = Mesh(first, seed=seed)
+    mesh.lag = lag
+    rng = random.Random(seed)
+    for i, at in enumerate(sorted(rng.uniform(0, 2.0) for _ in range(peers - 1)), 1):
+        mesh.run(at)
+        core = make(f"P{i:02d}", seed)
+        core.export(worker(f"m{i:02d}"))
+        mesh.add(core)
+        core.joined(at)
+    for tenth in range(1, 600):
+        mesh.run(tenth / 10)
+        if all(len(c.remotes()) == peers - 1 for c in mesh.cores):
+            return mesh, tenth / 10
+    return mesh, None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_burst_of_joins_costs_about_a_message_per_peer(seed: int) -> None:
+    # the 30-peer benchmark's situation: one busy process delays every
+    # message by up to a second or two; discovery once cost 50+ per peer
+    mesh, done = join_burst(20, seed, lag=1.0)
+    assert done is not None and done < 8.0
+    sent = [m for t, _, m in mesh.sent if t <= done]
+    assert len(sent) <= 30, [type(m).__name__ for m in sent]
+    snapshots = [m for _, m in snapshots_in(mesh, 0.0)]
+    assert all(p == "P00" for p, _ in snapshots_in(mesh, 0.0))
+    assert 1 <= len(snapshots) <= 5
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_burst_of_joins_under_heavy_lag_degrades_without_a_storm(seed: int) -> None:
+    mesh, done = join_burst(20, seed, lag=4.0)
+    assert done is not None and done < 20.0
+    sent = [m for t, _, m in mesh.sent if t <= done]
+    assert len(sent) <= 6 * 20
+    # and then the network goes quiet: gossip only
+    mesh.run(done + 30.0)
+    after = [m for t, _, m in mesh.sent if t > done + 10.0]
+    assert all(isinstance(m, GossipMsg) for m in after)
+    assert len(after) <= 30  # about one per second network-wide
+
+
+def test_a_partial_sender_steps_down_for_one_that_knows_more() -> None:
+    # both believed they were first (py-libp2p reports a neighbour's topics late)
+    s1, s2 = make("S1"), make("S2")
+    for core in (s1, s2):
+        core.export(worker(f"{core.peer_id}-m"))
+        core.joined(0.0, alone=True)
+    for core in (s1, s2):
+        core.collect(0.0)  # their own hellos
+    for name in "AB":
+        joiner = make(name)
+        joiner.export(worker(f"{name.lower()}1"))
+        joiner.joined(0.0)
+        s1.receive(name, wire(hello_of(joiner, 0.0)), 0.1)  # S2 never got them
+    (snapshot,) = [m for s in range(1, 30) for m in s1.collect(s / 10)]
+    s2.receive("S1", wire(snapshot), 3.0)
+    assert not s2.discovery.is_sender and s1.discovery.is_sender
+    # a newcomer's hello: only S1 answers
+    n = make("N")
+    n.export(worker("n1"))
+    n.joined(5.0)
+    hello = hello_of(n, 5.0)
+    for core in (s1, s2):
+        core.receive("N", wire(hello), 5.1)
+    assert snapshots_of(s2, 5.1, 9.0) == set()
+    assert "N" in snapshots_of(s1, 5.1, 9.0)
+
+
+def test_of_two_senders_that_know_the_same_the_one_ranked_lower_steps_down() -> None:
+    s1, s2 = make("S1"), make("S2")
+    for core in (s1, s2):
+        core.export(worker(f"{core.peer_id}-m"))
+        core.joined(0.0, alone=True)
+    for core, other in ((s1, s2), (s2, s1)):
+        other.receive(core.peer_id, wire(hello_of(core, 0.0)), 0.1)
+    sent = {
+        c.peer_id: [m for s in range(1, 30) for m in c.collect(s / 10)]
+        for c in (s1, s2)
+    }
+    for core, other in ((s1, s2), (s2, s1)):
+        for msg in sent[core.peer_id]:
+            other.receive(core.peer_id, wire(msg), 3.0)
+    assert [s1.discovery.is_sender, s2.discovery.is_sender].count(True) == 1
+
+
+def test_when_the_sender_falls_silent_the_first_ranked_peer_takes_over() -> None:
+    cfg = {
+        "peer_ttl": 5.0,
+        "gone_ttl": 60.0,
+        "keepalive": 2.0,
+        "keepalive_per_peer": 0.1,
+    }
+    first = make("A", **cfg)
+    first.export(worker("a0"))
+    first.joined(0.0, alone=True)
+    mesh = Mesh(first)
+    for name in "BCDE":
+        core = make(name, **cfg)
+        core.export(worker(f"{name.lower()}0"))
+        mesh.add(core)
+        core.joined(0.1)
+    mesh.run(10.0)
+    assert [c.peer_id for c in mesh.cores if c.discovery.is_sender] == ["A"]
+    mesh.cores.remove(first)  # vanishes without a bye
+    mesh.run(30.0)
+    n = make("N")
+    n.export(worker("n0"))
+    mesh.add(n)
+    n.joined(30.0)
+    mesh.run(40.0)
+    assert sorted(r.id for r in n.remotes() if r.is_connected) == [
+        "b0",
+        "c0",
+        "d0",
+        "e0",
+    ]
+    senders = {p for p, _ in snapshots_in(mesh, 30.0)}
+    assert len(senders) == 1 and "A" not in senders
+
+
+def snapshots_of(core: CorePeer, start: float, end: float) -> set[str]:
+    """Peers covered by the snapshots ``core`` sends between the two times."""
+    out: set[str] = set()
+    for step in range(round(start * 10), round(end * 10)):
+        for msg in core.collect(step / 10):
+            if isinstance(msg, InfoMsg) and len(msg.peer_info) > 1:
+                out |= set(msg.peer_info)
+    return out
+
+
+# -- the phase table (discovery.TRANSITIONS) ---------------------------------------
+
+
+def test_joining_alone_makes_a_sender_and_joining_others_a_joiner() -> None:
+    alone, joiner = make("S"), make("J")
+    # never joined: its (empty) view is complete
+    assert alone.discovery.phase is Phase.SETTLED
+    alone.export(worker("s1"))
+    alone.joined(0.0, alone=True)
+    joiner.joined(0.0)
+    assert alone.discovery.phase is Phase.SENDER and alone.discovery.is_sender
+    assert joiner.discovery.phase is Phase.JOINING
+    # joining again starts over from the join row, whatever the phase
+    alone.left()
+    alone.joined(10.0)
+    assert alone.discovery.phase is Phase.JOINING
+    joiner.left()
+    joiner.joined(10.0, alone=True)
+    assert joiner.discovery.phase is Phase.SENDER
+
+
+def test_a_snapshot_settles_a_joiner_and_a_hello_does_not() -> None:
+    a = make("A")
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    a.receive("B", wire(InfoMsg({"B": {0: info("b1", [0, 0, 0, 0])}}, {})), 0.5)
+    assert a.discovery.phase is Phase.JOINING  # B's hello names only B
+    full = info("c1", [0, 0, 0, 0], schema=worker("c1").schema)
+    a.receive("C", wire(InfoMsg({"C": {0: full}, "A": {}}, {})), 1.0)
+    assert a.discovery.phase is Phase.SETTLED
+
+
+def test_a_joiner_that_waited_past_its_settle_time_is_settled() -> None:
+    a = make("A", snapshot_wait=3.0)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    phases, asks = {}, []
+    for step in range(100):
+        now = step / 10
+        asks += [now for m in of_type(a.collect(now), ReqInfoMsg) if not m.peer_ids]
+        phases[now] = a.discovery.phase
+    # no snapshot: it asked at 3.0 and waited as long again
+    assert asks == [3.0]
+    assert {p for t, p in phases.items() if t < 6.0} == {Phase.JOINING}
+    settled = [t for t, p in phases.items() if p is Phase.SETTLED]
+    assert settled and 6.0 <= settled[0] <= 6.5
+    assert all(phases[t] is Phase.SETTLED for t in phases if t >= settled[0])
+
+
+def test_a_sender_steps_down_only_for_a_snapshot_that_knows_more() -> None:
+    s = make("S")
+    s.export(worker("s1"))
+    s.joined(0.0, alone=True)
+    s.collect(0.0)
+    for peer in "TU":
+        hello = InfoMsg({peer: {0: info(f"{peer.lower()}1", [0, 0, 0, 0])}}, {})
+        s.receive(peer, wire(hello), 0.5)
+    # T's snapshot lacks U and teaches nothing new: S stays the sender
+    partial = InfoMsg({"T": {0: info("t1", [0, 0, 0, 0])}, "S": {}}, {})
+    s.receive("T", wire(partial), 1.0)
+    assert s.discovery.phase is Phase.SENDER
+    # T's next snapshot names V, whom S never heard of: T knows more
+    fuller = InfoMsg(
+        {
+            "T": {0: info("t1", [0, 0, 0, 0])},
+            "S": {},
+            "V": {0: info("v1", [0, 0, 0, 0])},
+        },
+        {},
+    )
+    s.receive("T", wire(fuller), 2.0)
+    assert s.discovery.phase is Phase.SETTLED and not s.discovery.is_sender

@@ -1,0 +1,212 @@
+"""Repair: what a peer knows it misses, the requests that fetch it, anti-entropy.
+
+The rules live in ``ampubsub_plugin/_gossip/repair.py``: gossip carries time
+sums, the one behind asks (or the one ahead pushes), and requests about
+peers learned indirectly wait for a grace and for our own snapshot.
+"""
+
+from __future__ import annotations
+
+from ampubsub_plugin.protocol import (
+    GossipMsg,
+    InfoMsg,
+    ReqInfoMsg,
+    ReqUpdatesMsg,
+    UpdatesMsg,
+)
+
+from ..coreutil import (
+    STATES,
+    Mesh,
+    Recorder,
+    asked,
+    clocks_in,
+    hello_of,
+    info,
+    infos_about,
+    introduced,
+    make,
+    of_type,
+    owner_updates,
+    remote_of,
+    signed,
+    wire,
+    worker,
+)
+
+
+def test_gossip_with_a_greater_sum_asks_for_updates_until_they_arrive() -> None:
+    a, b = make("A"), make("B")
+    b.export(worker("b1"))
+    introduced(b, a)
+    a.receive("C", GossipMsg({"B": {0: 6}}), 1.0)
+    assert asked(a.collect(1.0), ReqUpdatesMsg) == {"B"}
+    assert a.stats()["missing_updates"] == 1
+    # relayed by C, signed by its owner B
+    a.receive("C", owner_updates("B", {0: ("b1", [1, 1, 4, 0])}), 1.1)
+    assert a.stats()["missing_updates"] == 0
+    later = [m for s in range(11, 200) for m in a.collect(s / 10)]
+    assert asked(later, ReqUpdatesMsg) == set()
+    assert remote_of(a, "b1").time() == [1, 1, 4, 0]
+
+
+def test_gossip_with_a_smaller_sum_of_own_machine_makes_the_owner_push() -> None:
+    a = make("A")
+    m = worker("a1")
+    a.export(m)
+    introduced(a)
+    m.add("Bar")
+    a.receive("B", GossipMsg({"A": {0: 0}}), 2.0)
+    assert clocks_in(a.collect(2.0)) == [{"A": {0: m.time()}}]
+    # an equal sum is no reason to push
+    a.receive("B", GossipMsg({"A": {0: sum(m.time())}}), 3.0)
+    assert of_type(a.collect(3.0), UpdatesMsg) == []
+
+
+def test_gossip_with_a_smaller_sum_of_a_known_machine_gets_our_view() -> None:
+    a, b = make("A", answer_delay=(0.05, 0.1)), make("B")
+    b.export(worker("b1"))
+    introduced(b, a)
+    a.receive("B", owner_updates("B", {0: ("b1", [1, 1, 2, 0])}), 1.0)
+    a.receive("C", GossipMsg({"B": {0: 2}}), 2.0)
+    assert of_type(a.collect(2.0), UpdatesMsg) == []
+    pushed = [
+        m for s in range(2000, 2200) for m in of_type(a.collect(s / 1000), UpdatesMsg)
+    ]
+    assert clocks_in(pushed) == [{"B": {0: [1, 1, 2, 0]}}]
+    # forwarded with the owner's signature, so others can check it
+    assert pushed[0].proofs["B"].signatures[0]
+
+
+def test_unknown_peers_in_gossip_and_updates_are_asked_for_after_a_grace() -> None:
+    a = make("A", request_grace=2.0, request_interval=0.5, rerequest=3.0)
+    a.export(worker("a1"))
+    a.joined(0.0, alone=True)
+    a.collect(0.0)
+    a.receive("C", GossipMsg({"X": {0: 3}, "A": {7: 1}}), 1.0)
+    # their hellos or a snapshot are likely on the way: wait before asking
+    assert asked(a.collect(1.0), ReqInfoMsg) == set()
+    assert (
+        asked([m for s in range(11, 30) for m in a.collect(s / 10)], ReqInfoMsg)
+        == set()
+    )
+    assert asked(a.collect(3.0), ReqInfoMsg) == {"C", "X"}  # never itself
+    a.receive("C", owner_updates("Y", {0: ("y1", [1, 0, 0, 0])}), 3.2)
+    later = [m for s in range(31, 56) for m in a.collect(s / 10)]
+    assert asked(later, ReqInfoMsg) == {"Y"}  # X, C: asked recently
+    assert a.stats()["missing_peers"] == 3
+    # asked again after ``rerequest``, while still missing
+    again = [m for s in range(56, 95) for m in a.collect(s / 10)]
+    assert asked(again, ReqInfoMsg) == {"C", "X", "Y"}
+
+
+def test_a_joiner_waits_for_its_snapshot_before_asking_about_peers() -> None:
+    a = make("A", request_grace=1.0, snapshot_wait=2.0)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    a.receive("C", GossipMsg({"X": {0: 3}}), 0.5)
+    early = [m for s in range(1, 30) for m in a.collect(s / 10)]
+    assert asked(early, ReqInfoMsg) == set()  # the snapshot will bring them
+    full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
+    a.receive("B", wire(InfoMsg({"B": {0: full}, "A": {}}, {})), 3.0)
+    # more snapshots may follow while peers join: ask once they stopped
+    assert (
+        asked([m for s in range(30, 40) for m in a.collect(s / 10)], ReqInfoMsg)
+        == set()
+    )
+    assert asked(a.collect(4.0), ReqInfoMsg) == {"C", "X"}
+
+
+def test_updates_for_an_unknown_peer_wait_for_its_info() -> None:
+    rec = Recorder()
+    a = make("A", listener=rec, request_grace=0.5)
+    a.joined(0.0, alone=True)
+    a.collect(0.0)
+    # the owner's own clocks wait for its info; a relay's can't be checked
+    # without the machine's identity, so they are not kept
+    a.receive("C", owner_updates("X", {0: ("x1", [1, 1, 2, 0])}), 0.9)
+    assert a.stats()["pending_updates"] == 0
+    assert a.counters["drop_unsigned_relay"] == 1
+    clocks = {0: ("x1", [1, 1, 2, 0]), 1: ("x2", [0, 0, 1, 0])}
+    a.receive("X", owner_updates("X", clocks), 1.0)
+    assert a.remotes() == []
+    assert a.stats()["pending_updates"] == 2
+    assert "X" in asked(a.collect(1.5), ReqInfoMsg)
+    # an older buffered clock never replaces a newer one
+    a.receive("X", owner_updates("X", {0: ("x1", [1, 1, 0, 0])}), 1.5)
+    a.receive(
+        "X", InfoMsg({"X": {0: signed("X", 0, info("x1", [0, 0, 0, 0]))}}, {}), 2.0
+    )
+    remote = remote_of(a, "x1")
+    assert remote.time() == [1, 1, 2, 0]
+    assert remote.active_states == ["Foo", "Bar"]
+    assert a.stats()["pending_updates"] == 1  # index 1 still waits
+    assert rec.kinds("discovered") == [("X", 0, "x1")]
+
+
+def test_a_newcomer_exporting_nothing_is_introduced_after_the_grace() -> None:
+    first = make("A", request_grace=2.0)
+    first.export(worker("a0"))
+    first.joined(0.0, alone=True)
+    mesh = Mesh(first)
+    mesh.run(10.0)
+    quiet = make("Q")
+    mesh.add(quiet)
+    quiet.joined(10.0)
+    mesh.run(11.0)
+    assert [r.id for r in quiet.remotes()] == ["a0"]
+    assert "Q" not in first.peers()  # its request alone doesn't introduce it
+    mesh.run(16.0)
+    assert "Q" in first.peers()
+    asks = [
+        (t, m.peer_ids)
+        for t, p, m in mesh.sent
+        if p == "A" and isinstance(m, ReqInfoMsg)
+    ]
+    assert asks and asks[0][0] >= 12.0 and asks[0][1] == ["Q"]
+
+
+def test_receiver_lacking_the_schema_hash_asks_for_the_info() -> None:
+    b, c = make("B"), make("C")
+    b.export(worker("b1"))
+    b.joined(0.0, alone=True)
+    b.collect(0.0)  # the first hello (with the schema) is lost
+    second = hello_of(b, b.config.hello_first)
+    c.joined(0.0)
+    c.collect(0.0)
+    c.receive("B", wire(second), 1.0)
+    assert remote_of(c, "b1").state_names == STATES  # shown already
+    assert c.stats()["missing_peers"] == 1
+    assert "B" in asked(c.collect(1.0), ReqInfoMsg)
+
+
+def test_schema_arriving_later_completes_the_remote_and_stops_requests() -> None:
+    b, c = make("B"), make("C")
+    b.export(worker("b1"))
+    b.joined(0.0, alone=True)
+    b.collect(0.0)
+    c.joined(0.0)
+    c.collect(0.0)
+    c.receive("B", wire(hello_of(b, b.config.hello_first)), 1.0)
+    assert "B" in asked(c.collect(1.0), ReqInfoMsg)
+    b.receive("C", ReqInfoMsg(["B"]), 1.0)
+    (answer,) = [
+        m for m in infos_about(b.collect(1.0), "B") if m.peer_info["B"][0].schema
+    ]
+    c.receive("B", wire(answer), 1.0)
+    assert remote_of(c, "b1").schema["Foo"].require == ("Bar",)
+    later = [m for s in range(11, 300) for m in c.collect(s / 10)]
+    assert "B" not in asked(later, ReqInfoMsg)
+
+
+def test_request_bookkeeping_is_bounded() -> None:
+    a = make("A", max_peers=8)
+    a.joined(0.0)
+    for k in range(20):
+        ids = [f"P{k}-{i}" for i in range(1000)]
+        a.receive("X", ReqInfoMsg(ids), 1.0)
+        a.receive("X", ReqUpdatesMsg(ids), 1.0)
+    # private tables: they have no public size, but must obey max_peers too
+    assert len(a.repair._asked_info) <= a.config.max_peers
+    assert len(a.repair._asked_updates) <= a.config.max_peers
