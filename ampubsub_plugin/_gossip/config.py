@@ -61,6 +61,9 @@ class GossipConfig:
     responders: int = 2
     #: a request about a peer introduced this recently is not answered again
     answer_cooldown: float = 1.0
+    #: a peer whose connection closed (or that another peer probes) is shown
+    #: disconnected unless it speaks within this long
+    probe_grace: float = 5.0
     #: a peer unheard for this long is shown disconnected ...
     peer_ttl: float = 60.0
     #: ... and forgotten this long after that (or after its bye)

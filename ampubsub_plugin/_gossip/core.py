@@ -36,6 +36,7 @@ from .discovery import Discovery
 from .events import Event, Refused
 from .exports import ExportTable
 from .intake import Intake
+from .liveness import Liveness
 from .outbox import Outbox
 from .pacing import Pacing
 from .repair import Repair
@@ -78,9 +79,10 @@ class GossipCore:
         self.discovery = Discovery(shared, self.roster)
         self.answers = Answers(shared, self.roster)
         self.repair = Repair(shared, self.roster)
+        self.liveness = Liveness(shared, self.roster)
         rooms = (shared, self.roster, self.exports, self.discovery, self.answers)
-        self._intake = Intake(*rooms, self.repair, self.pacing)
-        self._outbox = Outbox(*rooms, self.repair, self.pacing)
+        self._intake = Intake(*rooms, self.repair, self.pacing, self.liveness)
+        self._outbox = Outbox(*rooms, self.repair, self.pacing, self.liveness)
 
     @property
     def peer_id(self) -> str:
@@ -153,13 +155,16 @@ class GossipCore:
         self.answers.clear()
 
     def peer_joined(self, peer: str, now: float) -> None:
-        """A direct neighbour subscribed (its hello, or ours, introduces it)."""
+        """A direct neighbour subscribed (its hello, or ours, introduces it);
+        if it was shown gone, ask after the peers shown gone (``liveness``)."""
         if peer != self.peer_id:
             self.counters["peer_joined"] += 1
+            self.liveness.arrived(peer)
 
     def peer_left(self, peer: str, now: float) -> None:
-        """A direct neighbour left; liveness is judged by ``peer_ttl``."""
+        """A direct neighbour left: probe it (``liveness``)."""
         self.counters["peer_left"] += 1
+        self.liveness.departed(peer, now)
 
     def dispose(self) -> list[Event]:
         """Forget own exports (silently) and every remote machine."""
@@ -218,6 +223,7 @@ class GossipCore:
             self._sync_exports()
             roster = self.roster
             events = roster.expire(now, self.pacing.peer_ttl(len(roster)))
+            events.extend(self.liveness.expire(now))
             self.discovery.forget_departed_senders()
             self.repair.expire(now)
             if self.discovery.joined and self.pacing.gossip_due is None:
@@ -261,6 +267,8 @@ class GossipCore:
                 dues.append(discovery.ask_due)
             if self.repair.wants:
                 dues.append(self.repair.next_check)
+            if self.liveness.wants:
+                dues.append(self.liveness.next_ask)
             pacing = self.pacing
             dues.append(pacing.last_sent + pacing.keepalive(len(self.roster)))
         if not dues:

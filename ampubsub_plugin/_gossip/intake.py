@@ -46,6 +46,7 @@ from .config import BYE_GRACE, Shared
 from .discovery import Discovery
 from .events import Advanced, Discovered, Event, SchemaKnown
 from .exports import ExportTable
+from .liveness import Liveness
 from .pacing import Pacing
 from .repair import Repair
 from .roster import MachineRecord, PeerRecord, Roster
@@ -67,6 +68,7 @@ class Intake:
         answers: Answers,
         repair: Repair,
         pacing: Pacing,
+        liveness: Liveness,
     ) -> None:
         self._shared = shared
         self._roster = roster
@@ -75,6 +77,7 @@ class Intake:
         self._answers = answers
         self._repair = repair
         self._pacing = pacing
+        self._liveness = liveness
 
     def receive(
         self, sender: str, msg: Message, now: float, events: list[Event]
@@ -88,6 +91,7 @@ class Intake:
         newcomer = view is None or view.silent
         if view is not None:
             view.heard_at = now
+            self._liveness.heard(sender)
             incarnation = _incarnation_of(sender, msg)
             restarted = incarnation is not None and incarnation > view.incarnation
             if view.silent and not isinstance(msg, ByeMsg):
@@ -109,6 +113,8 @@ class Intake:
         elif isinstance(msg, ReqInfoMsg):
             self._on_reqinfo(msg.peer_ids, now)
         elif isinstance(msg, ReqUpdatesMsg):
+            if msg.probe:
+                self._liveness.probed(msg.peer_ids, now)
             self._on_requpdates(msg.peer_ids, now)
         elif isinstance(msg, ByeMsg):
             self._on_bye(sender, msg, now, events)

@@ -41,6 +41,7 @@ from .answers import Answers
 from .config import Shared
 from .discovery import Discovery
 from .exports import ExportTable
+from .liveness import Liveness
 from .pacing import Pacing
 from .repair import Repair
 from .roster import Roster
@@ -62,6 +63,7 @@ class Outbox:
         answers: Answers,
         repair: Repair,
         pacing: Pacing,
+        liveness: Liveness,
     ) -> None:
         self._shared = shared
         self._roster = roster
@@ -70,6 +72,7 @@ class Outbox:
         self._answers = answers
         self._repair = repair
         self._pacing = pacing
+        self._liveness = liveness
         self._schemas_sent: set[str] = set()
         self._builders: list[Callable[[float], list[Message]]] = [
             self._byes,
@@ -170,6 +173,7 @@ class Outbox:
         if discovery.ask_now(now):
             self._repair.asked_explicitly(now)
             out.append(ReqInfoMsg(peer_ids=[]))
+        out.extend(self._liveness.collect(now))
         out.extend(
             self._repair.collect(
                 now,

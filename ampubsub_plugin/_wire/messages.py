@@ -117,10 +117,15 @@ class ReqInfoMsg:
 
 @dataclass(frozen=True, slots=True)
 class ReqUpdatesMsg:
-    """Asks for the current clocks of these peers' machines."""
+    """Asks for the current clocks of these peers' machines.
+
+    ``probe``: the sender lost its connection to these peers and asks whether
+    they are alive; receivers show them disconnected unless they answer.
+    """
 
     TYPE: ClassVar[str] = "requpdates"
     peer_ids: list[str]
+    probe: bool = False
 
 
 @dataclass(frozen=True, slots=True)

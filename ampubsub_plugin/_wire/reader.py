@@ -125,7 +125,11 @@ def read_message(obj: Any, strict_relations: bool) -> Message:
     if type_ == "reqinfo":
         return ReqInfoMsg(_peer_ids(obj.get("PeerIds"), "PeerIds"))
     if type_ == "requpdates":
-        return ReqUpdatesMsg(_peer_ids(obj.get("PeerIds"), "PeerIds"))
+        probe = obj.get("Probe")
+        return ReqUpdatesMsg(
+            _peer_ids(obj.get("PeerIds"), "PeerIds"),
+            False if probe is None else _bool(probe, "Probe"),
+        )
     if type_ == "bye":
         return ByeMsg(
             _machines(obj.get("Machs"), "Machs", _bye_mach),

@@ -7,7 +7,8 @@ Rules:
    map keys for machine indexes. Where Go's sender allocates, an empty value
    is sent as an empty container, else as nil, as in the golden data.
 2. Our extensions ride in extra keys (``"V"``, ``"SchemaHash"``, ``"Inc"``,
-   ``"Sig"``, ``"Proofs"``), which Go skips; a default value is not written.
+   ``"Sig"``, ``"Proofs"``, ``"Probe"``), which Go skips; a default value is
+   not written.
 3. Every message passes the reader's checks before it is packed (so whatever
    we send, we accept); a message over :data:`MAX_PAYLOAD` is refused, never
    cut.
@@ -82,6 +83,8 @@ def _to_wire(msg: Message) -> dict[str, Any]:
         wire["PeerGossips"] = {p: dict(g) for p, g in msg.peer_gossips.items()}
     elif isinstance(msg, ReqInfoMsg | ReqUpdatesMsg):
         wire["PeerIds"] = list(msg.peer_ids) or None
+        if isinstance(msg, ReqUpdatesMsg) and msg.probe:
+            wire["Probe"] = True
     elif isinstance(msg, ByeMsg):
         wire["Machs"] = {
             idx: {"PeerBye": m.peer_bye, "Id": m.id, "MTime": list(m.time)}

@@ -313,3 +313,44 @@ def test_malformed_bootstrap_address_is_err_connecting() -> None:
             assert await topic.mach.when_disposed()
 
     run(main)
+
+
+def test_a_partition_is_shown_then_idle_owners_reconverge_within_5_s_of_healing() -> (
+    None
+):
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=12)
+        topics = await start_network(net, 4, 1)
+        await until(topics, sees(3))
+        cut = trio.current_time()
+        net.partition([t.transport for t in topics[:2]])
+        lost = [m.id for t in topics[2:] for m in t.exported]
+        # each side shows the other disconnected after a probe, not peer_ttl
+        await until(
+            topics[:2],
+            lambda t: all(
+                not r.is_connected for i in lost for r in t.list_machines(id=i)
+            ),
+            timeout=30,
+        )
+        assert trio.current_time() - cut < 10
+        changed = topics[2].exported[0]
+        changed.add("Baz")  # seen only on its side; then every owner is idle
+        await advance(30.0)
+        healed = trio.current_time()
+        net.heal()
+        final = changed.time()
+
+        def reconverged(t: Topic) -> bool:
+            remotes = t.list_machines()
+            return (
+                len(remotes) == 3
+                and all(r.is_connected for r in remotes)
+                and all(r.time() == final for r in t.list_machines(id=changed.id))
+            )
+
+        await until(topics, reconverged, timeout=30)
+        assert trio.current_time() - healed < 5
+        await dispose_all(topics)
+
+    run(main)
