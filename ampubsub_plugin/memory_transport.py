@@ -273,6 +273,9 @@ class MemoryTransport(Transport):
         if self._topic is None or self._handler is None:
             return
         try:
+            accept = getattr(self._handler, "accept", None)
+            if accept is not None and not accept(sender, data):
+                return
             self._handler.on_message(sender, data)
         except Exception:
             log.exception("%r: on_message raised", self)

@@ -30,7 +30,7 @@ import math
 import re
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from asyncmachine import Event, Machine, Result, Transition, Waiter
 
 from ._gossip import INTENT_STATES, GossipConfig, GossipCore
 from ._gossip import Event as CoreEvent
+from ._gossip.pacing import TokenBucket
 from ._runtime import Runtime, Task, run_is_ending, runtime_for_caller
 from ._views import RemoteViews
 from .hooks import TopicHooks
@@ -56,6 +57,8 @@ log = logging.getLogger("ampubsub.topic")
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 #: publish only while the slowest peer's outbound queue is below this
 OUTBOUND_BACKLOG = 16
+#: decoded messages kept between the validator and the handler
+DECODED_KEPT = 1024
 #: how long ``dispose()`` may spend sending the last updates and the bye
 BYE_TIMEOUT = 2.0
 #: ... and then waiting for the transport to write out what it queued
@@ -511,21 +514,60 @@ async def _serve_transport(
 
 
 class _Inbound:
-    """Transport callbacks, on the runtime thread: everything becomes a state."""
+    """Transport callbacks, on the runtime thread: everything becomes a state.
+
+    ``accept`` is the transport's validator (gossipsub doesn't forward what
+    it refuses): a payload must decode, and its author must be within its
+    budget (``author_rate``/``author_burst``), so a flooding peer costs the
+    others little and its flood stops at the first hop. The decoded message
+    is kept for ``on_message`` (a few hundred at most, while queued).
+    """
 
     def __init__(self, topic: Topic) -> None:
         self.topic = topic
         #: neighbours reported before Joined (replayed once joined)
         self.early: set[str] = set()
+        self._budgets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._decoded: OrderedDict[bytes, Message] = OrderedDict()
 
-    def on_message(self, sender: str, data: bytes) -> None:
+    def accept(self, sender: str, data: bytes) -> bool:
         topic = self.topic
+        cfg, counters = topic.config, topic.core.counters
+        budget = self._budgets.get(sender)
+        if budget is None:
+            budget = self._budgets[sender] = TokenBucket(
+                cfg.author_rate, cfg.author_burst
+            )
+            while len(self._budgets) > cfg.max_peers:
+                self._budgets.popitem(last=False)
+        now = topic._now()
+        if not budget.available(now):
+            counters["drop_author_budget"] += 1
+            return False
+        budget.spend(now, 1)
         try:
             msg = decode(data, strict_relations=False)
         except ProtocolError as err:
-            topic.core.counters[f"drop_{err.reason}"] += 1
-            log.debug("%s: dropped a message from %s: %s", topic, sender, err)
-            return
+            counters[f"drop_{err.reason}"] += 1
+            log.debug("%s: refused a message from %s: %s", topic, sender, err)
+            return False
+        self._decoded[data] = msg  # (py-libp2p hands on_message a copy)
+        while len(self._decoded) > DECODED_KEPT:
+            self._decoded.popitem(last=False)
+        return True
+
+    def on_message(self, sender: str, data: bytes) -> None:
+        topic = self.topic
+        kept = self._decoded.pop(data, None)
+        if kept is not None:
+            msg = kept
+        else:  # a transport that doesn't validate first
+            try:
+                msg = decode(data, strict_relations=False)
+            except ProtocolError as err:
+                topic.core.counters[f"drop_{err.reason}"] += 1
+                log.debug("%s: dropped a message from %s: %s", topic, sender, err)
+                return
         state = MSG_STATES[msg.TYPE]
         if topic.mach.add(state, {"peer_id": sender, "msg": msg}) == 1:
             topic.core.counters["drop_not_joined"] += 1

@@ -43,6 +43,18 @@ class TransportHandler(Protocol):
         """A directly connected peer unsubscribed or disconnected."""
 
 
+class AcceptingHandler(TransportHandler, Protocol):
+    """A handler that also judges payloads before they are taken or forwarded.
+
+    Transports that relay (gossipsub) call ``accept`` as a validator: False
+    drops the payload unseen by ``on_message`` and keeps it from being
+    forwarded to other peers. Transports look for it with ``getattr``.
+    """
+
+    def accept(self, sender: str, data: bytes) -> bool:
+        """Whether ``sender``'s payload is well-formed and within its budget."""
+
+
 class Transport(ABC):
     """One peer on one broadcast topic."""
 

@@ -71,6 +71,16 @@ class GossipConfig:
     #: outbound token bucket: messages per second, burst size
     rate: float = 30.0
     burst: int = 30
+    #: inbound budget per author (twice what an honest peer may send): past
+    #: it, an author's messages are dropped and, over gossipsub, not forwarded
+    author_rate: float = 60.0
+    author_burst: int = 120
+    #: what we miss (peers named but not introduced, clocks we lag behind,
+    #: clocks waiting for their machine's info) is forgotten this long after
+    #: it was noted, so a burst of names for peers that don't exist drains
+    missing_ttl: float = 30.0
+    #: peers one author may name into the missing table (its own name aside)
+    missing_per_author: int = 64
     #: bounds of the tables
     max_peers: int = 4096
     max_pending: int = 1024

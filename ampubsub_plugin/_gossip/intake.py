@@ -103,7 +103,7 @@ class Intake:
         elif not isinstance(msg, ByeMsg):
             introduced = isinstance(msg, InfoMsg) and sender in msg.peer_info
             if not introduced:
-                self._repair.missing(sender, now)
+                self._repair.missing(sender, now, sender)
         if isinstance(msg, InfoMsg):
             self._on_info(sender, msg, now, newcomer, events)
         elif isinstance(msg, UpdatesMsg):
@@ -143,7 +143,7 @@ class Intake:
                 continue
             owner = sender == peer
             if not owner:
-                infos = self._proven_infos(peer, infos, now)
+                infos = self._proven_infos(sender, peer, infos, now)
                 if not infos:
                     continue
             # an introduction arrived: our own pending answer is redundant
@@ -278,11 +278,13 @@ class Intake:
                 signature = proof.signatures.get(index) if proof else None
                 if record is None:
                     if owner:  # ours to keep until the machine is introduced
-                        self._repair.buffer(peer, index, time, signature, incarnation)
+                        self._repair.buffer(
+                            peer, index, time, signature, incarnation, now
+                        )
                     else:  # unprovable without its identity: ask its owner
                         counters["drop_unsigned_relay"] += 1
                     if view is None:
-                        self._repair.missing(peer, now)
+                        self._repair.missing(peer, now, sender)
                     else:
                         self._repair.incomplete(peer, now)
                     continue
@@ -317,7 +319,7 @@ class Intake:
                 continue
             view = self._roster.get(peer)
             if view is None:
-                self._repair.missing(peer, now)
+                self._repair.missing(peer, now, sender)
                 continue
             owner = sender == peer
             if owner and incarnation != view.incarnation:
@@ -341,7 +343,7 @@ class Intake:
                         self._repair.incomplete(peer, now)
                     continue
                 if gossiped > record.time_sum:
-                    self._repair.behind(peer, index, gossiped)
+                    self._repair.behind(peer, index, gossiped, now)
                 elif gossiped < record.time_sum:
                     behind = True
             self._answers.gossiped(peer, sums, owner=owner, behind=behind, now=now)
@@ -418,7 +420,7 @@ class Intake:
         return True
 
     def _proven_infos(
-        self, peer: str, infos: dict[int, Info], now: float
+        self, sender: str, peer: str, infos: dict[int, Info], now: float
     ) -> dict[int, Info]:
         """The relayed introductions of ``peer`` that carry its signature."""
         proven: dict[int, Info] = {}
@@ -438,7 +440,7 @@ class Intake:
                 self._shared.counters["drop_unsigned_relay"] += 1
         if len(proven) < len(infos) or not infos:
             # the owner introduces itself when asked
-            self._repair.missing(peer, now)
+            self._repair.missing(peer, now, sender)
             if peer in self._roster:
                 self._repair.incomplete(peer, now)
         return proven

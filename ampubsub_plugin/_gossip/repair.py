@@ -14,13 +14,16 @@ Rules of this room:
    for as long (a hello or a snapshot is usually on the way). At most one
    request of a kind per ``request_interval``, and the same peer is asked
    about again only after ``rerequest``, counting others' requests too.
-4. Every table is bounded by ``max_peers`` / ``max_pending``.
+4. Every table is bounded by ``max_peers`` / ``max_pending``, one author
+   may name at most ``missing_per_author`` unknown peers, and what we miss
+   is forgotten ``missing_ttl`` after it was noted: names of peers that
+   don't exist cost a few requests, then nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 from ..protocol import Message, ReqInfoMsg, ReqUpdatesMsg
@@ -29,8 +32,8 @@ from .roster import Roster
 
 log = logging.getLogger("ampubsub.gossip")
 
-#: a buffered clock: vector, the owner's signature, its incarnation
-Pending = tuple[list[int], bytes | None, int]
+#: a buffered clock: vector, the owner's signature, its incarnation, when
+Pending = tuple[list[int], bytes | None, int, float]
 
 
 class Repair:
@@ -41,6 +44,11 @@ class Repair:
         self._roster = roster
         self.missing_peers: dict[str, float] = {}
         self.missing_updates: dict[str, dict[int, int]] = {}
+        #: when each peer's gap was first noted
+        self._gaps_since: dict[str, float] = {}
+        #: who named each missing peer, and how many each author named
+        self._named_by: dict[str, str] = {}
+        self._per_author: Counter[str] = Counter()
         #: owners' clocks for machines not introduced yet: (peer, index) ->
         #: the freshest (vector, signature, incarnation)
         self.pending: OrderedDict[tuple[str, int], Pending] = OrderedDict()
@@ -52,21 +60,36 @@ class Repair:
 
     # -- what we miss ----------------------------------------------------------------
 
-    def missing(self, peer: str, now: float) -> None:
-        """A peer we never heard introduced was named: ask about it later."""
+    def missing(self, peer: str, now: float, author: str) -> None:
+        """``author`` named a peer we never heard introduced: ask about it later."""
         if peer == self._shared.peer_id or peer in self._roster:
             return
-        if len(self.missing_peers) >= self._shared.config.max_peers:
-            self._shared.counters["drop_missing_full"] += 1
+        if peer in self.missing_peers:
             return
-        self.missing_peers.setdefault(peer, now)
+        cfg, counters = self._shared.config, self._shared.counters
+        if len(self.missing_peers) >= cfg.max_peers:
+            counters["drop_missing_full"] += 1
+            return
+        if author != peer:
+            if self._per_author[author] >= cfg.missing_per_author:
+                counters["drop_missing_author_cap"] += 1
+                return
+            self._per_author[author] += 1
+            self._named_by[peer] = author
+        self.missing_peers[peer] = now
 
     def incomplete(self, peer: str, now: float) -> None:
         """A known peer has machines we lack (or lack the schema of)."""
         self.missing_peers.setdefault(peer, now)
 
     def found(self, peer: str) -> None:
-        self.missing_peers.pop(peer, None)
+        if self.missing_peers.pop(peer, None) is None:
+            return
+        author = self._named_by.pop(peer, None)
+        if author is not None:
+            self._per_author[author] -= 1
+            if self._per_author[author] <= 0:
+                del self._per_author[author]
 
     def buffer(
         self,
@@ -75,12 +98,13 @@ class Repair:
         time: list[int],
         signature: bytes | None,
         incarnation: int,
+        now: float,
     ) -> None:
         """Keep an owner's clock for a machine it hasn't introduced to us yet."""
         key = (peer, index)
         old = self.pending.get(key)
         if old is None or old[2] < incarnation or sum(time) > sum(old[0]):
-            self.pending[key] = (time, signature, incarnation)
+            self.pending[key] = (time, signature, incarnation, now)
             self.pending.move_to_end(key)
         while len(self.pending) > self._shared.config.max_pending:
             self.pending.popitem(last=False)
@@ -94,7 +118,8 @@ class Repair:
         for key in [k for k in self.pending if k[0] == peer]:
             del self.pending[key]
 
-    def behind(self, peer: str, index: int, gossiped: int) -> None:
+    def behind(self, peer: str, index: int, gossiped: int, now: float) -> None:
+        self._gaps_since.setdefault(peer, now)
         gaps = self.missing_updates.setdefault(peer, {})
         gaps[index] = max(gaps.get(index, 0), gossiped)
 
@@ -104,6 +129,7 @@ class Repair:
             gap.pop(index, None)
             if not gap:
                 del self.missing_updates[peer]
+                self._gaps_since.pop(peer, None)
 
     def others_asked_info(self, peers: list[str], now: float) -> None:
         """Someone asked about these: their answers reach us too."""
@@ -179,10 +205,22 @@ class Repair:
                 del table[next(iter(table))]
 
     def expire(self, now: float) -> None:
-        horizon = now - 4 * self._shared.config.rerequest
+        cfg, counters = self._shared.config, self._shared.counters
+        horizon = now - 4 * cfg.rerequest
         for table in (self._asked_info, self._asked_updates):
             for key in [k for k, t in table.items() if t < horizon]:
                 del table[key]
+        old = now - cfg.missing_ttl
+        for peer in [p for p, t in self.missing_peers.items() if t < old]:
+            self.found(peer)
+            counters["missing_expired"] += 1
+        for peer in [p for p, t in self._gaps_since.items() if t < old]:
+            del self._gaps_since[peer]
+            self.missing_updates.pop(peer, None)
+            counters["missing_expired"] += 1
+        for stale in [k for k, v in self.pending.items() if v[3] < old]:
+            del self.pending[stale]
+            counters["pending_expired"] += 1
 
     def stats(self) -> dict[str, int]:
         return {

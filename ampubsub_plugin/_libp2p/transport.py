@@ -34,12 +34,13 @@ Things the topic must know:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
 
 from ..transport import Transport, TransportError, TransportHandler
 from .dial import DialPlan, parse_multiaddr
@@ -107,11 +108,30 @@ class Libp2pTransport(Transport):
         )
         self._peer_id = ID.from_pubkey(key_pair.public_key)
         self._public_keys = PublicKeys()
+        #: the handler's validator (see AcceptingHandler), while serving
+        self._accept: Callable[[str, bytes], bool] | None = None
         self._connect_timeout = connect_timeout
         # The stack of the serve() call entered and not finished, if any.
         self._stack: Stack | None = None
         # The joined topic (inbox.topic) and the entries on their way in.
         self._inbox = Inbox(self._peer_id)
+
+    def _validator(
+        self, accept: Callable[[str, bytes], bool]
+    ) -> Callable[[ID, rpc_pb2.Message], bool]:
+        """gossipsub's topic validator: what the handler refuses isn't forwarded."""
+        own = self._peer_id.to_bytes()
+
+        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            if msg.from_id == own:
+                return True
+            try:
+                return bool(accept(ID(msg.from_id).to_base58(), msg.data))
+            except Exception:  # a validator must not break py-libp2p's loop
+                log.debug("%s: validator failed", self.peer_id, exc_info=True)
+                return False
+
+        return validate
 
     def sign(self, data: bytes) -> bytes | None:
         signature: bytes = self._config.key_pair.private_key.sign(data)
@@ -160,6 +180,7 @@ class Libp2pTransport(Transport):
         if self._stack is not None:
             raise TransportError(f"{self!r} is already serving")
         stack = self._stack = Stack(self._config, self._inbox, self.peer_id)
+        self._accept = getattr(handler, "accept", None)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stack.run, handler, self._unsubscribe)
@@ -237,6 +258,8 @@ class Libp2pTransport(Transport):
                 f"{self.peer_id} already joined {inbox.topic!r}; leave it first"
             )
         inbox.follow(topic)
+        if self._accept is not None:
+            run.pubsub.set_topic_validator(topic, self._validator(self._accept), False)
         try:
             await run.pubsub.subscribe(topic)
         except BaseException:

@@ -168,6 +168,45 @@ def test_two_peers_join_and_publish_both_ways() -> None:
     run(main)
 
 
+class Picky(Recorder):
+    """A handler with a validator: refuses payloads that start with b"bad"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.judged: list[bytes] = []
+
+    def accept(self, sender: str, data: bytes) -> bool:
+        self.judged.append(data)
+        return not data.startswith(b"bad")
+
+
+def test_what_the_handler_refuses_is_neither_delivered_nor_forwarded() -> None:
+    async def main() -> None:
+        peers = [Peer(Libp2pTransport([TCP]), Picky()) for _ in range(3)]
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                await nursery.start(peer.t.serve, peer.rec)
+            a, b, c = peers
+            await join_all([a, b, c])
+            await a.t.connect(b.t.addrs)
+            await c.t.connect(b.t.addrs)  # C hears A only through B
+            await b.rec.wait_for(
+                lambda: b.t.topic_peers() == {a.t.peer_id, c.t.peer_id}
+            )
+            for peer in (a, b, c):
+                assert await peer.t.wait_mesh(10)
+            await a.t.publish(b"bad: not for anyone")
+            await a.t.publish(b"good")
+            await c.rec.wait_message(a.t.peer_id, b"good")
+            assert b"bad: not for anyone" in b.rec.judged  # B judged it ...
+            assert (a.t.peer_id, b"bad: not for anyone") not in b.rec.messages
+            assert b"bad: not for anyone" not in c.rec.judged  # ... and kept it
+            assert c.rec.messages == [(a.t.peer_id, b"good")]
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
 def test_relay_over_a_line_of_three() -> None:
     async def main() -> None:
         async with serving(3) as (a, b, c):

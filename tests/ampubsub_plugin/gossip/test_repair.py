@@ -210,3 +210,38 @@ def test_request_bookkeeping_is_bounded() -> None:
     # private tables: they have no public size, but must obey max_peers too
     assert len(a.repair._asked_info) <= a.config.max_peers
     assert len(a.repair._asked_updates) <= a.config.max_peers
+
+
+def test_one_author_names_at_most_missing_per_author_unknown_peers() -> None:
+    a = make("A", missing_per_author=8)
+    a.joined(0.0, alone=True)
+    a.receive("M", GossipMsg({f"X{i}": {0: 1} for i in range(50)}), 1.0)
+    assert a.stats()["missing_peers"] == 9  # 8 named by M, and M itself
+    assert a.counters["drop_missing_author_cap"] == 42
+    # another author still gets heard
+    a.receive("N", GossipMsg({"Y": {0: 1}}), 1.0)
+    assert a.stats()["missing_peers"] == 11
+
+
+def test_what_we_miss_drains_after_missing_ttl_and_requests_stop() -> None:
+    a = make("A", missing_ttl=10.0, request_grace=0.5)
+    a.joined(0.0, alone=True)
+    a.collect(0.0)
+    b = make("B")
+    b.export(worker("b1"))
+    introduced(b, a)
+    names = {f"X{i}": {0: 1} for i in range(20)}
+    a.receive("M", GossipMsg({**names, "B": {0: 9}}), 1.0)  # B "ahead" too
+    a.receive("Z", UpdatesMsg({"Z": {3: [1, 0, 0, 0]}}), 1.0)  # Z never says more
+    early = [m for s in range(10, 60) for m in a.collect(s / 10)]
+    assert asked(early, ReqInfoMsg) and asked(early, ReqUpdatesMsg) == {"B"}
+    stats = a.stats()
+    assert stats["missing_peers"] and stats["missing_updates"]
+    assert stats["pending_updates"] == 1
+    a.heartbeat(12.0)
+    stats = a.stats()
+    assert (stats["missing_peers"], stats["missing_updates"]) == (0, 0)
+    assert stats["pending_updates"] == 0
+    assert a.counters["missing_expired"] and a.counters["pending_expired"] == 1
+    later = [m for s in range(120, 600) for m in a.collect(s / 10)]
+    assert asked(later, ReqInfoMsg) == asked(later, ReqUpdatesMsg) == set()
