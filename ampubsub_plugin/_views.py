@@ -12,6 +12,7 @@ runs the topic machine.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Protocol
 
 from ._gossip import (
@@ -60,6 +61,45 @@ class RemoteViews:
             for peer, index, _ in self._core.records()
             if (remote := remotes.get((peer, index))) is not None
         ]
+
+    def find(
+        self,
+        *,
+        id: str | None = None,
+        id_partial: str | None = None,
+        id_regex: str | re.Pattern[str] | None = None,
+        peer_id: str | None = None,
+        parent: str | None = None,
+        tag: str | None = None,
+        connected: bool | None = None,
+    ) -> list[RemoteMachine]:
+        """The remote machines matching every filter given (``Topic.list_machines``).
+
+        ``tag`` matches a tag equal to it or a ``key:value`` tag with it as key.
+        """
+        pattern = re.compile(id_regex) if isinstance(id_regex, str) else id_regex
+        found = []
+        for remote in self.all():
+            if remote.is_disposed:
+                continue
+            if id is not None and remote.id != id:
+                continue
+            if id_partial is not None and id_partial not in remote.id:
+                continue
+            if pattern is not None and not pattern.search(remote.id):
+                continue
+            if peer_id is not None and remote.peer_id != peer_id:
+                continue
+            if parent is not None and remote.parent_id != parent:
+                continue
+            if tag is not None and not any(
+                t == tag or t.startswith(tag + ":") for t in remote.tags
+            ):
+                continue
+            if connected is not None and remote.is_connected != connected:
+                continue
+            found.append(remote)
+        return found
 
     def apply(self, events: list[Event], hooks: ViewHooks) -> None:
         """Apply each event; one that fails never stops the others.

@@ -30,23 +30,23 @@ import math
 import re
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from asyncmachine import Event, Machine, Result, Transition, Waiter
+from asyncmachine import Event, Machine, Result, Waiter
 
 from ._gossip import INTENT_STATES, GossipConfig, GossipCore
 from ._gossip import Event as CoreEvent
-from ._gossip.pacing import TokenBucket
+from ._inbound import ExportTracer, Inbound
 from ._runtime import Runtime, Task, run_is_ending, runtime_for_caller
 from ._views import RemoteViews
 from .hooks import TopicHooks
-from .protocol import ByeMsg, Message, ProtocolError, decode, encode
+from .protocol import ByeMsg, Message, ProtocolError, encode
 from .remote import RemoteMachine
-from .states import MSG_STATES, TOPIC_SCHEMA
+from .states import TOPIC_SCHEMA
 from .transport import Transport, TransportError
 
 if TYPE_CHECKING:
@@ -57,8 +57,6 @@ log = logging.getLogger("ampubsub.topic")
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 #: publish only while the slowest peer's outbound queue is below this
 OUTBOUND_BACKLOG = 16
-#: decoded messages kept between the validator and the handler
-DECODED_KEPT = 1024
 #: how long ``dispose()`` may spend sending the last updates and the bye
 BYE_TIMEOUT = 2.0
 #: ... and then waiting for the transport to write out what it queued
@@ -98,7 +96,6 @@ class Topic:
         self.runtime: Runtime | None = None
         self._serve_task: Task | None = None
         self._wake_event: trio.Event | None = None
-        self._inbound = _Inbound(self)
         self.core = GossipCore("", config=self.config)
         self._views = RemoteViews(self.core)
         self._hooks = TopicHooks(self, self.core.counters)
@@ -109,12 +106,13 @@ class Topic:
         self._sending = trio.Lock()
         #: dispose() was called: the goodbye sends from now on, the send loop stops
         self._leaving = False
-        self._tracers: dict[int, _ExportTracer] = {}
+        self._tracers: dict[int, ExportTracer] = {}
         self.mach = Machine(
             TOPIC_SCHEMA,
             id=id or f"ps-{name}-{secrets.token_hex(2)}",
             tags=["ampubsub:topic", f"topic:{name}"],
         )
+        self._inbound = Inbound(self.mach, self.config, self.core.counters, self._now)
         self.mach.bind(_Handlers(self))
         for machine in machines:
             self.export(machine)
@@ -187,7 +185,9 @@ class Topic:
         index = self.core.export(machine)
         self._wake()
         if index not in self._tracers:
-            tracer = _ExportTracer(self, index)
+            tracer = ExportTracer(
+                index, self.core.mark_dirty, self._wake, self.unexport
+            )
             self._tracers[index] = tracer
             machine.bind_tracer(tracer)
         return index
@@ -225,29 +225,15 @@ class Topic:
 
         ``tag`` matches a tag equal to it or a ``key:value`` tag with it as key.
         """
-        pattern = re.compile(id_regex) if isinstance(id_regex, str) else id_regex
-        result = []
-        for remote in self._views.all():
-            if remote.is_disposed:
-                continue
-            if id is not None and remote.id != id:
-                continue
-            if id_partial is not None and id_partial not in remote.id:
-                continue
-            if pattern is not None and not pattern.search(remote.id):
-                continue
-            if peer_id is not None and remote.peer_id != peer_id:
-                continue
-            if parent is not None and remote.parent_id != parent:
-                continue
-            if tag is not None and not any(
-                t == tag or t.startswith(tag + ":") for t in remote.tags
-            ):
-                continue
-            if connected is not None and remote.is_connected != connected:
-                continue
-            result.append(remote)
-        return result
+        return self._views.find(
+            id=id,
+            id_partial=id_partial,
+            id_regex=id_regex,
+            peer_id=peer_id,
+            parent=parent,
+            tag=tag,
+            connected=connected,
+        )
 
     @property
     def counters(self) -> dict[str, int]:
@@ -508,100 +494,9 @@ class Topic:
 
 
 async def _serve_transport(
-    transport: Transport, handler: _Inbound, task_status: Any = trio.TASK_STATUS_IGNORED
+    transport: Transport, handler: Inbound, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
     await transport.serve(handler, task_status=task_status)
-
-
-class _Inbound:
-    """Transport callbacks, on the runtime thread: everything becomes a state.
-
-    ``accept`` is the transport's validator (gossipsub doesn't forward what
-    it refuses): a payload must decode, and its author must be within its
-    budget (``author_rate``/``author_burst``), so a flooding peer costs the
-    others little and its flood stops at the first hop. The decoded message
-    is kept for ``on_message`` (a few hundred at most, while queued).
-    """
-
-    def __init__(self, topic: Topic) -> None:
-        self.topic = topic
-        #: neighbours reported before Joined (replayed once joined)
-        self.early: set[str] = set()
-        self._budgets: OrderedDict[str, TokenBucket] = OrderedDict()
-        self._decoded: OrderedDict[bytes, Message] = OrderedDict()
-
-    def accept(self, sender: str, data: bytes) -> bool:
-        topic = self.topic
-        cfg, counters = topic.config, topic.core.counters
-        budget = self._budgets.get(sender)
-        if budget is None:
-            budget = self._budgets[sender] = TokenBucket(
-                cfg.author_rate, cfg.author_burst
-            )
-            while len(self._budgets) > cfg.max_peers:
-                self._budgets.popitem(last=False)
-        now = topic._now()
-        if not budget.available(now):
-            counters["drop_author_budget"] += 1
-            return False
-        budget.spend(now, 1)
-        try:
-            msg = decode(data, strict_relations=False)
-        except ProtocolError as err:
-            counters[f"drop_{err.reason}"] += 1
-            log.debug("%s: refused a message from %s: %s", topic, sender, err)
-            return False
-        self._decoded[data] = msg  # (py-libp2p hands on_message a copy)
-        while len(self._decoded) > DECODED_KEPT:
-            self._decoded.popitem(last=False)
-        return True
-
-    def on_message(self, sender: str, data: bytes) -> None:
-        topic = self.topic
-        kept = self._decoded.pop(data, None)
-        if kept is not None:
-            msg = kept
-        else:  # a transport that doesn't validate first
-            try:
-                msg = decode(data, strict_relations=False)
-            except ProtocolError as err:
-                topic.core.counters[f"drop_{err.reason}"] += 1
-                log.debug("%s: dropped a message from %s: %s", topic, sender, err)
-                return
-        state = MSG_STATES[msg.TYPE]
-        if topic.mach.add(state, {"peer_id": sender, "msg": msg}) == 1:
-            topic.core.counters["drop_not_joined"] += 1
-
-    def on_peer_joined(self, peer_id: str) -> None:
-        if not self.topic.mach.is_active("Joined"):
-            self.early.add(peer_id)  # PeerJoined requires Joined
-            return
-        self.topic.mach.add("PeerJoined", {"peer_id": peer_id})
-
-    def on_peer_left(self, peer_id: str) -> None:
-        self.early.discard(peer_id)
-        self.topic.mach.add("PeerLeft", {"peer_id": peer_id})
-
-    def replay_early(self) -> None:
-        early, self.early = self.early, set()
-        for peer_id in sorted(early):
-            self.topic.mach.add("PeerJoined", {"peer_id": peer_id})
-
-
-class _ExportTracer:
-    """Attached to each exported machine: a changed clock marks it dirty."""
-
-    def __init__(self, topic: Topic, index: int) -> None:
-        self.topic = topic
-        self.index = index
-
-    def transition_end(self, tx: Transition) -> None:
-        changed = tx.time_after is not tx.time_before and not tx.is_check
-        if changed and self.topic.core.mark_dirty(self.index):
-            self.topic._wake()  # the first change since the last send
-
-    def machine_dispose(self, machine: Machine) -> None:
-        self.topic.unexport(machine)
 
 
 class _Handlers:
