@@ -124,28 +124,33 @@ class Intake:
         self, sender: str, msg: InfoMsg, now: float, newcomer: bool, events: list[Event]
     ) -> None:
         me = self._shared.peer_id
-        relayed = set(msg.peer_info) - {sender}
-        stale_self = self._stale_self(msg.peer_info.get(me))
+        # what counts is what its owners signed: a relay can't make a
+        # snapshot (or silence our hello) out of peers nobody proved
+        proven: dict[str, dict[int, Info]] = {}
+        for peer, infos in msg.peer_info.items():
+            if peer == sender:
+                proven[peer] = infos
+            elif peer != me:
+                got = self._proven_infos(sender, peer, infos, now)
+                if got:
+                    proven[peer] = got
+        mine = msg.peer_info.get(me)
+        stale_self = self._stale_self(mine)
+        # a copy of our own introduction, relayed: did it come from this run?
+        me_shown = mine is not None and not stale_self and self._proven_mine(mine)
+        relayed = (set(proven) - {sender}) | ({me} if me_shown else set())
         if sender in msg.peer_info and (me in relayed or len(relayed) > 1):
-            # a snapshot naming a previous run of ours did not hear this one
-            covered = set(msg.peer_info) - ({me} if stale_self else set())
             self._discovery.snapshot_seen(
-                sender, covered, now, exporting=len(self._exports) > 0
+                sender, relayed | {sender}, now, exporting=len(self._exports) > 0
             )
         elif newcomer and msg.peer_info.get(sender):
             self._discovery.snapshot_wanted(now)  # a newcomer's hello asks for one
-        for peer, infos in msg.peer_info.items():
-            if peer == me:
-                if stale_self:
-                    self._discovery.announce()  # they show an old run of ours
-                else:
-                    self._discovery.heard = True
-                continue
+        if stale_self:
+            self._discovery.announce()  # they show an old run of ours
+        elif me_shown:
+            self._discovery.heard = True
+        for peer, infos in proven.items():
             owner = sender == peer
-            if not owner:
-                infos = self._proven_infos(sender, peer, infos, now)
-                if not infos:
-                    continue
             # an introduction arrived: our own pending answer is redundant
             self._answers.info.pop(peer, None)
             self._answers.introduced(peer, now)
@@ -383,6 +388,27 @@ class Intake:
             events.extend(self._roster.silence(view, now))
 
     # -- trust -----------------------------------------------------------------
+
+    def _proven_mine(self, infos: dict[int, Info]) -> bool:
+        """Is any of these infos about us signed by us (our hello, relayed)?
+
+        An empty introduction (we export nothing) proves nothing.
+        """
+        me = self._shared.peer_id
+        return any(
+            info.states is not None
+            and self._shared.proven(
+                me,
+                index,
+                info.incarnation,
+                info.time,
+                identity_digest(
+                    info.id, info.states, info.tags, info.parent, info.schema_hash
+                ),
+                info.signature,
+            )
+            for index, info in infos.items()
+        )
 
     def _stale_self(self, infos: dict[int, Info] | None) -> bool:
         """Do these infos about us come from a previous run of ours?

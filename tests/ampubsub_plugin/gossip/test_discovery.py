@@ -73,7 +73,8 @@ def test_a_joiner_that_gets_a_snapshot_does_not_ask_for_one() -> None:
     a.joined(0.0)
     a.collect(0.0)
     full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
-    snapshot = InfoMsg({"B": {0: full}, "A": {}}, {})
+    mine = signed("A", 0, info("a1", [0, 0, 0, 0]))  # A's hello, relayed
+    snapshot = InfoMsg({"B": {0: full}, "A": {0: mine}}, {})
     a.receive("B", wire(snapshot), 0.6)
     sent = [m for s in range(1, 1000) for m in a.collect(s / 100)]
     assert of_type(sent, ReqInfoMsg) == []
@@ -89,12 +90,13 @@ def test_a_joiner_repeats_its_hello_when_a_snapshot_lacks_it_not_before() -> Non
     early = [m for s in range(1, 150) for m in a.collect(s / 100)]
     assert infos_about(early, "A") == []
     full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
-    others = {p: {0: info(f"{p}1", [0, 0, 0, 0])} for p in "CD"}
+    others = {p: {0: signed(p, 0, info(f"{p}1", [0, 0, 0, 0]))} for p in "CD"}
     a.receive("B", wire(InfoMsg({"B": {0: full}, **others}, {})), 1.5)
     (again,) = infos_about(a.collect(1.5), "A")  # the sender never got it
     assert list(again.peer_info) == ["A"]
     # a snapshot that includes us: heard, no more hellos
-    with_us = InfoMsg({"B": {0: full}, "A": {0: info("a1", [0, 0, 0, 0])}}, {})
+    mine = signed("A", 0, info("a1", [0, 0, 0, 0]))
+    with_us = InfoMsg({"B": {0: full}, "A": {0: mine}}, {})
     a.receive("B", wire(with_us), 2.0)
     later = [m for s in range(200, 3000) for m in a.collect(s / 100)]
     assert infos_about(later, "A") == []
@@ -350,7 +352,8 @@ def test_a_snapshot_settles_a_joiner_and_a_hello_does_not() -> None:
     a.receive("B", wire(InfoMsg({"B": {0: info("b1", [0, 0, 0, 0])}}, {})), 0.5)
     assert a.discovery.phase is Phase.JOINING  # B's hello names only B
     full = info("c1", [0, 0, 0, 0], schema=worker("c1").schema)
-    a.receive("C", wire(InfoMsg({"C": {0: full}, "A": {}}, {})), 1.0)
+    mine = signed("A", 0, info("a1", [0, 0, 0, 0]))
+    a.receive("C", wire(InfoMsg({"C": {0: full}, "A": {0: mine}}, {})), 1.0)
     assert a.discovery.phase is Phase.SETTLED
 
 
@@ -380,17 +383,38 @@ def test_a_sender_steps_down_only_for_a_snapshot_that_knows_more() -> None:
         hello = InfoMsg({peer: {0: info(f"{peer.lower()}1", [0, 0, 0, 0])}}, {})
         s.receive(peer, wire(hello), 0.5)
     # T's snapshot lacks U and teaches nothing new: S stays the sender
-    partial = InfoMsg({"T": {0: info("t1", [0, 0, 0, 0])}, "S": {}}, {})
+    relayed_s = {0: signed("S", 0, info("s1", [0, 0, 0, 0]))}
+    partial = InfoMsg({"T": {0: info("t1", [0, 0, 0, 0])}, "S": relayed_s}, {})
     s.receive("T", wire(partial), 1.0)
     assert s.discovery.phase is Phase.SENDER
     # T's next snapshot names V, whom S never heard of: T knows more
     fuller = InfoMsg(
         {
             "T": {0: info("t1", [0, 0, 0, 0])},
-            "S": {},
-            "V": {0: info("v1", [0, 0, 0, 0])},
+            "S": relayed_s,
+            "V": {0: signed("V", 0, info("v1", [0, 0, 0, 0]))},
         },
         {},
     )
     s.receive("T", wire(fuller), 2.0)
     assert s.discovery.phase is Phase.SETTLED and not s.discovery.is_sender
+
+
+def test_an_unsigned_snapshot_neither_settles_a_joiner_nor_unseats_a_sender() -> None:
+    """A poisoner's "snapshot" of peers nobody signed is no snapshot."""
+    fake = {p: {0: info(f"{p}1", [5, 5, 5, 5])} for p in "XYZ"}
+    a = make("A", snapshot_wait=2.0)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    poison = InfoMsg({"P": {}, "A": {0: info("a1", [9, 0, 0, 0])}, **fake}, {})
+    a.receive("P", wire(poison), 0.5)
+    assert a.discovery.phase is Phase.JOINING and not a.discovery.heard
+    asks = [m for s in range(50, 300) for m in of_type(a.collect(s / 100), ReqInfoMsg)]
+    assert ReqInfoMsg([]) in asks  # it still asks for a real snapshot
+    s = make("S")
+    s.export(worker("s1"))
+    s.joined(0.0, alone=True)
+    s.collect(0.0)
+    s.receive("P", wire(InfoMsg({"P": {}, **fake}, {})), 1.0)
+    assert s.discovery.is_sender
