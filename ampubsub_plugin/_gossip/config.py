@@ -86,6 +86,9 @@ class GossipConfig:
     max_pending: int = 1024
     max_schemas: int = 1024
     max_machines_per_peer: int = 1024
+    #: states of all of one peer's machines shown here (a remote machine
+    #: costs about 1 KB per state: this bounds what one member can pin)
+    max_states_per_peer: int = 65536
     #: machines per info message (bigger snapshots are split)
     infos_per_message: int = 256
 

@@ -215,8 +215,13 @@ class Intake:
         if index in view.refused:
             view.refused[index] = sum(info.time)
             return events
-        if len(view.machines) >= self._shared.config.max_machines_per_peer:
+        cfg = self._shared.config
+        if len(view.machines) >= cfg.max_machines_per_peer:
             counters["drop_machines_full"] += 1
+            return events
+        held = sum(len(m.states) for m in view.machines.values())
+        if held + len(info.states) > cfg.max_states_per_peer:
+            counters["drop_states_full"] += 1  # what one member may pin here
             return events
         schema = self._roster.schema_for(info)
         if schema is None:

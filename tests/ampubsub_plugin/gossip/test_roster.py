@@ -174,3 +174,12 @@ def test_machines_of_one_peer_are_bounded() -> None:
         infos = {k * 1000 + i: info(f"m{k}-{i}", [0, 0, 0, 0]) for i in range(1000)}
         a.receive("X", InfoMsg({"X": infos}, {}), 1.0)
     assert a.stats()["remote_machines"] <= MAX_MACHINES_PER_PEER
+
+
+def test_one_member_pins_at_most_max_states_per_peer_states() -> None:
+    a = make("A", max_states_per_peer=10)
+    a.joined(0.0, alone=True)
+    machines = {i: info(f"m{i}", [0, 0, 0, 0]) for i in range(5)}  # 4 states each
+    a.receive("B", wire(InfoMsg({"B": machines}, {})), 1.0)
+    assert len(a.remotes()) == 2  # 8 states; a third would make 12
+    assert a.counters["drop_states_full"] == 3
