@@ -641,7 +641,7 @@ def test_entry_point_plugins_are_guarded(
     ]
 
 
-# -- end to end: real topics (pass once topic.py calls through TopicHooks) ----------
+# -- end to end: real topics --------------------------------------------------------
 
 
 def discovery_order(
@@ -651,7 +651,7 @@ def discovery_order(
 
 
 def test_a_wrapper_wraps_discovery_on_the_memory_transport(
-    plugins: Registry, order: list[tuple[Any, ...]]
+    plugins: Registry, order: list[tuple[Any, ...]], monitor: Monitor
 ) -> None:
     plugins.add(Plain(order))
     plugins.add(Wrapper(order))
@@ -669,6 +669,13 @@ def test_a_wrapper_wraps_discovery_on_the_memory_transport(
                 "wrapper after",
             ]
             assert discovery_order(order, a, "w") == []  # a exports it
+            # pluggy's monitoring saw the topic's call, with the topic in it
+            seen = [
+                kwargs
+                for when, name, kwargs in monitor.traced
+                if when == "after" and name == "ampubsub_machine_discovered"
+            ]
+            assert [(k["topic"], k["remote"].id) for k in seen] == [(b, "w")]
         finally:
             await dispose_all([a, b])
 
