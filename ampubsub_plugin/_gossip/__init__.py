@@ -5,8 +5,9 @@
 peers and their machines as plain records), ``exports`` (own machines; the
 one cross-thread room), ``discovery`` (hello, snapshots, our phase),
 ``answers`` (who replies), ``repair`` (what we miss), ``pacing`` (rate,
-keepalive, gossip timing), ``intake`` (applying messages) and ``outbox``
-(building them). Nothing here does I/O.
+keepalive, gossip timing), ``liveness`` (probes, reunions), and the two
+flows across them (``rooms``): ``intake`` (applying messages) and
+``outbox`` (building them). Nothing here does I/O.
 """
 
 from .config import BYE_GRACE, GossipConfig, Signer

@@ -40,6 +40,7 @@ from .liveness import Liveness
 from .outbox import Outbox
 from .pacing import Pacing
 from .repair import Repair
+from .rooms import Rooms
 from .roster import MachineRecord, Roster
 
 log = logging.getLogger("ampubsub.gossip")
@@ -80,9 +81,18 @@ class GossipCore:
         self.answers = Answers(shared, self.roster)
         self.repair = Repair(shared, self.roster)
         self.liveness = Liveness(shared, self.roster)
-        rooms = (shared, self.roster, self.exports, self.discovery, self.answers)
-        self._intake = Intake(*rooms, self.repair, self.pacing, self.liveness)
-        self._outbox = Outbox(*rooms, self.repair, self.pacing, self.liveness)
+        rooms = Rooms(
+            shared,
+            self.roster,
+            self.exports,
+            self.discovery,
+            self.answers,
+            self.repair,
+            self.pacing,
+            self.liveness,
+        )
+        self._intake = Intake(rooms)
+        self._outbox = Outbox(rooms)
 
     @property
     def peer_id(self) -> str:

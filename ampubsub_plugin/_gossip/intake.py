@@ -41,43 +41,18 @@ from ..protocol import (
     schema_hash,
 )
 from ..remote import remote_schema
-from .answers import Answers
-from .config import BYE_GRACE, Shared
-from .discovery import Discovery
+from .config import BYE_GRACE
 from .events import Advanced, Discovered, Event, SchemaKnown
-from .exports import ExportTable
-from .liveness import Liveness
-from .pacing import Pacing
-from .repair import Repair
-from .roster import MachineRecord, PeerRecord, Roster
+from .rooms import Flow
+from .roster import MachineRecord, PeerRecord
 
 log = logging.getLogger("ampubsub.gossip")
 
 Sums = dict[str, dict[int, int]]
 
 
-class Intake:
+class Intake(Flow):
     """Applies one decoded message from an authenticated sender."""
-
-    def __init__(
-        self,
-        shared: Shared,
-        roster: Roster,
-        exports: ExportTable,
-        discovery: Discovery,
-        answers: Answers,
-        repair: Repair,
-        pacing: Pacing,
-        liveness: Liveness,
-    ) -> None:
-        self._shared = shared
-        self._roster = roster
-        self._exports = exports
-        self._discovery = discovery
-        self._answers = answers
-        self._repair = repair
-        self._pacing = pacing
-        self._liveness = liveness
 
     def receive(
         self, sender: str, msg: Message, now: float, events: list[Event]

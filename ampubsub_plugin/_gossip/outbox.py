@@ -37,42 +37,18 @@ from ..protocol import (
     UpdatesMsg,
     encode,
 )
-from .answers import Answers
-from .config import Shared
-from .discovery import Discovery
-from .exports import ExportTable
-from .liveness import Liveness
-from .pacing import Pacing
-from .repair import Repair
-from .roster import Roster
+from .rooms import Flow, Rooms
 
 log = logging.getLogger("ampubsub.gossip")
 
 Sums = dict[str, dict[int, int]]
 
 
-class Outbox:
+class Outbox(Flow):
     """Builds what is due; the facade's ``collect`` and ``publish_failed``."""
 
-    def __init__(
-        self,
-        shared: Shared,
-        roster: Roster,
-        exports: ExportTable,
-        discovery: Discovery,
-        answers: Answers,
-        repair: Repair,
-        pacing: Pacing,
-        liveness: Liveness,
-    ) -> None:
-        self._shared = shared
-        self._roster = roster
-        self._exports = exports
-        self._discovery = discovery
-        self._answers = answers
-        self._repair = repair
-        self._pacing = pacing
-        self._liveness = liveness
+    def __init__(self, rooms: Rooms) -> None:
+        super().__init__(rooms)
         self._schemas_sent: set[str] = set()
         self._builders: list[Callable[[float], list[Message]]] = [
             self._byes,
