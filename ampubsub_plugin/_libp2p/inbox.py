@@ -5,9 +5,13 @@ Rules:
 1. The hooks (:meth:`Inbox.on_message`, :meth:`Inbox.on_subscribed`,
    :meth:`Inbox.on_unsubscribed`) run inside py-libp2p's code: they only
    queue, never call the handler, never raise, never block.
-2. The queue is unbounded, so nothing is dropped (py-libp2p's own 32-slot
-   subscription channel is bypassed); a warning is logged while the backlog
-   is over :data:`INBOX_WARN_BACKLOG`.
+2. The queue bypasses py-libp2p's own 32-slot subscription channel (which
+   drops silently) and holds up to :data:`INBOX_LIMIT` entries with nothing
+   dropped; a warning is logged while the backlog is over
+   :data:`INBOX_WARN_BACKLOG`. Past the limit it sheds per author: a message
+   whose author already has at least its fair share of the queue is dropped
+   (counted in ``shed``), so one flooding peer can't crowd out the others;
+   peer events are never shed.
 3. One reader task (:meth:`Inbox.dispatch`) hands messages and peer events
    to the handler in the order py-libp2p saw them. A handler that raises is
    logged; the next entry is still delivered.
@@ -20,6 +24,8 @@ Rules:
 
 from __future__ import annotations
 
+from collections import Counter
+
 import trio
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
@@ -29,6 +35,8 @@ from .logs import log
 
 #: Inbox backlog (messages + events) above which a warning is logged.
 INBOX_WARN_BACKLOG = 10_000
+#: Backlog above which messages of the authors with the most queued are shed.
+INBOX_LIMIT = 20_000
 
 Event = tuple[str, int, str, bytes]  # (kind, generation, peer id, data)
 
@@ -44,9 +52,11 @@ class Inbox:
         "_backlog_warned",
         "_name",
         "_own",
+        "_queued",
         "_reported",
         "_send",
         "generation",
+        "shed",
         "topic",
     )
 
@@ -61,6 +71,9 @@ class Inbox:
         self._backlog_warned = False
         # Peers the handler was told joined (and not yet that they left).
         self._reported: set[str] = set()
+        #: messages waiting, by author; messages shed past INBOX_LIMIT
+        self._queued: Counter[str] = Counter()
+        self.shed = 0
 
     def follow(self, topic: str | None) -> None:
         """Queue entries of ``topic`` from now on; drop those already queued."""
@@ -87,7 +100,22 @@ class Inbox:
         except Exception:
             log.debug("%s: message with a bad from_id dropped", self._name)
             return
-        self._queue("message", sender, msg.data)
+        if self._over_share(sender):
+            self.shed += 1
+            return
+        if self._queue("message", sender, msg.data):
+            self._queued[sender] += 1
+
+    def _over_share(self, sender: str) -> bool:
+        """Past INBOX_LIMIT: has ``sender`` at least its fair share queued?"""
+        send = self._send
+        if send is None:
+            return False
+        backlog = send.statistics().current_buffer_used
+        if backlog < INBOX_LIMIT:
+            return False
+        fair = backlog // max(1, len(self._queued))
+        return self._queued[sender] >= fair
 
     def on_subscribed(self, topic: str, peer: ID) -> None:
         if topic == self.topic:
@@ -97,14 +125,14 @@ class Inbox:
         if topic == self.topic:
             self._queue("left", peer.to_base58())
 
-    def _queue(self, kind: str, peer: str, data: bytes = b"") -> None:
+    def _queue(self, kind: str, peer: str, data: bytes = b"") -> bool:
         send = self._send
         if send is None:
-            return
+            return False
         try:
             send.send_nowait((kind, self.generation, peer, data))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return
+            return False
         backlog = send.statistics().current_buffer_used
         if backlog > INBOX_WARN_BACKLOG and not self._backlog_warned:
             self._backlog_warned = True
@@ -113,6 +141,7 @@ class Inbox:
             )
         elif backlog < INBOX_WARN_BACKLOG // 2:
             self._backlog_warned = False
+        return True
 
     # -- the reader task -----------------------------------------------------
 
@@ -123,12 +152,15 @@ class Inbox:
         generation = -1
         async for kind, event_generation, peer, data in receive:
             if event_generation != self.generation:
+                if kind == "message":
+                    self._dequeued(peer)
                 continue  # queued before a leave or re-join
             if event_generation != generation:
                 generation = event_generation
                 self._reported.clear()
             try:
                 if kind == "message":
+                    self._dequeued(peer)
                     handler.on_message(peer, data)
                 elif kind == "joined":
                     if peer not in self._reported:
@@ -139,3 +171,10 @@ class Inbox:
                     handler.on_peer_left(peer)
             except Exception:
                 log.exception("%s: the handler's %s callback raised", self._name, kind)
+
+    def _dequeued(self, peer: str) -> None:
+        left = self._queued[peer] - 1
+        if left > 0:
+            self._queued[peer] = left
+        else:
+            self._queued.pop(peer, None)

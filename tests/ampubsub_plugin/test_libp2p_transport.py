@@ -470,3 +470,43 @@ def test_quic_two_peers() -> None:
         assert open_sockets() - sockets == set()
 
     run(main)
+
+
+def test_a_full_inbox_sheds_the_author_with_the_most_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.pb import rpc_pb2
+
+    from ampubsub_plugin._libp2p import inbox as inbox_module
+
+    monkeypatch.setattr(inbox_module, "INBOX_LIMIT", 10)
+    ids = [
+        ID.from_pubkey(create_new_key_pair(bytes([i]) * 32).public_key)
+        for i in range(3)
+    ]
+    own, flooder, honest = ids
+    inbox = inbox_module.Inbox(own)
+    inbox.follow(TOPIC)
+    send, receive = trio.open_memory_channel[inbox_module.Event](100)
+    inbox.attach(send)
+
+    def message(author: ID, data: bytes) -> rpc_pb2.Message:
+        return rpc_pb2.Message(from_id=author.to_bytes(), data=data, topicIDs=[TOPIC])
+
+    for i in range(30):
+        inbox.on_message(message(flooder, b"flood %d" % i))
+    inbox.on_message(message(honest, b"honest"))
+    inbox.on_subscribed(TOPIC, honest)  # peer events are never shed
+    queued = []
+    while True:
+        try:
+            queued.append(receive.receive_nowait())
+        except trio.WouldBlock:
+            break
+    kinds = [(kind, data) for kind, _, _, data in queued]
+    assert kinds.count(("message", b"honest")) == 1
+    assert ("joined", b"") in kinds
+    assert sum(1 for kind, data in kinds if data.startswith(b"flood")) == 10
+    assert inbox.shed == 20
