@@ -240,6 +240,7 @@ class Topic:
         """Messages in/out and drops by reason, plus table sizes."""
         merged = dict(self.core.counters)
         merged.update(self.core.stats())
+        merged.update(self.transport.counters())
         return merged
 
     # -- runtime plumbing ------------------------------------------------------

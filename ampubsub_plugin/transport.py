@@ -117,6 +117,10 @@ class Transport(ABC):
         """Messages waiting to go out to the slowest peer (0 when unknown)."""
         return 0
 
+    def counters(self) -> dict[str, int]:
+        """The transport's own counts (what it shed, say); shown in topic.counters."""
+        return {}
+
     def sign(self, data: bytes) -> bytes | None:
         """This peer's signature of ``data`` (None: this transport can't sign).
 

@@ -133,6 +133,9 @@ class Libp2pTransport(Transport):
 
         return validate
 
+    def counters(self) -> dict[str, int]:
+        return {"inbox_shed": self._inbox.shed}
+
     def sign(self, data: bytes) -> bytes | None:
         signature: bytes = self._config.key_pair.private_key.sign(data)
         return signature

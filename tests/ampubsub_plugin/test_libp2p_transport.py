@@ -510,3 +510,8 @@ def test_a_full_inbox_sheds_the_author_with_the_most_queued(
     assert ("joined", b"") in kinds
     assert sum(1 for kind, data in kinds if data.startswith(b"flood")) == 10
     assert inbox.shed == 20
+
+
+def test_what_the_inbox_shed_shows_in_the_transports_counters() -> None:
+    transport = Libp2pTransport([TCP])
+    assert transport.counters() == {"inbox_shed": 0}
