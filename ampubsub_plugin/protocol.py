@@ -46,6 +46,7 @@ from ._wire.messages import (
     UpdatesMsg,
     clock_proof_payload,
     identity_digest,
+    info_identity,
     schema_hash,
     time_sum,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "decode",
     "encode",
     "identity_digest",
+    "info_identity",
     "schema_hash",
     "time_sum",
 ]

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..protocol import clock_proof_payload
+from ..protocol import Info, clock_proof_payload, info_identity
 
 #: after a bye, messages from that peer are taken as sent before it for this long
 BYE_GRACE = 5.0
@@ -156,3 +156,12 @@ class Shared:
         """A random moment to answer in, so that the first answer suppresses others."""
         low, high = self.config.answer_delay
         return self.rng.uniform(low, high)
+
+    def proven_info(self, peer: str, index: int, info: Info) -> bool:
+        """Is this introduction of ``peer``'s machine signed by ``peer``?"""
+        if info.states is None:
+            return False  # no identity to check a signature against
+        identity = info_identity(info)
+        return self.proven(
+            peer, index, info.incarnation, info.time, identity, info.signature
+        )

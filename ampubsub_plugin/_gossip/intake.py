@@ -37,7 +37,6 @@ from ..protocol import (
     ReqInfoMsg,
     ReqUpdatesMsg,
     UpdatesMsg,
-    identity_digest,
     schema_hash,
 )
 from ..remote import remote_schema
@@ -375,20 +374,7 @@ class Intake(Flow):
         An empty introduction (we export nothing) proves nothing.
         """
         me = self._shared.peer_id
-        return any(
-            info.states is not None
-            and self._shared.proven(
-                me,
-                index,
-                info.incarnation,
-                info.time,
-                identity_digest(
-                    info.id, info.states, info.tags, info.parent, info.schema_hash
-                ),
-                info.signature,
-            )
-            for index, info in infos.items()
-        )
+        return any(self._shared.proven_info(me, i, info) for i, info in infos.items())
 
     def _stale_self(self, infos: dict[int, Info] | None) -> bool:
         """Do these infos about us come from a previous run of ours?
@@ -431,16 +417,7 @@ class Intake(Flow):
         """The relayed introductions of ``peer`` that carry its signature."""
         proven: dict[int, Info] = {}
         for index, info in infos.items():
-            if info.states is not None and self._shared.proven(
-                peer,
-                index,
-                info.incarnation,
-                info.time,
-                identity_digest(
-                    info.id, info.states, info.tags, info.parent, info.schema_hash
-                ),
-                info.signature,
-            ):
+            if self._shared.proven_info(peer, index, info):
                 proven[index] = info
             else:
                 self._shared.counters["drop_unsigned_relay"] += 1

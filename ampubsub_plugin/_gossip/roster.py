@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 from asyncmachine import State
 
-from ..protocol import Info, identity_digest, schema_hash
+from ..protocol import Info, info_identity, schema_hash
 from ..remote import remote_schema
 from .config import Shared
 from .events import Event, Gone, Revived
@@ -68,9 +68,7 @@ class MachineRecord:
         self.time = list(time)
         self.time_sum = sum(self.time)
         #: what the owner's signatures of this machine's clocks cover
-        self.identity = identity_digest(
-            info.id, states, info.tags, info.parent or "", info.schema_hash
-        )
+        self.identity = info_identity(info)
         #: the owner's signature of ``time`` (None: unsigned, as from Go peers)
         self.signature = info.signature
 

@@ -197,6 +197,13 @@ def identity_digest(
     return hashlib.blake2b(blob, digest_size=16, person=_IDENTITY_PERSON).digest()
 
 
+def info_identity(info: Info) -> bytes:
+    """The identity digest of the machine an ``Info`` introduces."""
+    return identity_digest(
+        info.id, info.states or [], info.tags, info.parent, info.schema_hash
+    )
+
+
 def clock_proof_payload(
     peer: str, index: int, incarnation: int, time: list[int], identity: bytes
 ) -> bytes:

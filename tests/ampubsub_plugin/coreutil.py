@@ -33,6 +33,7 @@ from ampubsub_plugin.protocol import (
     decode,
     encode,
     identity_digest,
+    info_identity,
     schema_hash,
 )
 from ampubsub_plugin.remote import RemoteMachine
@@ -309,9 +310,7 @@ def remote_of(core: CorePeer, machine_id: str) -> RemoteMachine:
 
 def signed(peer: str, index: int, got: Info, *, incarnation: int = 1) -> Info:
     """``got`` as its owner ``peer`` sends it: incarnation and signature set."""
-    identity = identity_digest(
-        got.id, got.states or [], got.tags, got.parent, got.schema_hash
-    )
+    identity = info_identity(got)
     payload = clock_proof_payload(peer, index, incarnation, got.time, identity)
     signature = PeerSigner(peer).sign(payload)
     return replace(got, incarnation=incarnation, signature=signature)
