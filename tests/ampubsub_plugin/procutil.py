@@ -1,6 +1,7 @@
 """Separate processes for fault tests: an owner program driven by stdin lines.
 
-``Process`` runs ``trust_program.py`` and reads its lines with a bound;
+``Process`` runs a program and reads its lines with a bound (``trust_program``
+starts ``trust_program.py``);
 ``watcher`` is a sync Topic in the test process (the first peer); the
 waits look at the watcher's topic machine, in whose handlers remote machines
 change.
@@ -12,7 +13,9 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,18 +28,25 @@ PROGRAM = Path(__file__).with_name("trust_program.py")
 TIMEOUT = 30
 SEED = bytes(range(32)).hex()
 
-class Process:
-    """A program whose stdout lines are read with a bound, killed at the end."""
 
-    def __init__(self, *args: str) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+class Process:
+    """A child whose stdout lines are read with a bound; killed at the end.
+
+    Its stderr goes to a file of its own, quoted when a wait fails.
+    """
+
+    def __init__(self, args: list[str], *, cwd: Path | None = None) -> None:
+        fd, name = tempfile.mkstemp(prefix="ampubsub-", suffix=".stderr")
+        self._stderr_path = Path(name)
+        self._stderr = os.fdopen(fd, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, str(PROGRAM), *args],
+            args,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
-            env=env,
+            cwd=cwd,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -47,30 +57,52 @@ class Process:
         for line in self.proc.stdout:
             self.lines.put(line.strip())
 
-    def line(self) -> str:
+    def stderr(self) -> str:
+        return self._stderr_path.read_text()[-3000:]
+
+    def line(self, timeout: float = TIMEOUT) -> str:
         try:
-            return self.lines.get(timeout=TIMEOUT)
+            return self.lines.get(timeout=timeout)
         except queue.Empty:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            assert self.proc.stderr is not None
-            error = self.proc.stderr.read()[-2000:]
-            self.kill()
-            raise AssertionError(f"no output in {TIMEOUT} s; stderr: {error}") from None
+            raise AssertionError(
+                f"no output in {timeout} s; stderr: {self.stderr()}"
+            ) from None
+
+    def line_with(self, text: str, timeout: float = TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.line(max(0.0, deadline - time.monotonic()))
+            if text in line:
+                return line
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running after {timeout} s; stderr: {self.stderr()}"
+            ) from None
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(TIMEOUT)
         self._reader.join(TIMEOUT)
-        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None:
                 pipe.close()
+        self._stderr.close()
+        self._stderr_path.unlink(missing_ok=True)
+
+
+def trust_program(*args: str) -> Process:
+    """``trust_program.py`` with these arguments (an owner or a forger)."""
+    return Process([sys.executable, str(PROGRAM), *args])
 
 
 class SeenFrom:
@@ -119,12 +151,10 @@ def wait_shown(watcher: Topic, peer: str, time_: list[int]) -> RemoteMachine:
 
 
 def start_owner(watcher: Topic) -> tuple[Process, str]:
-    owner = Process("owner", watcher.addrs[0], SEED)
+    owner = trust_program("owner", watcher.addrs[0], SEED)
     ready, peer = owner.line().split()
     assert ready == "ready"
     return owner, peer
-
-
 
 
 def second_watcher(first: Topic) -> Topic:

@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -50,6 +47,7 @@ from ampubsub_plugin._runtime import SharedRuntime
 from asyncmachine import Machine, Outcome, State
 
 from .netutil import run, start_network, until, worker
+from .procutil import Process
 
 HERE = Path(__file__).parent
 PROGRAM = HERE / "shutdown_program.py"
@@ -62,72 +60,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 # -- processes --------------------------------------------------------------------
-
-
-class Process:
-    """A child whose stdout lines are read with a bound; killed at the end."""
-
-    def __init__(self, args: list[str], stderr: Path, cwd: Path | None = None) -> None:
-        self._stderr_path = stderr
-        self._stderr = stderr.open("w")
-        self.proc = subprocess.Popen(
-            args,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            cwd=cwd,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-
-    def stderr(self) -> str:
-        return self._stderr_path.read_text()[-3000:]
-
-    def line(self, timeout: float = TIMEOUT) -> str:
-        try:
-            return self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(
-                f"no output in {timeout} s; stderr: {self.stderr()}"
-            ) from None
-
-    def line_with(self, text: str, timeout: float = TIMEOUT) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.line(max(0.0, deadline - time.monotonic()))
-            if text in line:
-                return line
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"still running after {timeout} s; stderr: {self.stderr()}"
-            ) from None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(TIMEOUT)
-        self._reader.join(TIMEOUT)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                pipe.close()
-        self._stderr.close()
 
 
 @pytest.fixture
@@ -143,19 +75,15 @@ def watcher() -> Iterator[Topic]:
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[list[Process]]:
+def processes() -> Iterator[list[Process]]:
     started: list[Process] = []
     yield started
     for process in started:
         process.kill()
 
 
-def program(
-    processes: list[Process], tmp_path: Path, *args: str, cwd: Path | None = None
-) -> Process:
-    process = Process(
-        [sys.executable, *args], tmp_path / f"stderr-{len(processes)}.txt", cwd
-    )
+def program(processes: list[Process], *args: str, cwd: Path | None = None) -> Process:
+    process = Process([sys.executable, *args], cwd=cwd)
     processes.append(process)
     return process
 
@@ -184,12 +112,11 @@ def assert_gone(watcher: Topic, remote: RemoteMachine, since: float) -> None:
 def test_a_program_that_exits_after_dispose_delivers_its_last_update_and_bye(
     watcher: Topic,
     processes: list[Process],
-    tmp_path: Path,
     kind: str,
     wait: bool,
 ) -> None:
     args = [str(PROGRAM), kind, watcher.name, watcher.addrs[0]]
-    owner = program(processes, tmp_path, *args, *(["--wait"] if wait else []))
+    owner = program(processes, *args, *(["--wait"] if wait else []))
     assert owner.line_with("ready") == "ready"
     remote = connected_owner(watcher)
     received = dict(watcher.counters)
@@ -213,10 +140,10 @@ def test_a_program_that_exits_after_dispose_delivers_its_last_update_and_bye(
 
 @pytest.mark.parametrize("kind", ["threads", "asyncio", "trio"])
 def test_sigterm_to_a_program_using_bye_on_signals_sends_the_bye(
-    watcher: Topic, processes: list[Process], tmp_path: Path, kind: str
+    watcher: Topic, processes: list[Process], kind: str
 ) -> None:
     args = [str(PROGRAM), kind, watcher.name, watcher.addrs[0]]
-    owner = program(processes, tmp_path, *args)
+    owner = program(processes, *args)
     assert owner.line_with("ready") == "ready"
     remote = connected_owner(watcher)
     owner.send("block")
@@ -229,10 +156,10 @@ def test_sigterm_to_a_program_using_bye_on_signals_sends_the_bye(
 
 
 def test_sigint_to_sync_code_sends_the_bye_then_raises_keyboard_interrupt(
-    watcher: Topic, processes: list[Process], tmp_path: Path
+    watcher: Topic, processes: list[Process]
 ) -> None:
     args = [str(PROGRAM), "threads", watcher.name, watcher.addrs[0]]
-    owner = program(processes, tmp_path, *args)
+    owner = program(processes, *args)
     assert owner.line_with("ready") == "ready"
     remote = connected_owner(watcher)
     owner.send("block")
@@ -246,11 +173,11 @@ def test_sigint_to_sync_code_sends_the_bye_then_raises_keyboard_interrupt(
 
 
 def test_sigterm_to_the_peer_command_sends_the_bye(
-    watcher: Topic, processes: list[Process], tmp_path: Path
+    watcher: Topic, processes: list[Process]
 ) -> None:
     args = ["-m", "ampubsub_plugin.cli", "peer", "--topic", watcher.name]
     args += ["--bootstrap", watcher.addrs[0], "--expose", "shutdown_program:owner"]
-    peer = program(processes, tmp_path, *args, cwd=HERE)
+    peer = program(processes, *args, cwd=HERE)
     peer.line_with("Ctrl-C to leave")
     remote = connected_owner(watcher)
     peer.proc.send_signal(signal.SIGTERM)

@@ -17,7 +17,7 @@ import pytest
 
 from ampubsub_plugin import Topic
 
-from .procutil import Process, SeenFrom, start_owner, wait_shown
+from .procutil import Process, SeenFrom, start_owner, trust_program, wait_shown
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,7 +33,7 @@ def test_forged_relayed_clocks_change_no_view_and_the_owners_next_change_shows(
         remote = wait_shown(watcher, victim, time_)
         seen = SeenFrom()
         watcher.mach.bind_tracer(seen)
-        forger = Process("forger", watcher.addrs[0], victim)
+        forger = trust_program("forger", watcher.addrs[0], victim)
         forged, forger_id = forger.line().split()
         assert forged == "forged"
         seen.wait(forger_id, 3)  # all three handled by the watcher
