@@ -72,11 +72,14 @@ class Liveness:
             self._probe_asks.discard(peer)
 
     def arrived(self, peer: str) -> None:
-        """A direct neighbour connected: if we show peers gone, ask after them."""
-        silent = [v.peer for v in self._roster.peers.values() if v.silent]
+        """A direct neighbour connected: if it is one we show gone, a link
+        healed, and the peers we show gone may be back too: ask after them.
+        (A newcomer's arrival says nothing about them.)"""
         view = self._roster.get(peer)
-        if silent and (view is None or view.silent):
-            self._reunion_asks.update(silent[:ASK_AT_MOST])
+        if view is None or not view.silent:
+            return
+        silent = [v.peer for v in self._roster.peers.values() if v.silent]
+        self._reunion_asks.update(silent[:ASK_AT_MOST])
 
     def expire(self, now: float) -> list[Event]:
         """Show disconnected the probed peers that stayed silent."""

@@ -69,3 +69,12 @@ def test_after_a_reunion_the_peers_shown_gone_are_asked_after_and_come_back() ->
     (answer,) = of_type(b.collect(20.1), UpdatesMsg)
     assert a.receive("B", wire(answer), 20.2) == [Revived("B", 0)]
     assert remote_of(a, "b1").is_connected
+
+
+def test_a_newcomer_arriving_is_no_reason_to_ask_after_departed_peers() -> None:
+    a, _ = _pair()
+    a.peer_left("B", 1.0)
+    a.collect(1.0)
+    assert a.heartbeat(7.0) == [Gone("B", 0, forgotten=False)]
+    a.peer_joined("N", 8.0)  # someone new, not B coming back
+    assert of_type(a.collect(8.0), ReqUpdatesMsg) == []
