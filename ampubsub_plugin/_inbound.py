@@ -50,7 +50,8 @@ class Inbound:
         #: neighbours reported before Joined (replayed once joined)
         self.early: set[str] = set()
         self._budgets: OrderedDict[str, TokenBucket] = OrderedDict()
-        self._decoded: OrderedDict[bytes, Message] = OrderedDict()
+        #: validated payloads and when they arrived, until handed on
+        self._decoded: OrderedDict[bytes, tuple[Message, float]] = OrderedDict()
 
     def accept(self, sender: str, data: bytes) -> bool:
         cfg, counters = self._config, self._counters
@@ -72,14 +73,17 @@ class Inbound:
             counters[f"drop_{err.reason}"] += 1
             log.debug("%s: refused a message from %s: %s", self._mach.id, sender, err)
             return False
-        self._decoded[data] = msg  # (py-libp2p hands on_message a copy)
+        self._decoded[data] = (msg, now)  # (py-libp2p hands on_message a copy)
         while len(self._decoded) > DECODED_KEPT:
             self._decoded.popitem(last=False)
         return True
 
     def on_message(self, sender: str, data: bytes) -> None:
-        msg = self._decoded.pop(data, None)
-        if msg is None:  # a transport that doesn't validate first
+        validated = self._decoded.pop(data, None)
+        if validated is not None:
+            msg, arrived = validated
+        else:  # a transport that doesn't validate first
+            arrived = self._clock()
             try:
                 msg = decode(data, strict_relations=False)
             except ProtocolError as err:
@@ -89,7 +93,8 @@ class Inbound:
                 )
                 return
         state = MSG_STATES[msg.TYPE]
-        if self._mach.add(state, {"peer_id": sender, "msg": msg}) == 1:
+        args = {"peer_id": sender, "msg": msg, "arrived": arrived}
+        if self._mach.add(state, args) == 1:
             self._counters["drop_not_joined"] += 1
 
     def on_peer_joined(self, peer_id: str) -> None:

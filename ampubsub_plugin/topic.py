@@ -581,7 +581,11 @@ class _Handlers:
     def _receive(self, e: Event) -> None:
         t = self.t
         now = t._now()
-        t._step(t.core.receive(e.args["peer_id"], e.args["msg"], now), now)
+        args = e.args
+        events = t.core.receive(
+            args["peer_id"], args["msg"], now, arrived=args.get("arrived")
+        )
+        t._step(events, now)
 
     MsgInfo_state = _receive
     MsgUpdates_state = _receive

@@ -10,8 +10,10 @@ Rules of this room:
    network's size even when processing lags behind the random delays.
 3. A request about a peer introduced within ``answer_cooldown`` is not
    answered again: everyone just heard it.
-4. A hello from a known peer is acknowledged (a gossip of the sums we hold
-   for it) by the responders, unless someone else already told it.
+4. A hello from a known peer (a new machine, or a repeat: the owner doesn't
+   know it was heard) is acknowledged with a gossip of the sums we hold for
+   it, by the responders for the empty subject (the same few peers for every
+   owner, so acknowledgements batch), unless someone else already told it.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class Answers:
         me = self._shared.peer_id
         for peer in peers:
             recent = self._introduced_at.get(peer)
-            cooldown = self._shared.config.answer_cooldown
+            cooldown = self._shared.stretch(self._shared.config.answer_cooldown)
             if recent is not None and now - recent < cooldown:
                 continue  # everyone just heard it; the asker will hear the next
             if peer == me:
@@ -91,9 +93,18 @@ class Answers:
             self.updates.setdefault(peer, now + self._shared.answer_gap())
 
     def owner_spoke(self, peer: str, now: float) -> None:
-        """The owner introduced a new machine: one or two of us acknowledge it."""
-        if not self.acks.get(peer) and self.responder(peer):
-            self.acks[peer] = now + self._shared.answer_gap()
+        """The owner introduced a machine: one or two of us acknowledge it.
+
+        The same few peers acknowledge every owner (all rank alike for the
+        empty subject), and join the acknowledgement already planned: hellos
+        arriving together get one message, however many there are.
+        """
+        if self.acks.get(peer) or not self.responder(""):
+            return
+        planned = min(self.acks.values(), default=None)
+        if planned is None:
+            planned = now + self._shared.answer_gap()
+        self.acks[peer] = planned
 
     def gossiped(
         self, peer: str, sums: dict[int, int], *, owner: bool, behind: bool, now: float

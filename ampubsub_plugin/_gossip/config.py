@@ -91,6 +91,9 @@ class GossipConfig:
     max_states_per_peer: int = 65536
     #: machines per info message (bigger snapshots are split)
     infos_per_message: int = 256
+    #: back-pressure: suppression windows, grace periods and repeat gaps
+    #: grow by this many times the measured lag (``load``); 0 turns it off
+    back_pressure: float = 2.0
 
 
 class Signer(Protocol):
@@ -111,7 +114,15 @@ class Shared:
     believed).
     """
 
-    __slots__ = ("config", "counters", "incarnation", "peer_id", "rng", "signer")
+    __slots__ = (
+        "config",
+        "counters",
+        "incarnation",
+        "lag",
+        "peer_id",
+        "rng",
+        "signer",
+    )
 
     def __init__(
         self,
@@ -127,6 +138,16 @@ class Shared:
         self.signer = signer
         self.incarnation = incarnation
         self.counters: Counter[str] = Counter()
+        #: how far behind this peer runs, in seconds (the ``load`` room)
+        self.lag = 0.0
+
+    def stretch(self, seconds: float, factor: float = 1.0) -> float:
+        """A window widened for the lag: others' messages must be seen in it."""
+        return seconds + factor * self.config.back_pressure * self.lag
+
+    def late(self, due: float, factor: float = 1.0) -> float:
+        """A moment planned earlier, put off by the lag as it is now."""
+        return due + factor * self.config.back_pressure * self.lag
 
     def prove(self, index: int, time: list[int], identity: bytes) -> bytes | None:
         """Our signature of one of our clocks (None without a signer)."""
@@ -155,7 +176,7 @@ class Shared:
     def answer_gap(self) -> float:
         """A random moment to answer in, so that the first answer suppresses others."""
         low, high = self.config.answer_delay
-        return self.rng.uniform(low, high)
+        return self.rng.uniform(low, self.stretch(high))
 
     def proven_info(self, peer: str, index: int, info: Info) -> bool:
         """Is this introduction of ``peer``'s machine signed by ``peer``?"""

@@ -18,7 +18,8 @@ only touch the export table, which the core reads when it runs next.
 The rules live in the rooms: ``discovery`` (hello, snapshots, our phase),
 ``answers`` (who replies), ``repair`` (what we miss, requests), ``pacing``
 (rate, keepalive, gossip timing), ``roster`` (what we know of others),
-``intake`` (applying messages), ``outbox`` (building them).
+``intake`` (applying messages), ``outbox`` (building them), ``load`` (how
+far behind we run, which widens every window: back-pressure).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .events import Event, Refused
 from .exports import ExportTable
 from .intake import Intake
 from .liveness import Liveness
+from .load import Load
 from .outbox import Outbox
 from .pacing import Pacing
 from .repair import Repair
@@ -81,6 +83,7 @@ class GossipCore:
         self.answers = Answers(shared, self.roster)
         self.repair = Repair(shared, self.roster)
         self.liveness = Liveness(shared, self.roster)
+        self.load = Load(shared)
         rooms = Rooms(
             shared,
             self.roster,
@@ -109,6 +112,11 @@ class GossipCore:
     @property
     def config(self) -> GossipConfig:
         return self._shared.config
+
+    @property
+    def lag(self) -> float:
+        """How far behind this peer runs, in seconds (see ``load``)."""
+        return self._shared.lag
 
     @property
     def counters(self) -> Counter[str]:
@@ -183,8 +191,13 @@ class GossipCore:
 
     # -- inbound ---------------------------------------------------------------------
 
-    def receive(self, sender: str, msg: Message, now: float) -> list[Event]:
+    def receive(
+        self, sender: str, msg: Message, now: float, *, arrived: float | None = None
+    ) -> list[Event]:
         """Apply one decoded message authored by ``sender``.
+
+        ``arrived``: when the transport handed it over; how long it waited
+        since is part of the lag (``load``).
 
         Never raises: what a peer sends must not stop the topic. A message
         whose handling fails is dropped, counted (``drop_error`` and
@@ -194,6 +207,10 @@ class GossipCore:
         events: list[Event] = []
         try:
             self._sync_exports()
+            if sender != self._shared.peer_id:
+                self.load.observe(sender, msg.sent_at, now)
+                if arrived is not None:
+                    self.load.waited(now - arrived, now)
             self._intake.receive(sender, msg, now, events)
         except Exception as exc:
             counters = self._shared.counters
@@ -231,6 +248,8 @@ class GossipCore:
         events: list[Event] = []
         try:
             self._sync_exports()
+            self.load.update(now)
+            self.discovery.is_settled(now)  # settling by waiting may owe a snapshot
             roster = self.roster
             events = roster.expire(now, self.pacing.peer_ttl(len(roster)))
             events.extend(self.liveness.expire(now))
@@ -273,14 +292,15 @@ class GossipCore:
             for due in (discovery.snapshot_due, hello, self.pacing.gossip_due):
                 if due is not None:
                     dues.append(due)
-            if discovery.ask_due is not None:
-                dues.append(discovery.ask_due)
+            ask = discovery.ask_at()
+            if ask is not None:
+                dues.append(ask)
             if self.repair.wants:
                 dues.append(self.repair.next_check)
             if self.liveness.wants:
                 dues.append(self.liveness.next_ask)
             pacing = self.pacing
-            dues.append(pacing.last_sent + pacing.keepalive(len(self.roster)))
+            dues.append(pacing.keepalive_due(len(self.roster)))
         if not dues:
             return None
         return self.pacing.bucket.ready_at(max(now, min(dues)))

@@ -19,7 +19,10 @@ Rules of this room (the only place that decides them):
    ``JOINING`` until a snapshot arrives or we waited long enough
    (``snapshot_wait`` after asking explicitly), then ``SETTLED``; ``SENDER``
    once we send snapshots. Only settled peers send snapshots, and requests
-   about peers learned indirectly wait until we are settled.
+   about peers learned indirectly wait until we are settled. Peers that
+   start together ask at spread moments, and an ask seen holds back one's
+   own; a snapshot asked for while nobody was settled is owed: the
+   responders send it once they settle by waiting.
 4. **A repeated hello waits** while our snapshot is on the way: the snapshot
    shows whether we were heard, and a snapshot that lacks us brings the
    repeat forward.
@@ -95,6 +98,9 @@ class Discovery:
         self._snapshot_sent = float("-inf")
         #: peers seen sending snapshots; while one is alive, it answers alone
         self._senders: set[str] = set()
+        #: a snapshot was asked for while we were joining: once settled by
+        #: waiting (nobody else could answer either), the responders send it
+        self._owed = False
 
     def _move(self, cause: Cause) -> None:
         self.phase = TRANSITIONS[self.phase].get(cause, self.phase)
@@ -104,10 +110,14 @@ class Discovery:
         return self.phase is Phase.SENDER
 
     def is_settled(self, now: float) -> bool:
-        if self.phase is Phase.JOINING and now >= self._settle_at:
+        if self.phase is Phase.JOINING and now >= self._shared.late(self._settle_at, 2):
             # nobody answered: what we know is all there is
             log.debug("%s: no snapshot came; settled by waiting", self._shared.peer_id)
             self._move(Cause.WAITED)
+            if self._owed:
+                # peers that joined with us asked, and nobody could answer
+                self._owed = False
+                self.snapshot_wanted(now)
         return self.phase is not Phase.JOINING
 
     # -- lifecycle ---------------------------------------------------------------
@@ -122,9 +132,16 @@ class Discovery:
         self.heard = False
         self._move(Cause.JOINED_ALONE if alone else Cause.JOINED)
         log.debug("%s: joined (alone: %s)", self._shared.peer_id, alone)
-        wait = cfg.snapshot_wait if exporting else 0.0
-        self.ask_due = None if alone else now + wait
-        self._settle_at = now + wait + cfg.snapshot_wait
+        wait = self._shared.stretch(cfg.snapshot_wait, 2) if exporting else 0.0
+        # spread: the first ask, seen by the others, holds theirs back
+        spread = 0.0
+        if exporting:  # (a watcher asks at once: its view is all it wants)
+            window = self._shared.stretch(cfg.snapshot_wait)
+            spread = self._shared.rng.uniform(0, window)
+        self.ask_due = None if alone else now + wait + spread
+        self._settle_at = (
+            now + wait + spread + self._shared.stretch(cfg.snapshot_wait, 2)
+        )
 
     def leave(self) -> None:
         self.joined = False
@@ -151,7 +168,9 @@ class Discovery:
 
     def hello_now(self, now: float, *, exporting: bool) -> bool:
         """Is a hello due now? If so it counts as sent and the next is planned."""
-        if self.hello_due is None or self.hello_due > now or not exporting:
+        if self.hello_due is None or not exporting:
+            return False
+        if self._shared.late(self.hello_due, 2) > now:
             return False
         if self.repeat_waits() and not self.is_settled(now):
             return False  # the snapshot we wait for shows whether we were heard
@@ -162,7 +181,7 @@ class Discovery:
         log.debug("%s: hello (repeat: %s)", self._shared.peer_id, self._hello_sent)
         self._hello_sent = True
         self._last_hello = now
-        self.hello_due = now + self._hello_gap
+        self.hello_due = now + self._shared.stretch(self._hello_gap, 2)
         self._hello_gap = min(self._hello_gap * 2, self._shared.config.hello_max)
         return True
 
@@ -177,21 +196,37 @@ class Discovery:
 
     def hello_due_at(self, *, exporting: bool) -> float | None:
         hello = self.hello_due if exporting else None
-        if hello is not None and self.repeat_waits():
+        if hello is None:
+            return None
+        if self.repeat_waits():
             # the snapshot we wait for shows whether we were heard
             hello = max(hello, self._settle_at)
-        return hello
+        return self._shared.late(hello, 2)
+
+    def ask_at(self) -> float | None:
+        """When our explicit ask for a snapshot is due (None: not needed)."""
+        return None if self.ask_due is None else self._shared.late(self.ask_due, 2)
 
     # -- our snapshot ------------------------------------------------------------
 
     def ask_now(self, now: float) -> bool:
         """No snapshot came in time: ask for one explicitly (once)."""
-        if self.ask_due is None or self.ask_due > now:
+        due = self.ask_at()
+        if due is None or due > now:
             return False
         self.ask_due = None
-        self._settle_at = min(self._settle_at, now + self._shared.config.snapshot_wait)
+        wait = self._shared.stretch(self._shared.config.snapshot_wait, 2)
+        self._settle_at = min(self._settle_at, now + wait)
         log.debug("%s: no snapshot yet; asking for one", self._shared.peer_id)
         return True
+
+    def others_asked(self, now: float) -> None:
+        """Another peer asked for a snapshot: the answer reaches us, too.
+
+        (If none comes, we settle by waiting as planned, and then the
+        responders among us owe it.)
+        """
+        self.ask_due = None
 
     def ask_again(self) -> None:
         """Our explicit ask was held back: ask as soon as possible."""
@@ -216,12 +251,15 @@ class Discovery:
             me in covered,
         )
         self.ask_due = None
+        self._owed = False
         self._move(Cause.SNAPSHOT_SEEN)
         self.last_snapshot_seen = now
         self._senders.add(sender)
         if me not in covered and exporting and not self.heard:
             # at most one repeat per first gap, however many snapshots lack us
-            soon = self._last_hello + self._shared.config.hello_first
+            soon = self._last_hello + self._shared.stretch(
+                self._shared.config.hello_first, 2
+            )
             if self.hello_due is not None:
                 soon = min(soon, self.hello_due)
             self.hello_due = max(now, soon)
@@ -238,15 +276,22 @@ class Discovery:
     # -- snapshots we send ---------------------------------------------------------
 
     def snapshot_wanted(self, now: float) -> None:
-        """A newcomer needs everything we know: the chosen few batch an answer."""
+        """A newcomer needs everything we know: the chosen few batch an answer.
+
+        If we are joining too (peers started together), nobody may be able
+        to answer yet: we owe the snapshot once we settle.
+        """
         if self.snapshot_due is not None:
             return  # joins the batch already waiting
+        if self.phase is Phase.JOINING:
+            self._owed = True
         position = self._position(now)
         if position is None:
             return
         self._snapshot_since = now
         cfg = self._shared.config
-        due = now + cfg.snapshot_window * (1 + 2 * position) + self._shared.answer_gap()
+        window = self._shared.stretch(cfg.snapshot_window)
+        due = now + window * (1 + 2 * position) + self._shared.answer_gap()
         self.snapshot_due = max(due, self._snapshot_sent + cfg.snapshot_every)
 
     def _position(self, now: float) -> int | None:

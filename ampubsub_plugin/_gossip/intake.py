@@ -185,6 +185,9 @@ class Intake(Flow):
                     return []
                 events.extend(self._roster.forget(peer, index))  # redefined
             else:
+                if owner and not newcomer:
+                    # a repeated hello: the owner doesn't know it was heard
+                    self._answers.owner_spoke(peer, now)
                 return self._refresh(view, index, existing, info)
         if index in view.refused:
             view.refused[index] = sum(info.time)
@@ -335,6 +338,7 @@ class Intake(Flow):
     def _on_reqinfo(self, peer_ids: list[str], now: float) -> None:
         if not peer_ids:
             self._discovery.snapshot_wanted(now)
+            self._discovery.others_asked(now)  # their snapshot reaches us too
             return
         self._repair.others_asked_info(peer_ids, now)
         self._answers.asked_info(peer_ids, now)

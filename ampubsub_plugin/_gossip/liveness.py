@@ -83,7 +83,7 @@ class Liveness:
 
     def expire(self, now: float) -> list[Event]:
         """Show disconnected the probed peers that stayed silent."""
-        grace = self._shared.config.probe_grace
+        grace = self._shared.stretch(self._shared.config.probe_grace, 2)
         events: list[Event] = []
         for peer, since in list(self.probes.items()):
             if now - since < grace:

@@ -75,6 +75,9 @@ class Outbox(Flow):
                 out.extend(messages)
         if out:
             self._pacing.last_sent = now
+            stamp = int(now * 1000)
+            if stamp > 0:  # receivers measure their lag by it (``load``)
+                out = [replace(msg, sent_at=stamp) for msg in out]
         return out
 
     def put_back(self, msg: Message) -> None:
@@ -162,6 +165,12 @@ class Outbox(Flow):
     def _gossip(self, now: float) -> list[Message]:
         joined = self._discovery.joined
         if not self._pacing.gossip_now(now, len(self._roster), joined=joined):
+            return []
+        if not self._discovery.is_settled(now) and now < self._pacing.keepalive_due(
+            len(self._roster)
+        ):
+            # our view is still coming: sums of it would only make others
+            # ask about what is on its way (the next gossip is planned)
             return []
         sums = self.gossip_sample()
         if not sums:

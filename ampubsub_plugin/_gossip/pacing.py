@@ -69,13 +69,16 @@ class Pacing:
 
     def keepalive(self, peers: int) -> float:
         cfg = self._shared.config
-        return max(cfg.keepalive, peers * cfg.keepalive_per_peer)
+        return self._shared.stretch(max(cfg.keepalive, peers * cfg.keepalive_per_peer))
+
+    def keepalive_due(self, peers: int) -> float:
+        return self.last_sent + self.keepalive(peers)
 
     def peer_ttl(self, peers: int) -> float:
         """``peer_ttl``, stretched as much as the keepalive was."""
         cfg = self._shared.config
         stretch = self.keepalive(peers) / max(cfg.keepalive, 1e-9)
-        return cfg.peer_ttl * max(1.0, stretch)
+        return self._shared.stretch(cfg.peer_ttl * max(1.0, stretch), 2)
 
     def updates_due(self) -> float:
         return self.last_update_sent + self._shared.config.update_interval
@@ -86,7 +89,7 @@ class Pacing:
 
     def gossip_now(self, now: float, peers: int, *, joined: bool) -> bool:
         """Is a gossip (or a keepalive) due? Plans the next one if so."""
-        keepalive = now >= self.last_sent + self.keepalive(peers) and joined
+        keepalive = now >= self.keepalive_due(peers) and joined
         due = self.gossip_due is not None and self.gossip_due <= now
         if not (due or keepalive):
             return False
@@ -105,4 +108,4 @@ class Pacing:
     def _mean(self, peers: int) -> float:
         cfg = self._shared.config
         mean = cfg.gossip_interval * max(1, peers) / max(cfg.gossip_per_interval, 1e-9)
-        return min(mean, self.keepalive(peers))
+        return self._shared.stretch(min(mean, self.keepalive(peers)), 2)

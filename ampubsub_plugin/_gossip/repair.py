@@ -27,10 +27,14 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 from ..protocol import Message, ReqInfoMsg, ReqUpdatesMsg
+from .answers import ranked_before
 from .config import Shared
 from .roster import Roster
 
 log = logging.getLogger("ampubsub.gossip")
+
+#: peers not ranked first ask about a missing peer after this many graces
+STAND_BY = 4
 
 #: a buffered clock: vector, the owner's signature, its incarnation, when
 Pending = tuple[list[int], bytes | None, int, float]
@@ -150,20 +154,21 @@ class Repair:
     def collect(
         self, now: float, *, is_settled: Callable[[float], bool], last_snapshot: float
     ) -> list[Message]:
-        cfg = self._shared.config
+        shared = self._shared
+        interval = shared.stretch(shared.config.request_interval)
+        grace = shared.stretch(shared.config.request_grace, 2)
         out: list[Message] = []
         if now < self.next_check:
             return out
-        self.next_check = now + cfg.request_interval
-        if now >= self._last_reqinfo + cfg.request_interval:
+        self.next_check = now + interval
+        if now >= self._last_reqinfo + interval:
             wanted = {v.peer for v in self._roster.peers.values() if v.needs_schema}
-            quiet = now - last_snapshot >= cfg.request_grace
+            quiet = now - last_snapshot >= grace
             if is_settled(now) and quiet:
                 # still missing after the grace, and no snapshots coming in
                 # that might bring it: nothing is on the way
-                horizon = now - cfg.request_grace
                 missing = self.missing_peers
-                wanted.update(p for p, t in missing.items() if t <= horizon)
+                wanted.update(p for p, t in missing.items() if self._ours(p, t, now))
                 # updates for unknown machines of peers we know otherwise
                 wanted.update(p for p, _ in self.pending if p not in missing)
             ids = self._pick(wanted, self._asked_info, now)
@@ -171,23 +176,40 @@ class Repair:
                 log.debug("%s: asking about %s", self._shared.peer_id, ids)
                 self._last_reqinfo = now
                 out.append(ReqInfoMsg(peer_ids=ids))
-        if now >= self._last_requpdates + cfg.request_interval:
+        if now >= self._last_requpdates + interval:
             ids = self._pick(set(self.missing_updates), self._asked_updates, now)
             if ids:
                 self._last_requpdates = now
                 out.append(ReqUpdatesMsg(peer_ids=ids))
         return out
 
+    def _ours(self, peer: str, noted: float, now: float) -> bool:
+        """Is it our turn to ask about a missing peer?
+
+        Everyone who misses a peer would ask at the same moment, and each
+        request costs every peer a reception: only the ``responders`` ranked
+        first for it ask after the grace (its answer reaches all); the rest
+        ask only if it is still missing after ``STAND_BY`` graces.
+        """
+        grace = self._shared.stretch(self._shared.config.request_grace, 2)
+        if now - noted < grace:
+            return False
+        if now - noted >= STAND_BY * grace:
+            return True
+        closer = ranked_before(self._shared.peer_id, peer, self._roster)
+        return closer < self._shared.config.responders
+
     def asked_explicitly(self, now: float) -> None:
         """We sent a ``reqinfo`` for a snapshot: it counts as our request."""
         self._last_reqinfo = now
 
     def _pick(self, wanted: set[str], asked: dict[str, float], now: float) -> list[str]:
+        rerequest = self._shared.stretch(self._shared.config.rerequest, 2)
         fresh = [
             p
             for p in wanted
             if p != self._shared.peer_id
-            and now - asked.get(p, float("-inf")) >= self._shared.config.rerequest
+            and now - asked.get(p, float("-inf")) >= rerequest
         ]
         self._shared.rng.shuffle(fresh)
         chosen = sorted(fresh[:16])

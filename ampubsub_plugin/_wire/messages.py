@@ -75,6 +75,9 @@ class InfoMsg:
     TYPE: ClassVar[str] = "info"
     peer_info: dict[str, dict[int, Info]]
     peer_gossips: dict[str, dict[int, int]]
+    #: the sender's clock when it sent this, in ms (0: not said; Go peers
+    #: don't): receivers measure how far behind they run (back-pressure)
+    sent_at: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,9 @@ class UpdatesMsg:
     TYPE: ClassVar[str] = "updates"
     peer_clocks: dict[str, dict[int, list[int]]]
     proofs: dict[str, Proof] = field(default_factory=dict)
+    #: the sender's clock when it sent this, in ms (0: not said; Go peers
+    #: don't): receivers measure how far behind they run (back-pressure)
+    sent_at: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,9 @@ class GossipMsg:
     peer_gossips: dict[str, dict[int, int]]
     #: the sender's incarnation (a restart shows in its gossip, too)
     incarnation: int = 0
+    #: the sender's clock when it sent this, in ms (0: not said; Go peers
+    #: don't): receivers measure how far behind they run (back-pressure)
+    sent_at: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +122,9 @@ class ReqInfoMsg:
 
     TYPE: ClassVar[str] = "reqinfo"
     peer_ids: list[str]
+    #: the sender's clock when it sent this, in ms (0: not said; Go peers
+    #: don't): receivers measure how far behind they run (back-pressure)
+    sent_at: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,9 @@ class ReqUpdatesMsg:
     TYPE: ClassVar[str] = "requpdates"
     peer_ids: list[str]
     probe: bool = False
+    #: the sender's clock when it sent this, in ms (0: not said; Go peers
+    #: don't): receivers measure how far behind they run (back-pressure)
+    sent_at: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +160,9 @@ class ByeMsg:
     machs: dict[int, ByeMach]
     #: the sender's incarnation (a bye of an older one is stale)
     incarnation: int = 0
+    #: the sender's clock when it sent this, in ms (0: not said; Go peers
+    #: don't): receivers measure how far behind they run (back-pressure)
+    sent_at: int = field(default=0, compare=False)
 
 
 Message: TypeAlias = (

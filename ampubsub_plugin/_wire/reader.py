@@ -107,33 +107,40 @@ def read_message(obj: Any, strict_relations: bool) -> Message:
     if version is not None and (type(version) is not int or version < 0):
         raise wrong("V", "a protocol version (unsigned integer)", version)
 
+    at = obj.get("At")
+    sent_at = 0 if at is None else _tick(at, "At")
     if type_ == "updates":
         return UpdatesMsg(
             _peers(obj.get("PeerClocks"), "PeerClocks", _time),
             _proofs(obj.get("Proofs"), "Proofs"),
+            sent_at,
         )
     if type_ == "gossip":
         return GossipMsg(
             _peers(obj.get("PeerGossips"), "PeerGossips", _tick),
             _incarnation(obj.get("Inc"), "Inc"),
+            sent_at,
         )
     if type_ == "info":
         return InfoMsg(
             _peers(obj.get("PeerInfo"), "PeerInfo", _info_reader(strict_relations)),
             _peers(obj.get("PeerGossips"), "PeerGossips", _tick),
+            sent_at,
         )
     if type_ == "reqinfo":
-        return ReqInfoMsg(_peer_ids(obj.get("PeerIds"), "PeerIds"))
+        return ReqInfoMsg(_peer_ids(obj.get("PeerIds"), "PeerIds"), sent_at)
     if type_ == "requpdates":
         probe = obj.get("Probe")
         return ReqUpdatesMsg(
             _peer_ids(obj.get("PeerIds"), "PeerIds"),
             False if probe is None else _bool(probe, "Probe"),
+            sent_at,
         )
     if type_ == "bye":
         return ByeMsg(
             _machines(obj.get("Machs"), "Machs", _bye_mach),
             _incarnation(obj.get("Inc"), "Inc"),
+            sent_at,
         )
     raise ProtocolError("unknown_type", f"Type: unknown message type {short(type_)}")
 

@@ -94,6 +94,8 @@ def _to_wire(msg: Message) -> dict[str, Any]:
             wire["Inc"] = msg.incarnation
     else:
         raise TypeError(f"not a protocol message: {type(msg).__name__}")
+    if msg.sent_at:
+        wire["At"] = msg.sent_at
     wire["V"] = PROTOCOL_VERSION
     return wire
 

@@ -78,8 +78,10 @@ class CorePeer:
         self.views.apply(events, self.hooks)
         return events
 
-    def receive(self, sender: str, msg: Message, now: float) -> list[Event]:
-        return self._apply(self.core.receive(sender, msg, now))
+    def receive(
+        self, sender: str, msg: Message, now: float, arrived: float | None = None
+    ) -> list[Event]:
+        return self._apply(self.core.receive(sender, msg, now, arrived=arrived))
 
     def heartbeat(self, now: float) -> list[Event]:
         return self._apply(self.core.heartbeat(now))
@@ -210,6 +212,8 @@ class Mesh:
 
     ``lag``: each delivery is processed after a random 0.5-1.5 times this
     many seconds (as when one busy process hosts every peer); 0: at once.
+    ``cost``: each reception keeps its receiver busy this long, receptions
+    queue behind each other (as when processing is the bottleneck).
     """
 
     def __init__(self, *cores: CorePeer, seed: int = 0) -> None:
@@ -218,7 +222,9 @@ class Mesh:
         self.next_heartbeat = 0.0
         self.loss = 0.0
         self.lag = 0.0
-        self._late: list[tuple[float, int, CorePeer, str, Message]] = []
+        self.cost = 0.0
+        self._busy: dict[str, float] = {}
+        self._late: list[tuple[float, int, CorePeer, str, Message, float]] = []
         self.rng = random.Random(seed)
         self.sent: list[tuple[float, str, Message]] = []
         self.wakeups = 0
@@ -234,17 +240,20 @@ class Mesh:
                 continue
             if self.loss and self.rng.random() < self.loss:
                 continue
-            if self.lag:
+            if self.lag or self.cost:
                 at = self.now + self.lag * (0.5 + self.rng.random())
+                if self.cost:
+                    start = max(at, self._busy.get(core.peer_id, 0.0))
+                    at = self._busy[core.peer_id] = start + self.cost
                 entry = (at, len(self.sent) * 1000 + len(self._late), core)
-                heapq.heappush(self._late, (*entry, sender, received))
+                heapq.heappush(self._late, (*entry, sender, received, self.now))
                 continue
             core.receive(sender, received, self.now)
 
     def _deliver_late(self) -> None:
         while self._late and self._late[0][0] <= self.now:
-            _, _, core, sender, msg = heapq.heappop(self._late)
-            core.receive(sender, msg, self.now)
+            _, _, core, sender, msg, sent = heapq.heappop(self._late)
+            core.receive(sender, msg, self.now, arrived=sent)
 
     def collect(self, core: CorePeer) -> list[Message]:
         msgs = core.collect(self.now)

@@ -102,6 +102,9 @@ def test_non_owner_stays_silent_when_another_answer_comes_first() -> None:
     introduced(a, b, d)
     a.receive("B", GossipMsg({"A": {0: 0}}), 0.1)  # heard: no more hellos
     for core in (b, d):
+        # (they joined with A: what they owe it once settled goes first)
+        for step in range(100):
+            core.collect(step / 10)
         core.receive("C", ReqInfoMsg(["A"]), 10.0)
     answers = _race(
         [b, d], 10.0, lambda m: isinstance(m, InfoMsg) and "A" in m.peer_info, 11.0

@@ -110,12 +110,14 @@ def test_a_joiner_waits_for_its_snapshot_before_asking_about_peers() -> None:
     assert asked(early, ReqInfoMsg) == set()  # the snapshot will bring them
     full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
     a.receive("B", wire(InfoMsg({"B": {0: full}, "A": {}}, {})), 3.0)
-    # more snapshots may follow while peers join: ask once they stopped
+    # more snapshots may follow while peers join: ask once they stopped and
+    # we are settled
     assert (
         asked([m for s in range(30, 40) for m in a.collect(s / 10)], ReqInfoMsg)
         == set()
     )
-    assert asked(a.collect(4.0), ReqInfoMsg) == {"C", "X"}
+    later = [m for s in range(40, 70) for m in a.collect(s / 10)]
+    assert asked(later, ReqInfoMsg) == {"C", "X"}
 
 
 def test_updates_for_an_unknown_peer_wait_for_its_info() -> None:
@@ -245,3 +247,35 @@ def test_what_we_miss_drains_after_missing_ttl_and_requests_stop() -> None:
     assert a.counters["missing_expired"] and a.counters["pending_expired"] == 1
     later = [m for s in range(120, 600) for m in a.collect(s / 10)]
     assert asked(later, ReqInfoMsg) == asked(later, ReqUpdatesMsg) == set()
+
+
+def test_a_peer_everyone_misses_is_asked_about_by_the_first_ranked_only() -> None:
+    """Each request costs every peer a reception: ten peers that all miss X
+    don't send ten requests; the two ranked first for X do, and the rest
+    stand by (and ask later only if X is still missing)."""
+    cores = [make(f"P{i}", request_grace=1.0) for i in range(10)]
+    for core in cores:
+        for other in cores:  # everyone knows everyone (their hellos came)
+            if other is not core:
+                other_hello = InfoMsg({other.peer_id: {}}, {})
+                core.receive(other.peer_id, wire(other_hello), 0.0)
+        core.joined(0.0, alone=True)
+        core.collect(0.0)
+        core.receive("P0", GossipMsg({"X": {0: 3}}), 0.5)
+    askers = {
+        core.peer_id
+        for core in cores
+        for s in range(6, 35)
+        for m in of_type(core.collect(s / 10), ReqInfoMsg)
+        if "X" in m.peer_ids
+    }
+    assert 1 <= len(askers) <= 2, askers
+    # still missing after the stand-by: the others ask too
+    later = {
+        core.peer_id
+        for core in cores
+        for s in range(35, 80)
+        for m in of_type(core.collect(s / 10), ReqInfoMsg)
+        if "X" in m.peer_ids
+    }
+    assert len(later - askers) >= 5
