@@ -325,6 +325,14 @@ class TopicHooks:
         if self._peer_left.get_hookimpls():
             self._call(self._peer_left, topic=self._topic, peer_id=peer_id)
 
+    def wants_remotes(self) -> bool:
+        """Does any plugin look at remote machines (so they must be built)?"""
+        return bool(
+            self._discovered.get_hookimpls()
+            or self._updated.get_hookimpls()
+            or self._gone.get_hookimpls()
+        )
+
     def machine_discovered(self, remote: RemoteMachine) -> None:
         if self._discovered.get_hookimpls():
             self._call(self._discovered, topic=self._topic, remote=remote)

@@ -60,6 +60,9 @@ class AcceptAll:
     def machine_gone(self, remote: RemoteMachine) -> None:
         pass
 
+    def wants_remotes(self) -> bool:
+        return False  # views are built when a test looks
+
 
 class CorePeer:
     """Drive it like a GossipCore; it keeps the RemoteMachines and the events."""
@@ -111,6 +114,9 @@ class Recorder:
 
     def machine_gone(self, remote: RemoteMachine) -> None:
         self.events.append(("gone", remote.peer_id, remote.index, remote.id))
+
+    def wants_remotes(self) -> bool:
+        return True  # it records every hook call
 
     def kinds(self, kind: str) -> list[tuple[str, int, str]]:
         return [(p, i, m) for k, p, i, m in self.events if k == kind]

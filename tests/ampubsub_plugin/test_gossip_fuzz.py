@@ -178,6 +178,9 @@ class Picky:
     def machine_gone(self, remote: RemoteMachine) -> None:
         assert not remote.is_connected
 
+    def wants_remotes(self) -> bool:
+        return True
+
 
 def named_peer(msg: Message) -> str:
     """The first peer a message is about (its likely owner), else "X"."""

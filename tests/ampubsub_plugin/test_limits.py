@@ -218,6 +218,9 @@ class Fragile:
     def machine_gone(self, remote: Any) -> None:
         pass
 
+    def wants_remotes(self) -> bool:
+        return True
+
 
 def test_one_event_that_fails_to_apply_does_not_stop_the_others(
     monkeypatch: pytest.MonkeyPatch,
