@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import secrets
 import time
@@ -47,7 +48,7 @@ from .hooks import TopicHooks
 from .protocol import ByeMsg, Message, ProtocolError, encode
 from .remote import RemoteMachine
 from .states import TOPIC_SCHEMA
-from .transport import Transport, TransportError
+from .transport import PskMismatchError, Transport, TransportError
 
 if TYPE_CHECKING:
     from asyncmachine import StateContext
@@ -78,6 +79,7 @@ class Topic:
         id: str | None = None,
         ready_peers: int = 1,
         connect_attempts: int = 5,
+        psk: bytes | str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a topic name must be a non-empty str, got {name!r}")
@@ -88,7 +90,9 @@ class Topic:
         if transport is None:
             from .libp2p_transport import Libp2pTransport
 
-            transport = Libp2pTransport(listen=list(listen))
+            transport = Libp2pTransport(listen=list(listen), psk=psk)
+        elif psk is not None:
+            raise ValueError("psk is a Libp2pTransport option; pass it there")
         self.transport = transport
         self.config = config or GossipConfig()
         self.ready_peers = ready_peers
@@ -315,6 +319,9 @@ class Topic:
             try:
                 made = await self.transport.connect(self.bootstrap)
             except ValueError as err:  # a malformed address won't get better
+                self.mach.add_err_state("ErrConnecting", err)
+                return
+            except PskMismatchError as err:  # nor will another key
                 self.mach.add_err_state("ErrConnecting", err)
                 return
             except TransportError as err:

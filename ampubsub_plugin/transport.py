@@ -30,6 +30,32 @@ class TransportError(Exception):
     """The network refused an operation; the message names what and where."""
 
 
+class PskMismatchError(TransportError):
+    """A peer's connection opened, but the private-network handshake didn't finish.
+
+    Its private-network key differs from ours, or it has none (or it is no
+    libp2p peer at all). ``addrs`` are the addresses that were dialled.
+    """
+
+    def __init__(self, addrs: list[str], timeout: float, fingerprint: str) -> None:
+        self.addrs = addrs
+        self.timeout = timeout
+        where = " ".join(addrs)
+        if fingerprint == "none":
+            text = (
+                f"{where} accepted the connection but the handshake timed out "
+                f"after {timeout:g} s: it may be on a private network (a key we "
+                "lack), or it is no libp2p peer"
+            )
+        else:
+            text = (
+                f"private-network key mismatch: {where} accepted the connection "
+                f"but the handshake under our key ({fingerprint}) timed out after "
+                f"{timeout:g} s; the peer has another key or none"
+            )
+        super().__init__(text)
+
+
 class TransportHandler(Protocol):
     """What a transport reports, from its trio thread."""
 

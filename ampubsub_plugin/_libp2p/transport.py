@@ -34,6 +34,7 @@ Things the topic must know:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ from .dial import DialPlan, parse_multiaddr
 from .inbox import Inbox
 from .keys import PublicKeys
 from .logs import log
+from .psk import load_psk, psk_fingerprint
 from .pubsub import MAX_PAYLOAD, MUXERS, HostConfig
 from .stack import Running, Stack
 
@@ -64,6 +66,11 @@ class Libp2pTransport(Transport):
     identity is made, once per transport object. ``degree*`` and
     ``heartbeat_interval`` (seconds) configure gossipsub; ``muxer`` is
     ``"mplex"`` or ``"yamux"``. ``connect_timeout`` bounds each dial.
+    ``psk`` makes a private network (32 bytes, or the path of a swarm key
+    file; see ``psk.py``): only peers with the same key can connect (TCP
+    only; py-libp2p's pnet doesn't cover QUIC, so QUIC listen addresses are
+    refused with a key). A dial that opens but never completes its
+    handshake under the key raises :class:`PskMismatchError`.
     """
 
     def __init__(
@@ -77,12 +84,20 @@ class Libp2pTransport(Transport):
         heartbeat_interval: float = 1.0,
         muxer: str = "mplex",
         connect_timeout: float = 5.0,
+        psk: bytes | str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(listen, str):
             listen = (listen,)
         if not listen:
             raise ValueError("listen needs at least one multiaddr")
         listen_addrs = [parse_multiaddr(a) for a in listen]
+        if psk is not None:
+            quic = [str(a) for a in listen_addrs if "/quic" in str(a)]
+            if quic:
+                raise ValueError(
+                    "a private network (psk) works over TCP only; py-libp2p's pnet "
+                    f"does not protect QUIC: {', '.join(quic)}"
+                )
         if key_seed is not None and len(key_seed) != 32:
             raise ValueError(f"key_seed must be 32 bytes, got {len(key_seed)}")
         if not 0 < degree_low <= degree <= degree_high:
@@ -96,6 +111,7 @@ class Libp2pTransport(Transport):
             raise ValueError(f"muxer must be 'mplex' or 'yamux', not {muxer!r}")
         if not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0: {connect_timeout}")
+        self._psk = None if psk is None else load_psk(psk)
         key_pair = create_new_key_pair(key_seed)
         self._config = HostConfig(
             listen=listen_addrs,
@@ -105,6 +121,7 @@ class Libp2pTransport(Transport):
             degree_low=degree_low,
             degree_high=degree_high,
             heartbeat_interval=heartbeat_interval,
+            psk=self._psk,
         )
         self._peer_id = ID.from_pubkey(key_pair.public_key)
         self._public_keys = PublicKeys()
@@ -234,7 +251,10 @@ class Libp2pTransport(Transport):
         run = self._running()
         if not plan.addrs:
             return 0
-        return await plan.dial(run.host, self._connect_timeout, self.peer_id)
+        fingerprint = "none" if self._psk is None else psk_fingerprint(self._psk)
+        return await plan.dial(
+            run.host, self._connect_timeout, self.peer_id, psk=fingerprint
+        )
 
     def connection_count(self) -> int:
         """Open connections to other peers (0 unless serving)."""
