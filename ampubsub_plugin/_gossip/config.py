@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -111,7 +112,15 @@ class Shared:
     believed).
     """
 
-    __slots__ = ("config", "counters", "incarnation", "peer_id", "rng", "signer")
+    __slots__ = (
+        "accepts_peer",
+        "config",
+        "counters",
+        "incarnation",
+        "peer_id",
+        "rng",
+        "signer",
+    )
 
     def __init__(
         self,
@@ -127,6 +136,8 @@ class Shared:
         self.signer = signer
         self.incarnation = incarnation
         self.counters: Counter[str] = Counter()
+        #: the topic's allow-list (_allow.py): infos about others are ignored
+        self.accepts_peer: Callable[[str], bool] = lambda peer: True
 
     def prove(self, index: int, time: list[int], identity: bytes) -> bytes | None:
         """Our signature of one of our clocks (None without a signer)."""
