@@ -39,6 +39,7 @@ import trio
 
 from asyncmachine import Event, Machine, Result, Waiter
 
+from ._allow import AllowPeers, PeerAllowList
 from ._gossip import INTENT_STATES, GossipConfig, GossipCore
 from ._gossip import Event as CoreEvent
 from ._inbound import ExportTracer, Inbound
@@ -80,6 +81,7 @@ class Topic:
         ready_peers: int = 1,
         connect_attempts: int = 5,
         psk: bytes | str | os.PathLike[str] | None = None,
+        allow_peers: AllowPeers = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a topic name must be a non-empty str, got {name!r}")
@@ -111,12 +113,21 @@ class Topic:
         #: dispose() was called: the goodbye sends from now on, the send loop stops
         self._leaving = False
         self._tracers: dict[int, ExportTracer] = {}
+        #: who may connect, publish and be shown (_allow.py); one predicate
+        #: for the transport, the inbound path and the core
+        self.allows = PeerAllowList(
+            allow_peers, own=lambda: self.core.peer_id, hook=self._hooks.accept_peer
+        )
+        self.core._shared.accepts_peer = self.allows
+        self.transport.set_peer_filter(self.allows)
         self.mach = Machine(
             TOPIC_SCHEMA,
             id=id or f"ps-{name}-{secrets.token_hex(2)}",
             tags=["ampubsub:topic", f"topic:{name}"],
         )
-        self._inbound = Inbound(self.mach, self.config, self.core.counters, self._now)
+        self._inbound = Inbound(
+            self.mach, self.config, self.core.counters, self._now, self.allows
+        )
         self.mach.bind(_Handlers(self))
         for machine in machines:
             self.export(machine)

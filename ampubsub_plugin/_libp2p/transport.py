@@ -43,8 +43,17 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
-from ..transport import Transport, TransportError, TransportHandler
+from ..transport import (
+    PeerFilter,
+    RequestHandler,
+    Transport,
+    TransportError,
+    TransportHandler,
+)
 from .dial import DialPlan, parse_multiaddr
+from .direct import DirectServer
+from .direct import request as direct_request
+from .gate import PeerGate
 from .inbox import Inbox
 from .keys import PublicKeys
 from .logs import log
@@ -132,6 +141,9 @@ class Libp2pTransport(Transport):
         self._stack: Stack | None = None
         # The joined topic (inbox.topic) and the entries on their way in.
         self._inbox = Inbox(self._peer_id)
+        # direct requests (direct.py) and who may connect (gate.py)
+        self._direct = DirectServer(self.peer_id)
+        self._gate = PeerGate(self.peer_id)
 
     def _validator(
         self, accept: Callable[[str, bytes], bool]
@@ -151,7 +163,12 @@ class Libp2pTransport(Transport):
         return validate
 
     def counters(self) -> dict[str, int]:
-        return {"inbox_shed": self._inbox.shed}
+        return {
+            "inbox_shed": self._inbox.shed,
+            "direct_served": self._direct.served,
+            "direct_refused": self._direct.refused,
+            "conn_refused_peer": self._gate.closed,
+        }
 
     def sign(self, data: bytes) -> bytes | None:
         signature: bytes = self._config.key_pair.private_key.sign(data)
@@ -206,13 +223,17 @@ class Libp2pTransport(Transport):
                 nursery.start_soon(stack.run, handler, self._unsubscribe)
                 try:
                     await stack.ready.wait()
-                    if stack.error is None:
+                    running = stack.running
+                    if stack.error is None and running is not None:
+                        self._direct.attach(running.host)
+                        self._gate.attach(running.host, nursery)
                         task_status.started()
                         await stack.finished.wait()
                 finally:
                     stack.stop.set()
         finally:
             self._stack = None
+            self._gate.detach()
         if stack.error is not None:
             listen = ", ".join(str(a) for a in self._config.listen)
             stage = "failed" if stack.started else "failed to start"
@@ -232,6 +253,19 @@ class Libp2pTransport(Transport):
         if run is None:
             raise TransportError(f"transport {self.peer_id} is not serving")
         return run
+
+    # -- point to point and gating -------------------------------------------
+
+    async def request(self, peer_id: str, payload: bytes, timeout: float) -> bytes:
+        """One request, one reply, over a stream to ``peer_id`` (see direct.py)."""
+        return await direct_request(self._running().host, peer_id, payload, timeout)
+
+    def serve_requests(self, handler: RequestHandler | None) -> None:
+        self._direct.handler = handler
+
+    def set_peer_filter(self, allows: PeerFilter | None) -> None:
+        self._direct.allows = allows
+        self._gate.set_filter(allows)
 
     # -- connections --------------------------------------------------------
 
