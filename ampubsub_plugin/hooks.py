@@ -311,15 +311,23 @@ class TopicHooks:
         "_counters",
         "_discovered",
         "_gone",
+        "_on_discovered",
         "_peer_joined",
         "_peer_left",
         "_topic",
         "_updated",
     )
 
-    def __init__(self, topic: Topic, counters: Counter[str]) -> None:
+    def __init__(
+        self,
+        topic: Topic,
+        counters: Counter[str],
+        on_discovered: Callable[[RemoteMachine], None] | None = None,
+    ) -> None:
         self._topic = topic
         self._counters = counters
+        #: the topic's own step for every new remote, before the plugins'
+        self._on_discovered = on_discovered
         hook = get_plugin_manager().hook
         self._peer_joined: pluggy.HookCaller = hook.ampubsub_peer_joined
         self._peer_left: pluggy.HookCaller = hook.ampubsub_peer_left
@@ -339,6 +347,8 @@ class TopicHooks:
             self._call(self._peer_left, topic=self._topic, peer_id=peer_id)
 
     def machine_discovered(self, remote: RemoteMachine) -> None:
+        if self._on_discovered is not None:
+            self._on_discovered(remote)
         if self._discovered.get_hookimpls():
             self._call(self._discovered, topic=self._topic, remote=remote)
 

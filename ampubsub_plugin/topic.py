@@ -46,6 +46,7 @@ from ._inbound import ExportTracer, Inbound
 from ._runtime import Runtime, Task, run_is_ending, runtime_for_caller
 from ._views import RemoteViews
 from .hooks import TopicHooks
+from .mutations import MutableBy, MutationClient, MutationPolicy, MutationServer
 from .protocol import ByeMsg, Message, ProtocolError, encode
 from .remote import RemoteMachine
 from .states import TOPIC_SCHEMA
@@ -104,7 +105,15 @@ class Topic:
         self._wake_event: trio.Event | None = None
         self.core = GossipCore("", config=self.config)
         self._views = RemoteViews(self.core)
-        self._hooks = TopicHooks(self, self.core.counters)
+        # remote mutations (mutations.py): ours to answer, theirs to ask
+        self._mutation_server = MutationServer(self._now)
+        self._mutation_client = MutationClient(
+            self.transport.request, self._spawn_request, self._on_runtime_thread
+        )
+        self.transport.serve_requests(self._serve_request)
+        self._hooks = TopicHooks(
+            self, self.core.counters, on_discovered=self._attach_remote
+        )
         #: what the last ``Flush`` collected, and when the core wants the next
         self._outbox: deque[Message] = deque()
         self._due: float | None = None
@@ -185,19 +194,33 @@ class Topic:
             runtime.delay_exit(done)
         return done
 
-    def export(self, machine: Machine) -> int:
-        """Share a local machine with the network; returns its index on the wire."""
+    def export(
+        self,
+        machine: Machine,
+        *,
+        mutable_by: MutableBy | None = None,
+        mutable_states: Iterable[str] | None = None,
+    ) -> int:
+        """Share a local machine with the network; returns its index on the wire.
+
+        ``mutable_by`` (``"*"``, peer ids, or ``(peer_id, mutation) -> bool``)
+        lets those peers mutate it remotely, ``mutable_states`` only those
+        states (see mutations.py); without it the machine is read-only to
+        others. Exporting again replaces the permission.
+        """
         if isinstance(machine, RemoteMachine):
             raise TypeError(f"{machine!r} is remote; only local machines are exported")
         if not isinstance(machine, Machine):
             raise TypeError(f"only asyncmachine Machines are exported, not {machine!r}")
         if machine.is_disposed:
             raise ValueError(f"machine {machine.id!r} is disposed")
+        policy = MutationPolicy.build(machine, mutable_by, mutable_states)
         if not self._hooks.accept_export(machine):
             raise PermissionError(
                 f"a plugin refused exporting machine {machine.id!r} to {self.name!r}"
             )
         index = self.core.export(machine)
+        self._mutation_server.permit(index, machine, policy)
         self._wake()
         if index not in self._tracers:
             tracer = ExportTracer(
@@ -212,6 +235,7 @@ class Topic:
         index = self.core.unexport(machine)
         if index is None:
             return False
+        self._mutation_server.forget(index)
         self._wake()
         self._detach_tracer(index, machine)
         return True
@@ -256,7 +280,30 @@ class Topic:
         merged = dict(self.core.counters)
         merged.update(self.core.stats())
         merged.update(self.transport.counters())
+        merged.update(self._mutation_server.counters)
         return merged
+
+    # -- remote mutations ------------------------------------------------------
+
+    async def _serve_request(self, caller: str, payload: bytes) -> bytes:
+        """A direct request: a mutation of one of our machines (sans-IO server)."""
+        if not self._mutation_server.active:
+            raise PermissionError("no machine here is exported as mutable")
+        return self._mutation_server.handle(caller, payload)
+
+    def _attach_remote(self, remote: RemoteMachine) -> None:
+        remote._mutations = self._mutation_client
+
+    def _spawn_request(self, fn: Callable[..., Any], *args: Any) -> bool:
+        runtime = self.runtime
+        if runtime is None or not self.mach.is_active("Started"):
+            return False
+        runtime.spawn(fn, *args, name=f"{self.name}:mutation")
+        return True
+
+    def _on_runtime_thread(self) -> bool:
+        runtime = self.runtime
+        return runtime is not None and runtime.in_thread
 
     # -- runtime plumbing ------------------------------------------------------
 
