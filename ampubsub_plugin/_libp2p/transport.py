@@ -163,12 +163,15 @@ class Libp2pTransport(Transport):
         return validate
 
     def counters(self) -> dict[str, int]:
-        return {
-            "inbox_shed": self._inbox.shed,
+        counts = {"inbox_shed": self._inbox.shed}
+        # direct requests and the gate: shown once they happened
+        extra = {
             "direct_served": self._direct.served,
             "direct_refused": self._direct.refused,
             "conn_refused_peer": self._gate.closed,
         }
+        counts.update((name, n) for name, n in extra.items() if n)
+        return counts
 
     def sign(self, data: bytes) -> bytes | None:
         signature: bytes = self._config.key_pair.private_key.sign(data)
