@@ -214,8 +214,10 @@ def test_allow_peers_rejects_what_is_not_peer_ids() -> None:
 
 
 def test_libp2p_closes_the_connection_of_a_peer_not_on_the_list() -> None:
-    member = Libp2pTransport()
-    outsider_transport = Libp2pTransport()
+    """A private network with an allow-list: an outsider with the key is cut."""
+    key = bytes(range(32))
+    member = Libp2pTransport(psk=key)
+    outsider_transport = Libp2pTransport(psk=key)
     a = Topic(
         "allow-test",
         transport=member,

@@ -159,6 +159,27 @@ def test_the_owner_gone_is_a_clear_error() -> None:
     run(main)
 
 
+def test_a_caller_over_its_rate_is_refused_over_the_network() -> None:
+    async def main() -> None:
+        owner, caller, worker, remote = await owner_and_caller(mutable_by="*")
+        pendings = [remote.toggle_async("Foo") for _ in range(BURST + 5)]
+        outcomes: list[object] = []
+        with trio.fail_after(10):
+            for pending in pendings:  # all sent at one (virtual) moment
+                try:
+                    outcomes.append(await pending)
+                except MutationRateLimited as error:
+                    outcomes.append(error)
+        limited = [o for o in outcomes if isinstance(o, MutationRateLimited)]
+        assert len(limited) >= 5, outcomes
+        assert outcomes.count(Result.EXECUTED) <= BURST + 1
+        assert owner.counters["mutation_rate_limited"] == len(limited)
+        assert worker.tick("Foo") == outcomes.count(Result.EXECUTED)
+        await dispose_all([caller, owner])
+
+    run(main)
+
+
 # -- the owner's rules, sans-IO ---------------------------------------------------
 
 
