@@ -18,9 +18,20 @@ if TYPE_CHECKING:
     from .hooks import hookimpl, hookspec
     from .libp2p_transport import Libp2pTransport
     from .memory_transport import MemoryNetwork, MemoryTransport
+    from .mutations import (
+        CALLER_ARG,
+        MutationArgsError,
+        MutationDenied,
+        MutationRateLimited,
+        MutationTimeout,
+        OwnerUnreachable,
+        PendingMutation,
+        RemoteMutation,
+        RemoteMutationError,
+    )
     from .remote import OwnerGone, RemoteMachine
     from .topic import Topic
-    from .transport import Transport, TransportError
+    from .transport import PskMismatchError, Transport, TransportError
 
 _EXPORTS = {
     "Topic": ".topic",
@@ -29,6 +40,16 @@ _EXPORTS = {
     "GossipConfig": ".gossip",
     "Transport": ".transport",
     "TransportError": ".transport",
+    "PskMismatchError": ".transport",
+    "CALLER_ARG": ".mutations",
+    "MutationArgsError": ".mutations",
+    "MutationDenied": ".mutations",
+    "MutationRateLimited": ".mutations",
+    "MutationTimeout": ".mutations",
+    "OwnerUnreachable": ".mutations",
+    "PendingMutation": ".mutations",
+    "RemoteMutation": ".mutations",
+    "RemoteMutationError": ".mutations",
     "MemoryNetwork": ".memory_transport",
     "MemoryTransport": ".memory_transport",
     "Libp2pTransport": ".libp2p_transport",
@@ -40,12 +61,22 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CALLER_ARG",
     "GossipConfig",
     "Libp2pTransport",
     "MemoryNetwork",
     "MemoryTransport",
+    "MutationArgsError",
+    "MutationDenied",
+    "MutationRateLimited",
+    "MutationTimeout",
     "OwnerGone",
+    "OwnerUnreachable",
+    "PendingMutation",
+    "PskMismatchError",
     "RemoteMachine",
+    "RemoteMutation",
+    "RemoteMutationError",
     "SharedRuntime",
     "SignalBye",
     "Topic",

@@ -10,7 +10,10 @@ Rules:
    budget (``author_rate``/``author_burst``), so a flooding peer costs the
    others little and its flood stops at the first hop. The decoded message
    is kept for ``on_message`` (at most ``DECODED_KEPT``, while queued).
-3. A change of an exported machine only marks it dirty (any thread); the
+3. Peers the topic's allow-list refuses (``allows``) are not heard: what
+   they author is dropped before decoding (``drop_not_allowed``; the
+   validator keeps it from being forwarded too) and their joins ignored.
+4. A change of an exported machine only marks it dirty (any thread); the
    first change since the last send wakes the send loop.
 """
 
@@ -42,8 +45,10 @@ class Inbound:
         config: GossipConfig,
         counters: Counter[str],
         clock: Callable[[], float],
+        allows: Callable[[str], bool] = lambda peer: True,
     ) -> None:
         self._mach = mach
+        self._allows = allows
         self._config = config
         self._counters = counters
         self._clock = clock
@@ -55,6 +60,9 @@ class Inbound:
 
     def accept(self, sender: str, data: bytes) -> bool:
         cfg, counters = self._config, self._counters
+        if not self._allows(sender):
+            counters["drop_not_allowed"] += 1
+            return False
         budget = self._budgets.get(sender)
         if budget is None:
             budget = self._budgets[sender] = TokenBucket(
@@ -82,6 +90,9 @@ class Inbound:
         validated = self._decoded.pop(data, None)
         if validated is not None:
             msg, arrived = validated
+        elif not self._allows(sender):
+            self._counters["drop_not_allowed"] += 1
+            return
         else:  # a transport that doesn't validate first
             arrived = self._clock()
             try:
@@ -98,6 +109,8 @@ class Inbound:
             self._counters["drop_not_joined"] += 1
 
     def on_peer_joined(self, peer_id: str) -> None:
+        if not self._allows(peer_id):
+            return  # the transport closes its connection
         if not self._mach.is_active("Joined"):
             self.early.add(peer_id)  # PeerJoined requires Joined
             return

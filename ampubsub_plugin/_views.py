@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from ._gossip import (
@@ -53,8 +54,14 @@ class ViewHooks(Protocol):
 class RemoteViews:
     """The ``RemoteMachine`` of every record the core shows."""
 
-    def __init__(self, core: GossipCore) -> None:
+    def __init__(
+        self,
+        core: GossipCore,
+        on_built: Callable[[RemoteMachine], None] | None = None,
+    ) -> None:
         self._core = core
+        #: the topic's own step for every view built (before any plugin's)
+        self._on_built = on_built
         self._remotes: dict[tuple[str, int], RemoteMachine] = {}
         #: shown (accepted) machines whose ``RemoteMachine`` isn't built yet
         self._unbuilt: set[tuple[str, int]] = set()
@@ -105,6 +112,8 @@ class RemoteViews:
             return None
         if view.silent:
             remote._set_connected(False)
+        if self._on_built is not None:
+            self._on_built(remote)
         self._remotes[key] = remote
         return remote
 

@@ -39,7 +39,7 @@ DEMO_SCHEMA = {
 }
 
 console = Console(soft_wrap=True)  # ids and addresses stay on one line
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 
 class UsageFailure(Exception):
@@ -49,14 +49,21 @@ class UsageFailure(Exception):
 # -- shared helpers ----------------------------------------------------------------
 
 
-def make_transport(kind: str, listen: Sequence[str], memory: Any = None) -> Any:
+def make_transport(
+    kind: str, listen: Sequence[str], memory: Any = None, psk_file: str | None = None
+) -> Any:
+    if psk_file is not None and kind == "memory":
+        raise UsageFailure("--psk-file needs --transport libp2p")
     if kind == "memory":
         from .memory_transport import MemoryNetwork
 
         return (memory or MemoryNetwork()).transport()
     from .libp2p_transport import Libp2pTransport
 
-    return Libp2pTransport(listen=list(listen))
+    try:
+        return Libp2pTransport(listen=list(listen), psk=psk_file)
+    except ValueError as err:
+        raise UsageFailure(str(err)) from None
 
 
 def check_addrs(addrs: Iterable[str], what: str) -> list[str]:
@@ -314,7 +321,7 @@ def peer(args: argparse.Namespace) -> int:
         machines.extend([made] if isinstance(made, Machine) else list(made))
     topic = Topic(
         args.topic,
-        transport=make_transport(args.transport, listen),
+        transport=make_transport(args.transport, listen, psk_file=args.psk_file),
         bootstrap=bootstrap,
         machines=machines,
     )
@@ -340,7 +347,9 @@ def watch(args: argparse.Namespace) -> int:
         raise UsageFailure("watch needs at least one --bootstrap address")
     topic = Topic(
         args.topic,
-        transport=make_transport(args.transport, ["/ip4/127.0.0.1/tcp/0"]),
+        transport=make_transport(
+            args.transport, ["/ip4/127.0.0.1/tcp/0"], psk_file=args.psk_file
+        ),
         bootstrap=bootstrap,
     )
     start(topic, args.timeout)
@@ -391,6 +400,7 @@ def parser() -> argparse.ArgumentParser:
         )
         s.add_argument("--transport", choices=("libp2p", "memory"), default="libp2p")
         s.add_argument("--timeout", type=float, default=30.0, help="connect timeout")
+        s.add_argument("--psk-file", help="private network: a libp2p swarm key file")
         s.set_defaults(run=fn)
         if name == "peer":
             s.add_argument(

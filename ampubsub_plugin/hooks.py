@@ -7,7 +7,9 @@ Third parties watch the network and filter it without subclassing:
 - ``ampubsub_machine_discovered`` / ``_updated`` / ``_gone``: a remote machine
   appeared, showed a newer clock, or disconnected (bye or silence);
 - ``ampubsub_accept_remote``: return False to hide a remote machine;
-- ``ampubsub_accept_export``: return False to refuse exporting a machine.
+- ``ampubsub_accept_export``: return False to refuse exporting a machine;
+- ``ampubsub_accept_peer``: return False to keep a peer out of the topic
+  (its connections closed, its messages dropped, infos about it ignored).
 
 Hooks run synchronously inside the topic machine's handlers (on the topic's
 trio thread, or on a user's thread that happens to run the topic machine's
@@ -101,6 +103,15 @@ class TopicSpecs:
     @hookspec(firstresult=True)
     def ampubsub_accept_export(self, topic: Topic, machine: Machine) -> bool | None:
         """Return False to refuse exporting ``machine`` to ``topic``."""
+
+    @hookspec(firstresult=True)
+    def ampubsub_accept_peer(self, topic: Topic, peer_id: str) -> bool | None:
+        """Return False to keep ``peer_id`` out of ``topic`` (see docs/security.md).
+
+        Called often (for each message a peer authors, each connection): it
+        must be fast and must not block. True or None leave the decision to
+        the topic's ``allow_peers``; it can't let in a peer that refuses.
+        """
 
 
 # -- isolation: guards put on each implementation as its plugin registers ----
@@ -295,6 +306,7 @@ class TopicHooks:
 
     __slots__ = (
         "_accept_export",
+        "_accept_peer",
         "_accept_remote",
         "_counters",
         "_discovered",
@@ -305,7 +317,11 @@ class TopicHooks:
         "_updated",
     )
 
-    def __init__(self, topic: Topic, counters: Counter[str]) -> None:
+    def __init__(
+        self,
+        topic: Topic,
+        counters: Counter[str],
+    ) -> None:
         self._topic = topic
         self._counters = counters
         hook = get_plugin_manager().hook
@@ -316,6 +332,7 @@ class TopicHooks:
         self._gone: pluggy.HookCaller = hook.ampubsub_machine_gone
         self._accept_remote: pluggy.HookCaller = hook.ampubsub_accept_remote
         self._accept_export: pluggy.HookCaller = hook.ampubsub_accept_export
+        self._accept_peer: pluggy.HookCaller = hook.ampubsub_accept_peer
 
     def peer_joined(self, peer_id: str) -> None:
         if self._peer_joined.get_hookimpls():
@@ -363,6 +380,13 @@ class TopicHooks:
         if not self._accept_export.get_hookimpls():
             return True
         verdict = self._call(self._accept_export, topic=self._topic, machine=machine)
+        return verdict is not False
+
+    def accept_peer(self, peer_id: str) -> bool:
+        """False: keep the peer out (the first non-None answer decides)."""
+        if not self._accept_peer.get_hookimpls():
+            return True
+        verdict = self._call(self._accept_peer, topic=self._topic, peer_id=peer_id)
         return verdict is not False
 
     def _call(self, caller: pluggy.HookCaller, **kwargs: object) -> object:

@@ -19,12 +19,25 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import trio
 
-from .transport import Transport, TransportError, TransportHandler
+from .transport import (
+    DIRECT_MAX_REPLY,
+    DIRECT_MAX_REQUEST,
+    DirectClosed,
+    DirectError,
+    DirectRefused,
+    DirectTimeout,
+    DirectUnreachable,
+    PeerFilter,
+    RequestHandler,
+    Transport,
+    TransportError,
+    TransportHandler,
+)
 
 log = logging.getLogger("ampubsub.memory")
 
@@ -170,10 +183,21 @@ class MemoryNetwork:
         with self._lock:
             if b not in self._peers or a == b:
                 return False
+            if not (self._peers[a]._allows(b) and self._peers[b]._allows(a)):
+                return False  # a peer filter refused the other side
             self._links[a].add(b)
             self._links[b].add(a)
         self._announce_links()
         return True
+
+    def _cut_refused(self, transport: MemoryTransport) -> None:
+        """Drop the links of ``transport`` to peers its filter now refuses."""
+        with self._lock:
+            mine = self._links.get(transport.peer_id, set())
+            for other in [p for p in mine if not transport._allows(p)]:
+                mine.discard(other)
+                self._links.get(other, set()).discard(transport.peer_id)
+        self._announce_links()
 
     def _reaches(self, sender: str, target: str) -> bool:
         """Are ``sender`` and ``target`` on the same side of any partition now?"""
@@ -216,6 +240,10 @@ class MemoryTransport(Transport):
         self._inbox: trio.MemorySendChannel[tuple[str, bytes, float]] | None = None
         self._neighbours: frozenset[str] = frozenset()
         self._serving = False
+        # direct requests and the peer filter (see Transport)
+        self._nursery: trio.Nursery | None = None
+        self._request_handler: RequestHandler | None = None
+        self._peer_filter: PeerFilter | None = None
 
     def __repr__(self) -> str:
         return f"<MemoryTransport {self._peer_id[-6:]} topic={self._topic}>"
@@ -247,6 +275,7 @@ class MemoryTransport(Transport):
         self.network._register(self)
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 if task_status is not None:
                     task_status.started()
                 async for sender, data, delay in receive:
@@ -256,6 +285,7 @@ class MemoryTransport(Transport):
                         self._deliver(sender, data)
         finally:
             self._serving = False
+            self._nursery = None
             self._topic = None
             self._inbox = None
             self.network._unregister(self)
@@ -358,6 +388,92 @@ class MemoryTransport(Transport):
                 for p in net._links.get(self._peer_id, ())
                 if net._linked(self._peer_id, p)
             )
+
+    # -- point to point and gating ---------------------------------------------
+
+    def _allows(self, peer_id: str) -> bool:
+        allows = self._peer_filter
+        return allows is None or bool(allows(peer_id))
+
+    def set_peer_filter(self, allows: PeerFilter | None) -> None:
+        self._peer_filter = allows
+        self.network._cut_refused(self)
+
+    def serve_requests(self, handler: RequestHandler | None) -> None:
+        self._request_handler = handler
+
+    async def request(self, peer_id: str, payload: bytes, timeout: float) -> bytes:
+        """A direct request to one peer; it runs in that peer's trio thread."""
+        self._require_serving("request")
+        if len(payload) > DIRECT_MAX_REQUEST:
+            raise ValueError(
+                f"a direct request of {len(payload)} bytes is over the "
+                f"{DIRECT_MAX_REQUEST}-byte limit"
+            )
+        net = self.network
+        with net._lock:
+            target = net._peers.get(peer_id)
+        if target is None or not net._reaches(self._peer_id, peer_id):
+            raise DirectUnreachable(peer_id, "no such peer reachable on this network")
+        token = trio.lowlevel.current_trio_token()
+        send, receive = trio.open_memory_channel[DirectError | bytes](1)
+
+        def reply(outcome: DirectError | bytes) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(send.send_nowait, outcome)
+
+        if not target._take_request(self._peer_id, bytes(payload), reply):
+            raise DirectUnreachable(peer_id, "the peer is not serving")
+        with trio.move_on_after(timeout):
+            outcome = await receive.receive()
+            if isinstance(outcome, DirectError):
+                raise outcome
+            return outcome
+        raise DirectTimeout(peer_id, f"no reply within {timeout:g} s")
+
+    def _take_request(
+        self, sender: str, payload: bytes, reply: Callable[[DirectError | bytes], None]
+    ) -> bool:
+        token, me = self._token, self._peer_id
+        if token is None or not self._serving:
+            return False
+
+        def start() -> None:
+            nursery = self._nursery
+            if nursery is None:
+                reply(DirectClosed(me, "the peer stopped serving"))
+            else:
+                nursery.start_soon(self._serve_request, sender, payload, reply)
+
+        try:
+            token.run_sync_soon(start)
+        except trio.RunFinishedError:
+            return False
+        return True
+
+    async def _serve_request(
+        self, sender: str, payload: bytes, reply: Callable[[DirectError | bytes], None]
+    ) -> None:
+        me, handler = self._peer_id, self._request_handler
+        if handler is None:
+            reply(DirectRefused(me, "this peer serves no direct requests"))
+            return
+        if not self._allows(sender):
+            reply(DirectRefused(me, "not allowed on this network"))
+            return
+        answered = False
+        try:
+            result = await handler(sender, payload)
+            if len(result) > DIRECT_MAX_REPLY:
+                raise ValueError(f"reply of {len(result)} bytes is over the limit")
+            reply(bytes(result))
+            answered = True
+        except Exception as error:
+            reply(DirectRefused(me, str(error) or type(error).__name__))
+            answered = True
+        finally:
+            if not answered:  # cancelled: this peer stopped serving mid-request
+                reply(DirectClosed(me, "the peer stopped serving mid-request"))
 
     def _require_serving(self, what: str) -> None:
         if not self._serving:

@@ -20,9 +20,13 @@ def am_export_to(machine: Machine, target: object, opts: dict[str, Any]) -> Any:
 
     if not isinstance(target, Topic):
         return None
-    if opts:
-        raise TypeError(f"Topic exports take no options, got {sorted(opts)}")
-    return target.export(machine)
+    unknown = sorted(set(opts) - {"mutable_by", "mutable_states"})
+    if unknown:
+        raise TypeError(
+            "Topic exports take no options but mutable_by and mutable_states, "
+            f"got {unknown}"
+        )
+    return target.export(machine, **opts)
 
 
 @asyncmachine.hookimpl

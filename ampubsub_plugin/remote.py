@@ -4,7 +4,16 @@ It is an asyncmachine ``Machine`` in every checking and waiting method (the
 same code, so ``remote.when("Foo")`` behaves like a local waiter), fed by
 clocks from the network instead of mutations. Its identity is the owner's:
 ``id``, ``tags`` and ``parent_id`` are what the owner exported; ``peer_id``
-and ``index`` say where it lives. Mutations raise ``ReadOnlyError``.
+and ``index`` say where it lives.
+
+Mutations raise ``ReadOnlyError``, unless the view belongs to a topic (then
+it can ask the owner, see ``mutations.py``): ``add/remove/set/toggle`` send
+a request to the owner and block this thread for its ``Result`` (raising
+:class:`~ampubsub_plugin.mutations.MutationDenied`, a ``ReadOnlyError``,
+where the owner doesn't permit it); ``add_async`` and the others return a
+:class:`~ampubsub_plugin.mutations.PendingMutation` to ``await`` (asyncio or
+trio) or ``wait()``. On the topic's own trio thread, where blocking would
+stall the network, only the ``*_async`` forms work.
 
 The owner's clock only grows, so a clock is applied only when its time sum
 is greater than the one shown; an older or equal one changes nothing. That
@@ -22,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from time import monotonic as _monotonic
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from asyncmachine import (
     Machine,
@@ -30,10 +39,14 @@ from asyncmachine import (
     ReadOnlyError,
     Result,
     State,
+    StateError,
     Transition,
     Waiter,
     WaiterCancelled,
 )
+
+if TYPE_CHECKING:
+    from .mutations import Kind, MutationClient, PendingMutation
 
 
 class OwnerGone(WaiterCancelled):
@@ -102,6 +115,8 @@ class RemoteMachine(Machine):
         #: False while only the state names are known (schema still to come)
         self.has_schema = schema is not None
         self._connected = True
+        #: set by the topic: how to ask the owner for mutations
+        self._mutations: MutationClient | None = None
         self._time_sum = 0
         self.updated_at = _monotonic()
         self._show(time)
@@ -179,17 +194,82 @@ class RemoteMachine(Machine):
             "remote machines are read-only"
         )
 
+    def mutate(
+        self,
+        kind: Kind,
+        states: Names,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> PendingMutation:
+        """Ask the owner to ``add``/``remove``/``set``/``toggle``; returns at once.
+
+        ``StateError`` for a state this machine lacks, ``MutationArgsError``
+        for args msgpack can't carry (both before anything is sent), and
+        ``ReadOnlyError`` when this view isn't on a topic.
+        """
+        from .mutations import DEFAULT_TIMEOUT, KINDS
+
+        client = self._mutations
+        if client is None:
+            self._refuse()
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        names = [states] if isinstance(states, str) else list(states)
+        unknown = [n for n in names if n not in self.state_names]
+        if unknown:
+            raise StateError(f"machine {self.id!r} has no states {unknown}")
+        wait = DEFAULT_TIMEOUT if timeout is None else timeout
+        if not wait > 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        return client.call(self, kind, names, args, wait)
+
+    def _mutate_blocking(
+        self, kind: Kind, states: Names, args: dict[str, Any] | None
+    ) -> Result:
+        from .mutations import DEFAULT_TIMEOUT
+
+        client = self._mutations
+        if client is None:
+            self._refuse()
+        if client.in_runtime():
+            raise ReadOnlyError(
+                f"machine {self.id!r} is read-only from the topic's trio thread (a "
+                f"remote {kind} would block it); use `await remote.{kind}_async(...)`"
+            )
+        return self.mutate(kind, states, args).wait(DEFAULT_TIMEOUT + 5)
+
     def add(self, states: Names, args: dict[str, Any] | None = None) -> Result:
-        self._refuse()
+        return self._mutate_blocking("add", states, args)
 
     def remove(self, states: Names, args: dict[str, Any] | None = None) -> Result:
-        self._refuse()
+        return self._mutate_blocking("remove", states, args)
 
     def set(self, states: Names, args: dict[str, Any] | None = None) -> Result:
-        self._refuse()
+        return self._mutate_blocking("set", states, args)
 
     def toggle(self, states: Names, args: dict[str, Any] | None = None) -> Result:
-        self._refuse()
+        return self._mutate_blocking("toggle", states, args)
+
+    def add_async(
+        self, states: Names, args: dict[str, Any] | None = None
+    ) -> PendingMutation:
+        return self.mutate("add", states, args)
+
+    def remove_async(
+        self, states: Names, args: dict[str, Any] | None = None
+    ) -> PendingMutation:
+        return self.mutate("remove", states, args)
+
+    def set_async(
+        self, states: Names, args: dict[str, Any] | None = None
+    ) -> PendingMutation:
+        return self.mutate("set", states, args)
+
+    def toggle_async(
+        self, states: Names, args: dict[str, Any] | None = None
+    ) -> PendingMutation:
+        return self.mutate("toggle", states, args)
 
     def add_err(self, exc: BaseException, args: dict[str, Any] | None = None) -> Result:
         self._refuse()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import secrets
 import time
@@ -38,16 +39,18 @@ import trio
 
 from asyncmachine import Event, Machine, Result, Waiter
 
+from ._allow import AllowPeers, PeerAllowList
 from ._gossip import INTENT_STATES, GossipConfig, GossipCore
 from ._gossip import Event as CoreEvent
 from ._inbound import ExportTracer, Inbound
 from ._runtime import Runtime, Task, run_is_ending, runtime_for_caller
 from ._views import RemoteViews
 from .hooks import TopicHooks
+from .mutations import MutableBy, MutationClient, MutationPolicy, MutationServer
 from .protocol import ByeMsg, Message, ProtocolError, encode
 from .remote import RemoteMachine
 from .states import TOPIC_SCHEMA
-from .transport import Transport, TransportError
+from .transport import PskMismatchError, Transport, TransportError
 
 if TYPE_CHECKING:
     from asyncmachine import StateContext
@@ -78,6 +81,8 @@ class Topic:
         id: str | None = None,
         ready_peers: int = 1,
         connect_attempts: int = 5,
+        psk: bytes | str | os.PathLike[str] | None = None,
+        allow_peers: AllowPeers = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a topic name must be a non-empty str, got {name!r}")
@@ -88,7 +93,9 @@ class Topic:
         if transport is None:
             from .libp2p_transport import Libp2pTransport
 
-            transport = Libp2pTransport(listen=list(listen))
+            transport = Libp2pTransport(listen=list(listen), psk=psk)
+        elif psk is not None:
+            raise ValueError("psk is a Libp2pTransport option; pass it there")
         self.transport = transport
         self.config = config or GossipConfig()
         self.ready_peers = ready_peers
@@ -97,7 +104,13 @@ class Topic:
         self._serve_task: Task | None = None
         self._wake_event: trio.Event | None = None
         self.core = GossipCore("", config=self.config)
-        self._views = RemoteViews(self.core)
+        self._views = RemoteViews(self.core, on_built=self._attach_remote)
+        # remote mutations (mutations.py): ours to answer, theirs to ask
+        self._mutation_server = MutationServer(self._now)
+        self._mutation_client = MutationClient(
+            self.transport.request, self._spawn_request, self._on_runtime_thread
+        )
+        self.transport.serve_requests(self._serve_request)
         self._hooks = TopicHooks(self, self.core.counters)
         #: what the last ``Flush`` collected, and when the core wants the next
         self._outbox: deque[Message] = deque()
@@ -107,12 +120,21 @@ class Topic:
         #: dispose() was called: the goodbye sends from now on, the send loop stops
         self._leaving = False
         self._tracers: dict[int, ExportTracer] = {}
+        #: who may connect, publish and be shown (_allow.py); one predicate
+        #: for the transport, the inbound path and the core
+        self.allows = PeerAllowList(
+            allow_peers, own=lambda: self.core.peer_id, hook=self._hooks.accept_peer
+        )
+        self.core.accept_peers(self.allows)
+        self.transport.set_peer_filter(self.allows)
         self.mach = Machine(
             TOPIC_SCHEMA,
             id=id or f"ps-{name}-{secrets.token_hex(2)}",
             tags=["ampubsub:topic", f"topic:{name}"],
         )
-        self._inbound = Inbound(self.mach, self.config, self.core.counters, self._now)
+        self._inbound = Inbound(
+            self.mach, self.config, self.core.counters, self._now, self.allows
+        )
         self.mach.bind(_Handlers(self))
         for machine in machines:
             self.export(machine)
@@ -170,19 +192,33 @@ class Topic:
             runtime.delay_exit(done)
         return done
 
-    def export(self, machine: Machine) -> int:
-        """Share a local machine with the network; returns its index on the wire."""
+    def export(
+        self,
+        machine: Machine,
+        *,
+        mutable_by: MutableBy | None = None,
+        mutable_states: Iterable[str] | None = None,
+    ) -> int:
+        """Share a local machine with the network; returns its index on the wire.
+
+        ``mutable_by`` (``"*"``, peer ids, or ``(peer_id, mutation) -> bool``)
+        lets those peers mutate it remotely, ``mutable_states`` only those
+        states (see mutations.py); without it the machine is read-only to
+        others. Exporting again replaces the permission.
+        """
         if isinstance(machine, RemoteMachine):
             raise TypeError(f"{machine!r} is remote; only local machines are exported")
         if not isinstance(machine, Machine):
             raise TypeError(f"only asyncmachine Machines are exported, not {machine!r}")
         if machine.is_disposed:
             raise ValueError(f"machine {machine.id!r} is disposed")
+        policy = MutationPolicy.build(machine, mutable_by, mutable_states)
         if not self._hooks.accept_export(machine):
             raise PermissionError(
                 f"a plugin refused exporting machine {machine.id!r} to {self.name!r}"
             )
         index = self.core.export(machine)
+        self._mutation_server.permit(index, machine, policy)
         self._wake()
         if index not in self._tracers:
             tracer = ExportTracer(
@@ -197,6 +233,7 @@ class Topic:
         index = self.core.unexport(machine)
         if index is None:
             return False
+        self._mutation_server.forget(index)
         self._wake()
         self._detach_tracer(index, machine)
         return True
@@ -241,7 +278,30 @@ class Topic:
         merged = dict(self.core.counters)
         merged.update(self.core.stats())
         merged.update(self.transport.counters())
+        merged.update(self._mutation_server.counters)
         return merged
+
+    # -- remote mutations ------------------------------------------------------
+
+    async def _serve_request(self, caller: str, payload: bytes) -> bytes:
+        """A direct request: a mutation of one of our machines (sans-IO server)."""
+        if not self._mutation_server.active:
+            raise PermissionError("no machine here is exported as mutable")
+        return self._mutation_server.handle(caller, payload)
+
+    def _attach_remote(self, remote: RemoteMachine) -> None:
+        remote._mutations = self._mutation_client
+
+    def _spawn_request(self, fn: Callable[..., Any], *args: Any) -> bool:
+        runtime = self.runtime
+        if runtime is None or not self.mach.is_active("Started"):
+            return False
+        runtime.spawn(fn, *args, name=f"{self.name}:mutation")
+        return True
+
+    def _on_runtime_thread(self) -> bool:
+        runtime = self.runtime
+        return runtime is not None and runtime.in_thread
 
     # -- runtime plumbing ------------------------------------------------------
 
@@ -315,6 +375,9 @@ class Topic:
             try:
                 made = await self.transport.connect(self.bootstrap)
             except ValueError as err:  # a malformed address won't get better
+                self.mach.add_err_state("ErrConnecting", err)
+                return
+            except PskMismatchError as err:  # nor will another key
                 self.mach.add_err_state("ErrConnecting", err)
                 return
             except TransportError as err:

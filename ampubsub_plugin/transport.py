@@ -22,12 +22,73 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
+
+#: Serves one direct request: (the caller's peer id, the payload) -> the
+#: reply. Raising refuses the request; the caller gets :class:`DirectRefused`.
+RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
+
+#: Largest direct request and reply payloads, on every transport.
+DIRECT_MAX_REQUEST = 64 * 1024
+DIRECT_MAX_REPLY = 64 * 1024 - 1
+
+#: Decides whether a peer may connect (see :meth:`Transport.set_peer_filter`).
+PeerFilter = Callable[[str], bool]
 
 
 class TransportError(Exception):
     """The network refused an operation; the message names what and where."""
+
+
+class PskMismatchError(TransportError):
+    """A peer's connection opened, but the private-network handshake didn't finish.
+
+    Its private-network key differs from ours, or it has none (or it is no
+    libp2p peer at all). ``addrs`` are the addresses that were dialled.
+    """
+
+    def __init__(self, addrs: list[str], timeout: float, fingerprint: str) -> None:
+        self.addrs = addrs
+        self.timeout = timeout
+        where = " ".join(addrs)
+        if fingerprint == "none":
+            text = (
+                f"{where} accepted the connection but the handshake timed out "
+                f"after {timeout:g} s: it may be on a private network (a key we "
+                "lack), or it is no libp2p peer"
+            )
+        else:
+            text = (
+                f"private-network key mismatch: {where} accepted the connection "
+                f"but the handshake under our key ({fingerprint}) timed out after "
+                f"{timeout:g} s; the peer has another key or none"
+            )
+        super().__init__(text)
+
+
+class DirectError(TransportError):
+    """A direct request failed; ``peer_id`` names the peer it was for."""
+
+    def __init__(self, peer_id: str, message: str) -> None:
+        super().__init__(f"direct request to {peer_id}: {message}")
+        self.peer_id = peer_id
+
+
+class DirectUnreachable(DirectError):
+    """No stream to the peer: it is gone, unknown here, or serves no requests."""
+
+
+class DirectTimeout(DirectError):
+    """No reply within the request's timeout."""
+
+
+class DirectClosed(DirectError):
+    """The peer's side closed mid-request (it died or dropped us)."""
+
+
+class DirectRefused(DirectError):
+    """The peer's request handler failed or refused; the text is the peer's."""
 
 
 class TransportHandler(Protocol):
@@ -133,3 +194,28 @@ class Transport(ABC):
     def verify(self, peer_id: str, data: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is ``peer_id``'s over ``data`` (False if unknown)."""
         return False
+
+    # -- point to point ------------------------------------------------------
+
+    @abstractmethod
+    async def request(self, peer_id: str, payload: bytes, timeout: float) -> bytes:
+        """Send ``payload`` to ``peer_id`` alone and return its reply.
+
+        Never broadcast: one stream to that peer, dialled on demand. Raises
+        :class:`DirectUnreachable`, :class:`DirectTimeout` (``timeout``
+        seconds bound the whole call), :class:`DirectClosed`,
+        :class:`DirectRefused`, or ``ValueError`` for a payload over the
+        transport's limit.
+        """
+
+    @abstractmethod
+    def serve_requests(self, handler: RequestHandler | None) -> None:
+        """Answer direct requests with ``handler`` (None: refuse them all)."""
+
+    @abstractmethod
+    def set_peer_filter(self, allows: PeerFilter | None) -> None:
+        """Accept connections only from peers ``allows`` accepts (None: all).
+
+        Connections already open to refused peers are closed; new ones are
+        closed as soon as they open, and their direct requests refused.
+        """

@@ -33,8 +33,9 @@ def test_core_quickstart() -> None:
 def test_seed_usage(transport: str) -> None:
     out = run("seed_usage.py", "--transport", transport)
     assert "peer A exports: worker-1, worker-2, worker-3" in out
-    assert "mutations are refused" in out
-    assert "Baz active on worker-2: (Baz:1)" in out
+    assert "Bar set on worker-2: EXECUTED" in out
+    assert "Baz active on worker-2: (Bar:1 Baz:1)" in out
+    assert "worker-1 refuses:" in out and "not exported as mutable" in out
 
 
 def test_supervisors() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -115,6 +116,7 @@ class Shared:
     """
 
     __slots__ = (
+        "accepts_peer",
         "config",
         "counters",
         "incarnation",
@@ -138,6 +140,8 @@ class Shared:
         self.signer = signer
         self.incarnation = incarnation
         self.counters: Counter[str] = Counter()
+        #: the topic's allow-list (_allow.py): infos about others are ignored
+        self.accepts_peer: Callable[[str], bool] = lambda peer: True
         #: how far behind this peer runs, in seconds (the ``load`` room)
         self.lag = 0.0
 

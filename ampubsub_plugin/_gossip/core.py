@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 
 from asyncmachine import Machine
 
@@ -161,6 +162,10 @@ class GossipCore:
         wait = 2 * self.config.snapshot_wait
         self.pacing.plan_gossip(now, len(self.roster), at_least=wait)
         self.pacing.last_sent = now  # the hello or the request says we're alive
+
+    def accept_peers(self, predicate: Callable[[str], bool]) -> None:
+        """Only peers ``predicate`` accepts are learned of (the allow-list)."""
+        self._shared.accepts_peer = predicate
 
     def start(self, peer_id: str, signer: Signer | None, incarnation: int) -> None:
         """The transport runs: who we are now, how we sign, which run this is."""

@@ -104,7 +104,7 @@ class Intake(Flow):
         for peer, infos in msg.peer_info.items():
             if peer == sender:
                 proven[peer] = infos
-            elif peer != me:
+            elif peer != me and self._shared.accepts_peer(peer):
                 got = self._proven_infos(sender, peer, infos, now)
                 if got:
                     proven[peer] = got

@@ -68,6 +68,8 @@ class Repair:
         """``author`` named a peer we never heard introduced: ask about it later."""
         if peer == self._shared.peer_id or peer in self._roster:
             return
+        if not self._shared.accepts_peer(peer):
+            return  # outside the allow-list: nothing to ask about
         if peer in self.missing_peers:
             return
         cfg, counters = self._shared.config, self._shared.counters

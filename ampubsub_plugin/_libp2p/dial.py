@@ -13,6 +13,13 @@ Rules:
 4. An explicit dial uses exactly the addresses it was given: py-libp2p's
    memory of earlier dials is reset first (:func:`forget_stale_dial_state`).
 
+5. A private-network key mismatch (another key, or a key on one side only)
+   doesn't fail, it stalls (py-libp2p's handshake waits for sense in
+   noise). When no peer could be reached and a dial stalled or failed in
+   its handshake although the peer's TCP port accepts connections (checked
+   with a plain socket in the last :data:`PSK_PROBE_SHARE` of the timeout),
+   the error is :class:`PskMismatchError`.
+
 Peers may also come back without a dial: py-libp2p's AutoConnector
 (``network/auto_connector.py``) redials peers it knows from its peerstore
 every 10 s while under 50 connections.
@@ -30,9 +37,14 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 
 from ..transport import TransportError
 from .logs import log
+from .psk import PskMismatchError
 
 #: Dials in flight at once in :meth:`Libp2pTransport.connect`.
 MAX_PARALLEL_DIALS = 8
+
+#: On a private network, the share of ``connect_timeout`` kept for checking
+#: whether a peer that didn't finish its handshake accepts connections.
+PSK_PROBE_SHARE = 0.2
 
 
 class DialPlan:
@@ -55,27 +67,40 @@ class DialPlan:
                 self.addrs.setdefault(info.peer_id, []).extend(info.addrs)
                 self.texts.setdefault(info.peer_id, []).append(text)
 
-    async def dial(self, host: IHost, timeout: float, name: str) -> int:
+    async def dial(
+        self, host: IHost, timeout: float, name: str, *, psk: str = "none"
+    ) -> int:
         """Dial every peer; return how many peers are now connected.
 
         Raises :class:`TransportError` naming every failure when none is.
-        ``name`` (this peer's id) labels the log lines.
+        ``name`` (this peer's id) labels the log lines. ``psk`` names our
+        private-network key (its fingerprint, or "none") in the
+        :class:`PskMismatchError` of rule 5.
         """
         limiter = trio.CapacityLimiter(MAX_PARALLEL_DIALS)
         failures: dict[ID, str] = {}
         connected = 0
+
+        # part of the time is kept to tell a key mismatch (the socket
+        # opens) from an unreachable peer
+        budget = timeout * (1 - PSK_PROBE_SHARE)
+        stalled: list[ID] = []
 
         async def dial(peer: ID, peer_addrs: list[multiaddr.Multiaddr]) -> None:
             nonlocal connected
             async with limiter:
                 forget_stale_dial_state(host, peer)
                 reason = f"timed out after {timeout} s"
-                with trio.move_on_after(timeout):
+                stalled.append(peer)
+                with trio.move_on_after(budget):
                     try:
                         await host.connect(PeerInfo(peer, peer_addrs))
                     except Exception as error:  # any dial failure is a failure
                         reason = f"{type(error).__name__}: {error}"
+                        if not _is_handshake_failure(error):
+                            stalled.remove(peer)
                     else:
+                        stalled.remove(peer)
                         if host.get_network().get_connections(peer):
                             connected += 1
                             return
@@ -95,6 +120,12 @@ class DialPlan:
         )
         for peer, reason in failures.items():
             log.info("%s could not dial %s: %s", name, peer, reason)
+        if not connected and stalled:
+            probe = timeout * PSK_PROBE_SHARE
+            opened = [p for p in stalled if await _socket_opens(self.addrs[p], probe)]
+            if opened:
+                texts = [t for p in opened for t in self.texts[p]]
+                raise PskMismatchError(texts, timeout, psk)
         if not connected:
             detail = "; ".join(
                 f"{' '.join(self.texts[p])}: {r}" for p, r in failures.items()
@@ -142,3 +173,45 @@ def parse_peer_addr(text: str) -> PeerInfo:
             f"multiaddr {text!r} can't be dialled: it needs a /p2p/<peer id> "
             f"suffix ({error})"
         ) from error
+
+
+def _is_handshake_failure(error: BaseException) -> bool:
+    """Whether a dial failed after its socket opened (security or muxer).
+
+    py-libp2p wraps the cause in other errors and groups, so the whole chain
+    is read.
+    """
+    texts: list[str] = []
+    seen: set[int] = set()
+    stack: list[BaseException] = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts.append(str(current).lower())
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                stack.append(linked)
+    words = ("upgrade", "security", "handshake", "negotiate", "multiselect")
+    return any(word in text for text in texts for word in words)
+
+
+async def _socket_opens(addrs: list[multiaddr.Multiaddr], timeout: float) -> bool:
+    """Whether a plain TCP connection to one of ``addrs`` opens within ``timeout``."""
+    with trio.move_on_after(timeout):
+        for addr in addrs:
+            try:
+                host = addr.value_for_protocol("ip4") or addr.value_for_protocol("ip6")
+                port = int(addr.value_for_protocol("tcp"))
+            except Exception:
+                continue
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError:
+                continue
+            await stream.aclose()
+            return True
+    return False

@@ -62,12 +62,15 @@ class HostConfig:
     degree_low: int
     degree_high: int
     heartbeat_interval: float
+    #: the private-network key (32 bytes), or None for an open network
+    psk: bytes | None = None
 
 
 def new_libp2p_host(config: HostConfig) -> IHost:
-    """A host with our identity, muxer and one connection per peer."""
+    """A host with our identity, muxer and one connection per peer (and pnet key)."""
     return new_host(
         key_pair=config.key_pair,
+        psk=None if config.psk is None else config.psk.hex(),
         listen_addrs=config.listen,
         muxer_preference=config.muxer,
         connection_config=ConnectionConfig(max_connections_per_peer=1),

@@ -34,6 +34,7 @@ Things the topic must know:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,11 +43,21 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
-from ..transport import Transport, TransportError, TransportHandler
+from ..transport import (
+    PeerFilter,
+    RequestHandler,
+    Transport,
+    TransportError,
+    TransportHandler,
+)
 from .dial import DialPlan, parse_multiaddr
+from .direct import DirectServer
+from .direct import request as direct_request
+from .gate import PeerGate
 from .inbox import Inbox
 from .keys import PublicKeys
 from .logs import log
+from .psk import load_psk, psk_fingerprint
 from .pubsub import MAX_PAYLOAD, MUXERS, HostConfig
 from .stack import Running, Stack
 
@@ -64,6 +75,11 @@ class Libp2pTransport(Transport):
     identity is made, once per transport object. ``degree*`` and
     ``heartbeat_interval`` (seconds) configure gossipsub; ``muxer`` is
     ``"mplex"`` or ``"yamux"``. ``connect_timeout`` bounds each dial.
+    ``psk`` makes a private network (32 bytes, or the path of a swarm key
+    file; see ``psk.py``): only peers with the same key can connect (TCP
+    only; py-libp2p's pnet doesn't cover QUIC, so QUIC listen addresses are
+    refused with a key). A dial that opens but never completes its
+    handshake under the key raises :class:`PskMismatchError`.
     """
 
     def __init__(
@@ -77,12 +93,20 @@ class Libp2pTransport(Transport):
         heartbeat_interval: float = 1.0,
         muxer: str = "mplex",
         connect_timeout: float = 5.0,
+        psk: bytes | str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(listen, str):
             listen = (listen,)
         if not listen:
             raise ValueError("listen needs at least one multiaddr")
         listen_addrs = [parse_multiaddr(a) for a in listen]
+        if psk is not None:
+            quic = [str(a) for a in listen_addrs if "/quic" in str(a)]
+            if quic:
+                raise ValueError(
+                    "a private network (psk) works over TCP only; py-libp2p's pnet "
+                    f"does not protect QUIC: {', '.join(quic)}"
+                )
         if key_seed is not None and len(key_seed) != 32:
             raise ValueError(f"key_seed must be 32 bytes, got {len(key_seed)}")
         if not 0 < degree_low <= degree <= degree_high:
@@ -96,6 +120,7 @@ class Libp2pTransport(Transport):
             raise ValueError(f"muxer must be 'mplex' or 'yamux', not {muxer!r}")
         if not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0: {connect_timeout}")
+        self._psk = None if psk is None else load_psk(psk)
         key_pair = create_new_key_pair(key_seed)
         self._config = HostConfig(
             listen=listen_addrs,
@@ -105,6 +130,7 @@ class Libp2pTransport(Transport):
             degree_low=degree_low,
             degree_high=degree_high,
             heartbeat_interval=heartbeat_interval,
+            psk=self._psk,
         )
         self._peer_id = ID.from_pubkey(key_pair.public_key)
         self._public_keys = PublicKeys()
@@ -115,6 +141,9 @@ class Libp2pTransport(Transport):
         self._stack: Stack | None = None
         # The joined topic (inbox.topic) and the entries on their way in.
         self._inbox = Inbox(self._peer_id)
+        # direct requests (direct.py) and who may connect (gate.py)
+        self._direct = DirectServer(self.peer_id)
+        self._gate = PeerGate(self.peer_id)
 
     def _validator(
         self, accept: Callable[[str, bytes], bool]
@@ -134,7 +163,15 @@ class Libp2pTransport(Transport):
         return validate
 
     def counters(self) -> dict[str, int]:
-        return {"inbox_shed": self._inbox.shed}
+        counts = {"inbox_shed": self._inbox.shed}
+        # direct requests and the gate: shown once they happened
+        extra = {
+            "direct_served": self._direct.served,
+            "direct_refused": self._direct.refused,
+            "conn_refused_peer": self._gate.closed,
+        }
+        counts.update((name, n) for name, n in extra.items() if n)
+        return counts
 
     def sign(self, data: bytes) -> bytes | None:
         signature: bytes = self._config.key_pair.private_key.sign(data)
@@ -189,13 +226,17 @@ class Libp2pTransport(Transport):
                 nursery.start_soon(stack.run, handler, self._unsubscribe)
                 try:
                     await stack.ready.wait()
-                    if stack.error is None:
+                    running = stack.running
+                    if stack.error is None and running is not None:
+                        self._direct.attach(running.host)
+                        self._gate.attach(running.host, nursery)
                         task_status.started()
                         await stack.finished.wait()
                 finally:
                     stack.stop.set()
         finally:
             self._stack = None
+            self._gate.detach()
         if stack.error is not None:
             listen = ", ".join(str(a) for a in self._config.listen)
             stage = "failed" if stack.started else "failed to start"
@@ -216,6 +257,19 @@ class Libp2pTransport(Transport):
             raise TransportError(f"transport {self.peer_id} is not serving")
         return run
 
+    # -- point to point and gating -------------------------------------------
+
+    async def request(self, peer_id: str, payload: bytes, timeout: float) -> bytes:
+        """One request, one reply, over a stream to ``peer_id`` (see direct.py)."""
+        return await direct_request(self._running().host, peer_id, payload, timeout)
+
+    def serve_requests(self, handler: RequestHandler | None) -> None:
+        self._direct.handler = handler
+
+    def set_peer_filter(self, allows: PeerFilter | None) -> None:
+        self._direct.allows = allows
+        self._gate.set_filter(allows)
+
     # -- connections --------------------------------------------------------
 
     async def connect(self, addrs: Sequence[str]) -> int:
@@ -234,7 +288,10 @@ class Libp2pTransport(Transport):
         run = self._running()
         if not plan.addrs:
             return 0
-        return await plan.dial(run.host, self._connect_timeout, self.peer_id)
+        fingerprint = "none" if self._psk is None else psk_fingerprint(self._psk)
+        return await plan.dial(
+            run.host, self._connect_timeout, self.peer_id, psk=fingerprint
+        )
 
     def connection_count(self) -> int:
         """Open connections to other peers (0 unless serving)."""

@@ -1,0 +1,188 @@
+"""Direct requests: one request, one reply, over a libp2p stream to one peer.
+
+Rules:
+
+1. Protocol ``/ampubsub/direct/1.0.0``: the caller opens a stream (dialling
+   the peer if needed, from the addresses py-libp2p knows), writes one
+   frame, closes its side, reads one frame. Nothing is broadcast.
+2. A frame is a 4-byte big-endian length and the bytes. A request is at
+   most :data:`MAX_REQUEST` bytes, a reply at most :data:`MAX_REPLY`; a
+   reply starts with one status byte: :data:`OK` then the handler's bytes,
+   or :data:`REFUSED` then a UTF-8 reason. A longer frame is never read:
+   the stream is reset.
+3. Every wait is bounded: the caller's whole call by its ``timeout``, the
+   server's read of the request by :data:`READ_TIMEOUT`, the handler by
+   :data:`HANDLER_TIMEOUT`. A server serves at most :data:`MAX_SERVING`
+   requests at once; more are refused at once.
+4. Requests from peers the transport's filter refuses are refused, as are
+   all requests while no handler is set.
+
+The payload is opaque here; the mutation layer puts msgpack in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+
+from ..transport import (
+    DIRECT_MAX_REPLY,
+    DIRECT_MAX_REQUEST,
+    DirectClosed,
+    DirectRefused,
+    DirectTimeout,
+    DirectUnreachable,
+    PeerFilter,
+    RequestHandler,
+)
+from .logs import log
+
+PROTOCOL = TProtocol("/ampubsub/direct/1.0.0")
+MAX_REQUEST = DIRECT_MAX_REQUEST
+MAX_REPLY = DIRECT_MAX_REPLY + 1  # the status byte
+READ_TIMEOUT = 5.0
+HANDLER_TIMEOUT = 10.0
+MAX_SERVING = 32
+OK = 0
+REFUSED = 1
+_LENGTH = struct.Struct(">I")
+
+
+class FrameError(Exception):
+    """A frame broke rule 2 (too long, or cut short)."""
+
+
+async def read_exactly(stream: INetStream, size: int) -> bytes:
+    chunks: list[bytes] = []
+    missing = size
+    while missing:
+        chunk = await stream.read(missing)
+        if not chunk:
+            raise FrameError(f"stream ended {missing} bytes short")
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
+
+
+async def read_frame(stream: INetStream, limit: int) -> bytes:
+    (size,) = _LENGTH.unpack(await read_exactly(stream, _LENGTH.size))
+    if size > limit:
+        raise FrameError(f"a frame of {size} bytes is over the {limit}-byte limit")
+    return await read_exactly(stream, size)
+
+
+async def write_frame(stream: INetStream, body: bytes) -> None:
+    await stream.write(_LENGTH.pack(len(body)) + body)
+
+
+class DirectServer:
+    """The stream handler of one host: runs the request handler per stream."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.handler: RequestHandler | None = None
+        self.allows: PeerFilter | None = None
+        self._serving = 0
+        self.served = 0
+        self.refused = 0
+
+    def attach(self, host: IHost) -> None:
+        host.set_stream_handler(PROTOCOL, self.handle)
+
+    async def handle(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id.to_base58()
+        try:
+            if self._serving >= MAX_SERVING:
+                await self._refuse(stream, "busy: too many requests at once")
+                return
+            self._serving += 1
+            try:
+                await self._serve(stream, peer)
+            finally:
+                self._serving -= 1
+        except Exception as error:  # a bad caller must not hurt the host
+            log.debug("%s: direct request from %s failed: %r", self._name, peer, error)
+            await _reset(stream)
+        else:
+            await _close(stream)
+
+    async def _serve(self, stream: INetStream, peer: str) -> None:
+        handler, allows = self.handler, self.allows
+        with trio.fail_after(READ_TIMEOUT):
+            request = await read_frame(stream, MAX_REQUEST)
+        if handler is None:
+            await self._refuse(stream, "this peer serves no direct requests")
+            return
+        if allows is not None and not allows(peer):
+            await self._refuse(stream, "not allowed on this network")
+            return
+        try:
+            with trio.fail_after(HANDLER_TIMEOUT):
+                reply = await handler(peer, request)
+        except Exception as error:
+            await self._refuse(stream, str(error) or type(error).__name__)
+            return
+        if len(reply) + 1 > MAX_REPLY:
+            await self._refuse(stream, f"reply of {len(reply)} bytes is over the limit")
+            return
+        await write_frame(stream, bytes([OK]) + reply)
+        self.served += 1
+
+    async def _refuse(self, stream: INetStream, reason: str) -> None:
+        self.refused += 1
+        text = reason.encode("utf-8", "replace")[: MAX_REPLY - 1]
+        await write_frame(stream, bytes([REFUSED]) + text)
+
+
+async def request(host: IHost, peer_id: str, payload: bytes, timeout: float) -> bytes:
+    """Rule 1 from the caller's side; errors as ``Transport.request`` names them."""
+    if len(payload) > MAX_REQUEST:
+        raise ValueError(
+            f"a direct request of {len(payload)} bytes is over the "
+            f"{MAX_REQUEST}-byte limit"
+        )
+    try:
+        peer = ID.from_base58(peer_id)
+    except Exception as error:
+        raise ValueError(f"not a peer id: {peer_id!r} ({error})") from error
+    stream: INetStream | None = None
+    with trio.move_on_after(timeout) as scope:
+        try:
+            stream = await host.new_stream(peer, [PROTOCOL])
+        except Exception as error:
+            raise DirectUnreachable(
+                peer_id, f"can't open a stream: {type(error).__name__}: {error}"
+            ) from error
+        try:
+            await write_frame(stream, payload)
+            reply = await read_frame(stream, MAX_REPLY)
+        except Exception as error:
+            await _reset(stream)
+            raise DirectClosed(
+                peer_id, f"the stream broke mid-request: {error!r}"
+            ) from error
+        await _close(stream)
+        if not reply:
+            raise DirectClosed(peer_id, "an empty reply")
+        if reply[0] == REFUSED:
+            raise DirectRefused(peer_id, reply[1:].decode("utf-8", "replace"))
+        return reply[1:]
+    assert scope.cancelled_caught
+    if stream is not None:
+        await _reset(stream)
+    raise DirectTimeout(peer_id, f"no reply within {timeout:g} s")
+
+
+async def _close(stream: INetStream) -> None:
+    with trio.move_on_after(1.0), contextlib.suppress(Exception):
+        await stream.close()
+
+
+async def _reset(stream: INetStream) -> None:
+    with trio.move_on_after(1.0), contextlib.suppress(Exception):
+        await stream.reset()

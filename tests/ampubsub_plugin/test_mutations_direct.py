@@ -1,0 +1,133 @@
+"""The transport's direct request, which remote mutations ride on: both transports.
+
+Each case runs on the memory transport and on py-libp2p (127.0.0.1), two
+transports serving in one trio run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from ampubsub_plugin.libp2p_transport import Libp2pTransport
+from ampubsub_plugin.memory_transport import MemoryNetwork
+from ampubsub_plugin.transport import (
+    DIRECT_MAX_REPLY,
+    DIRECT_MAX_REQUEST,
+    DirectRefused,
+    DirectTimeout,
+    DirectUnreachable,
+    Transport,
+    TransportError,
+)
+
+Pair = tuple[Transport, Transport]
+
+
+class Quiet:
+    def on_message(self, sender: str, data: bytes) -> None:
+        pass
+
+    def on_peer_joined(self, peer_id: str) -> None:
+        pass
+
+    def on_peer_left(self, peer_id: str) -> None:
+        pass
+
+
+def make_pair(kind: str) -> Pair:
+    if kind == "memory":
+        net = MemoryNetwork()
+        return net.transport(), net.transport()
+    return Libp2pTransport(), Libp2pTransport()
+
+
+@asynccontextmanager
+async def serving(kind: str) -> AsyncIterator[Pair]:
+    a, b = make_pair(kind)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.serve, Quiet())
+        await nursery.start(b.serve, Quiet())
+        await b.connect(a.addrs)
+        yield a, b
+        nursery.cancel_scope.cancel()
+
+
+KINDS = ["memory", "libp2p"]
+
+
+def run(body: Callable[[], object]) -> None:
+    trio.run(body)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_gets_the_handlers_reply_and_the_callers_id(kind: str) -> None:
+    async def main() -> None:
+        async with serving(kind) as (a, b):
+            callers: list[str] = []
+
+            async def echo(caller: str, payload: bytes) -> bytes:
+                callers.append(caller)
+                return payload[::-1][:DIRECT_MAX_REPLY]
+
+            a.serve_requests(echo)
+            with trio.fail_after(10):
+                assert await b.request(a.peer_id, b"hello", 5) == b"olleh"
+                big = bytes(range(256)) * (DIRECT_MAX_REQUEST // 256)
+                reply = await b.request(a.peer_id, big, 5)
+                assert reply == big[::-1][:DIRECT_MAX_REPLY]
+            assert callers == [b.peer_id, b.peer_id]
+
+    run(main)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_refusals_timeouts_and_limits_are_named(kind: str) -> None:
+    async def main() -> None:
+        async with serving(kind) as (a, b):
+            with trio.fail_after(10), pytest.raises(DirectRefused, match="no direct"):
+                await b.request(a.peer_id, b"x", 5)
+
+            async def fail(caller: str, payload: bytes) -> bytes:
+                raise PermissionError("nope, not you")
+
+            a.serve_requests(fail)
+            with trio.fail_after(10), pytest.raises(DirectRefused, match="not you"):
+                await b.request(a.peer_id, b"x", 5)
+
+            async def slow(caller: str, payload: bytes) -> bytes:
+                await trio.sleep_forever()
+                raise AssertionError
+
+            a.serve_requests(slow)
+            started = trio.current_time()
+            with trio.fail_after(10), pytest.raises(DirectTimeout):
+                await b.request(a.peer_id, b"x", 0.5)
+            assert trio.current_time() - started < 3
+
+            with pytest.raises(ValueError, match="over the"):
+                await b.request(a.peer_id, bytes(DIRECT_MAX_REQUEST + 1), 5)
+
+            async def echo(caller: str, payload: bytes) -> bytes:
+                return payload
+
+            a.serve_requests(echo)
+            a.set_peer_filter(lambda peer: peer != b.peer_id)
+            with trio.fail_after(10), pytest.raises(TransportError):
+                await b.request(a.peer_id, b"x", 5)
+
+    run(main)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unknown_peer_is_unreachable(kind: str) -> None:
+    async def main() -> None:
+        async with serving(kind) as (_, b):
+            ghost = make_pair(kind)[0].peer_id
+            with trio.fail_after(10), pytest.raises(DirectUnreachable):
+                await b.request(ghost, b"x", 5)
+
+    run(main)
