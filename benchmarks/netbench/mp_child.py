@@ -1,0 +1,181 @@
+"""One child of the multi-process run: peers i with i % procs == k.
+
+It speaks JSON lines: commands on stdin, events on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+from .common import TOPIC, emit, make_schema, proc_status_kb, quiet_logging, wait_state
+from .metrics import counters_sum
+
+
+async def mp_child_main(a: argparse.Namespace) -> None:
+    import trio
+
+    from ampubsub_plugin import Libp2pTransport, Topic, hooks
+    from asyncmachine import Machine
+
+    quiet_logging()
+    n, m_per, k = a.procs_peers, a.machines, a.mp_child
+    schema = make_schema()
+    rss_base = proc_status_kb("VmRSS")
+    topics: dict[int, Any] = {}
+    machines: dict[int, list[Any]] = {}
+    local_count = len(range(k, n, a.procs))
+    expected = m_per * (n - 1)
+    measuring = False
+
+    class MPProbe:
+        def __init__(self) -> None:
+            self.index: dict[int, int] = {}
+            self.seen: dict[int, set[str]] = defaultdict(set)
+            self.complete: set[int] = set()
+
+        @hooks.hookimpl
+        def ampubsub_machine_discovered(self, topic: Any, remote: Any) -> None:
+            peer = self.index.get(id(topic))
+            if peer is None:
+                return
+            s = self.seen[peer]
+            s.add(remote.id)
+            if len(s) >= expected and peer not in self.complete:
+                self.complete.add(peer)
+                if len(self.complete) == local_count:
+                    emit({"ev": "discovered", "t": time.time()})
+
+        @hooks.hookimpl
+        def ampubsub_machine_updated(self, topic: Any, remote: Any) -> None:
+            if measuring:
+                emit(
+                    {
+                        "ev": "applied",
+                        "id": remote.id,
+                        "sum": remote.time_sum,
+                        "rx": self.index.get(id(topic), -1),
+                        "t": time.time(),
+                    }
+                )
+
+    probe = MPProbe()
+    hooks.register(probe, name="network-bench-mp-probe")
+
+    async def start_peer(i: int, bootstrap: list[str]) -> None:
+        try:
+            ms = [
+                Machine(schema, id=f"p{i}-m{j}", tags=[f"peer:{i}"])
+                for j in range(m_per)
+            ]
+            for mach in ms:
+                mach.add("A")
+            machines[i] = ms
+            topic = Topic(
+                TOPIC, transport=Libp2pTransport(), bootstrap=bootstrap, machines=ms
+            )
+            topics[i] = topic
+            probe.index[id(topic)] = i
+            topic.start()
+            await wait_state(topic, "Started", 20, "mp: start")
+            emit({"ev": "started", "i": i, "addrs": topic.addrs})
+            await wait_state(topic, "Connected", 60, "mp: connect")
+            topic.join()
+            await wait_state(topic, "Joined", 30, "mp: join")
+            emit({"ev": "joined", "i": i, "t": time.time()})
+        except Exception as err:
+            emit({"ev": "error", "i": i, "error": str(err)})
+
+    async def watch_sync() -> None:
+        initial = None
+        while True:
+            await trio.sleep(0.05)
+            if len(probe.complete) < local_count:
+                continue
+            if initial is None:
+                initial = machines[min(machines)][0].time()
+            ok = all(
+                r.time() == initial
+                for t in topics.values()
+                for r in t.list_machines(connected=True)
+            )
+            if ok:
+                emit({"ev": "synced", "t": time.time()})
+                return
+
+    def totals() -> dict[str, Any]:
+        out = counters_sum(list(topics.values()), "out_")
+        inbound = counters_sum(list(topics.values()), "in_")
+        seen = [len(t.list_machines()) for t in topics.values()] or [0]
+        return {
+            "out": sum(out.values()),
+            "in": sum(inbound.values()),
+            "cpu": time.process_time(),
+            "t": time.time(),
+            "by_type": dict(out),
+            "seen_min": min(seen),
+            "seen_max": max(seen),
+        }
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_sync)
+        emit({"ev": "ready", "k": k})
+        while True:
+            line = await trio.to_thread.run_sync(
+                sys.stdin.readline,
+                abandon_on_cancel=True,  # type: ignore[call-arg]
+            )
+            if not line:
+                os._exit(0)  # the coordinator is gone
+            cmd = json.loads(line)
+            op = cmd["cmd"]
+            if op == "start":
+                nursery.start_soon(start_peer, cmd["i"], cmd["boot"])
+            elif op == "totals":
+                emit({"ev": "totals", **totals()})
+            elif op == "measure":
+                measuring = bool(cmd["on"])
+                emit({"ev": "measuring", "on": measuring})
+            elif op == "change":
+                mach = machines[cmd["i"]][cmd["j"]]
+                state = cmd["s"]
+                t0 = time.time()
+                if mach.is_active(state):
+                    mach.remove(state)
+                else:
+                    mach.add(state)
+                emit({"ev": "changed", "id": mach.id, "sum": sum(mach.time()), "t": t0})
+            elif op == "stop":
+                counters = counters_sum(list(topics.values()), "")
+                emit(
+                    {
+                        "ev": "final",
+                        "rss_mb": proc_status_kb("VmRSS") / 1024,
+                        "rss_base_mb": rss_base / 1024,
+                        "hwm_mb": proc_status_kb("VmHWM") / 1024,
+                        "cpu": time.process_time(),
+                        "drops": {
+                            k2: v
+                            for k2, v in counters.items()
+                            if k2.startswith("drop_")
+                        },
+                    }
+                )
+                os._exit(0)
+
+
+def mp_child_entry(a: argparse.Namespace) -> int:
+    import trio
+
+    try:
+        trio.run(mp_child_main, a)
+    except BaseException as err:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        emit({"ev": "error", "error": f"{type(err).__name__}: {err}"})
+    os._exit(1)
