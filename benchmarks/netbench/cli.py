@@ -107,6 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--_single", dest="single", type=int, help=argparse.SUPPRESS)
     p.add_argument("--_mp-child", dest="mp_child", type=int, help=argparse.SUPPRESS)
     p.add_argument(
+        "--raw-bound",
+        type=float,
+        default=60.0,
+        help="multi-process: bound on the raw all-to-all baseline, s (60)",
+    )
+    p.add_argument(
+        "--no-raw",
+        action="store_true",
+        help="multi-process: skip the raw all-to-all baseline",
+    )
+    p.add_argument(
+        "--loss-bound",
+        type=float,
+        default=30.0,
+        help="multi-process: every owner updates once; receptions missing "
+        "after this many s are lost (30)",
+    )
+    p.add_argument(
         "--no-single",
         action="store_true",
         help="skip the single-process sizes (--peers); multi-process run only",

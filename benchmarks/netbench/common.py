@@ -90,6 +90,7 @@ def lat_summary(values_s: list[float], expected: int) -> dict[str, Any]:
         "lost": expected - len(ms),
         "p50": pct(ms, 50),
         "p90": pct(ms, 90),
+        "p95": pct(ms, 95),
         "p99": pct(ms, 99),
         "max": max(ms) if ms else None,
         "mean": statistics.fmean(ms) if ms else None,

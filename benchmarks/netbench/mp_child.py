@@ -10,10 +10,21 @@ import os
 import sys
 import time
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
-from .common import TOPIC, emit, make_schema, proc_status_kb, quiet_logging, wait_state
+from .common import (
+    RAW_TOPIC,
+    TOPIC,
+    emit,
+    make_schema,
+    proc_status_kb,
+    quiet_logging,
+    updates_payload_size,
+    wait_state,
+)
 from .metrics import counters_sum
+from .raw import ONCE_HEAD, PROBE_HEAD, AllToAll, once_payload
 
 
 async def mp_child_main(a: argparse.Namespace) -> None:
@@ -65,6 +76,52 @@ async def mp_child_main(a: argparse.Namespace) -> None:
 
     probe = MPProbe()
     hooks.register(probe, name="network-bench-mp-probe")
+    sent_bytes = [0]
+
+    def count_bytes(transport: Any) -> None:
+        """Count the bytes the topic hands to this transport."""
+        publish = transport.publish
+
+        async def counted(data: bytes) -> None:
+            sent_bytes[0] += len(data)
+            await publish(data)
+
+        transport.publish = counted
+
+    # --- the raw baseline: bare transports, every peer publishes once ---------
+    local = list(range(k, n, a.procs))
+    baseline = AllToAll(n, local, lambda seq: emit({"ev": "raw_probe_got", "s": seq}))
+    raw: dict[int, Any] = {}
+    raw_scope = trio.CancelScope()
+    payload_size = updates_payload_size(m_per)
+
+    async def raw_host(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with raw_scope:
+            async with trio.open_nursery() as raw_nursery:
+                task_status.started(raw_nursery)
+                await trio.sleep_forever()
+
+    async def start_raw(i: int, bootstrap: list[str]) -> None:
+        try:
+            tr = Libp2pTransport()
+            raw[i] = tr
+            await raw_nursery.start(partial(tr.serve, baseline.handler(i)))
+            emit({"ev": "raw_started", "i": i, "addrs": tr.addrs})
+            if bootstrap:
+                await tr.connect(bootstrap)
+            await tr.join(RAW_TOPIC)
+            await tr.wait_mesh(5.0)
+            emit({"ev": "raw_joined", "i": i, "t": time.time()})
+        except Exception as err:
+            emit({"ev": "error", "i": i, "error": f"raw: {err!r}"})
+
+    async def publish_once(i: int) -> None:
+        await raw[i].publish(once_payload(ONCE_HEAD, i, time.time(), payload_size))
+
+    async def watch_raw() -> None:
+        while len(baseline.complete) < len(local):
+            await trio.sleep(0.05)
+        emit({"ev": "raw_done", "t": time.time()})
 
     async def start_peer(i: int, bootstrap: list[str]) -> None:
         try:
@@ -75,9 +132,9 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             for mach in ms:
                 mach.add("A")
             machines[i] = ms
-            topic = Topic(
-                TOPIC, transport=Libp2pTransport(), bootstrap=bootstrap, machines=ms
-            )
+            transport = Libp2pTransport()
+            count_bytes(transport)
+            topic = Topic(TOPIC, transport=transport, bootstrap=bootstrap, machines=ms)
             topics[i] = topic
             probe.index[id(topic)] = i
             topic.start()
@@ -113,6 +170,8 @@ async def mp_child_main(a: argparse.Namespace) -> None:
         seen = [len(t.list_machines()) for t in topics.values()] or [0]
         return {
             "out": sum(out.values()),
+            "out_bytes": sent_bytes[0],
+            "hwm_mb": proc_status_kb("VmHWM") / 1024,
             "in": sum(inbound.values()),
             "cpu": time.process_time(),
             "t": time.time(),
@@ -122,6 +181,7 @@ async def mp_child_main(a: argparse.Namespace) -> None:
         }
 
     async with trio.open_nursery() as nursery:
+        raw_nursery = await nursery.start(raw_host)
         nursery.start_soon(watch_sync)
         emit({"ev": "ready", "k": k})
         while True:
@@ -135,6 +195,34 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             op = cmd["cmd"]
             if op == "start":
                 nursery.start_soon(start_peer, cmd["i"], cmd["boot"])
+            elif op == "raw_start":
+                raw_nursery.start_soon(start_raw, cmd["i"], cmd["boot"])
+            elif op == "raw_probe":
+                payload = once_payload(PROBE_HEAD, cmd["s"], time.time(), payload_size)
+                raw_nursery.start_soon(raw[cmd["i"]].publish, payload)
+            elif op == "raw_fire":
+                raw_nursery.start_soon(watch_raw)
+                for i in local:
+                    raw_nursery.start_soon(publish_once, i)
+            elif op == "raw_report":
+                emit(
+                    {
+                        "ev": "raw_report",
+                        "lat": baseline.latencies(),
+                        "expected": baseline.expected(),
+                        "last_at": baseline.last_at,
+                        "cpu": time.process_time(),
+                    }
+                )
+                raw_scope.cancel()
+            elif op == "change_all":
+                changed = []
+                for i in local:
+                    mach = machines[i][0]
+                    t0 = time.time()
+                    mach.toggle(cmd["s"])
+                    changed.append([mach.id, sum(mach.time()), t0])
+                emit({"ev": "changed_all", "changes": changed})
             elif op == "totals":
                 emit({"ev": "totals", **totals()})
             elif op == "measure":

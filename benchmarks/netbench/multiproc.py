@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from .common import STATES, PhaseTimeout, lat_summary, topology
+from .mp_phases import launch_when_ready, raw_all_to_all, update_burst
 from .procs import Children
 
 
@@ -23,6 +24,7 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
     boots = topology(n, rng)
     res["edges"] = sum(len(b) for b in boots)
     say = partial(print, file=sys.stderr, flush=True)
+    head = f"[{n} peers / {procs} procs]"
     children = Children(a)
     phase = "mp: spawn"
     try:
@@ -31,6 +33,11 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
         while ready < procs:
             _, msg = children.get(deadline, phase)
             ready += msg.get("ev") == "ready"
+        # --- the raw baseline first, alone on the machine --------------------------
+        if not a.no_raw:
+            res["raw_all"] = raw_all_to_all(
+                children, boots, a.raw_bound, lambda p: say(f"{head} {p}")
+            )
         # --- start peers as soon as their bootstrap peers listen ----------------
         phase = "mp: start+connect+join"
         say(f"[{n} peers / {procs} procs] {phase}")
@@ -43,17 +50,7 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
         deadline = time.monotonic() + 60 + 2 * n
 
         def launch_ready() -> None:
-            for i in range(n):
-                if i not in sent and all(j in addrs for j in boots[i]):
-                    sent.add(i)
-                    children.send(
-                        i % procs,
-                        {
-                            "cmd": "start",
-                            "i": i,
-                            "boot": [x for j in boots[i] for x in addrs[j]],
-                        },
-                    )
+            launch_when_ready(children, boots, addrs, sent, "start")
 
         def handle(k: int, msg: dict[str, Any]) -> None:
             ev = msg.get("ev")
@@ -88,6 +85,14 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
                     if msg.get("ev") == "totals":
                         got[k] = msg
             seen = [(x["seen_min"], x["seen_max"]) for x in got.values()]
+            res["cpu_s_per_proc"] = [round(x["cpu"], 1) for x in got.values()]
+            res["max_rss_mb_per_proc"] = [round(x["hwm_mb"], 1) for x in got.values()]
+            res["msgs_sent_per_peer_at_timeout"] = (
+                sum(x["out"] for x in got.values()) / n
+            )
+            res["bytes_sent_per_peer_at_timeout"] = (
+                sum(x["out_bytes"] for x in got.values()) / n
+            )
             sent_by_type: Counter[str] = sum(
                 (Counter(x["by_type"]) for x in got.values()), Counter()
             )
@@ -101,6 +106,7 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
         res["discovery_s"] = max(discovered.values()) - last_join
         res["discovered_from_start_s"] = max(discovered.values()) - t_start
         res["synced_from_start_s"] = max(synced.values()) - t_start
+        res["sync_after_last_join_s"] = max(synced.values()) - last_join
 
         # --- idle traffic ----------------------------------------------------
         phase = "mp: settle"
@@ -117,6 +123,11 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
             return [got[k] for k in range(procs)]
 
         first = totals()
+        res["until_synced"] = {
+            "msgs_sent_per_peer": sum(x["out"] for x in first) / n,
+            "bytes_sent_per_peer": sum(x["out_bytes"] for x in first) / n,
+            "msgs_received_per_peer": sum(x["in"] for x in first) / n,
+        }
         res["discovery_out_by_type"] = dict(
             sum((Counter(x["by_type"]) for x in first), Counter())
         )
@@ -152,6 +163,9 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
             x["out"] for x in before
         )
         res["idle_out_per_peer_s"] /= n * wall
+        res["idle_in_per_peer_s"] = (
+            sum(x["in"] for x in after) - sum(x["in"] for x in before)
+        ) / (n * wall)
         by_type: Counter[str] = Counter()
         for x, y in zip(before, after):
             by_type.update(Counter(y["by_type"]) - Counter(x["by_type"]))
@@ -229,6 +243,11 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
             * (sum(x["cpu"] for x in cpu1) - sum(x["cpu"] for x in cpu0))
             / max(1, a.updates)
         )
+        # --- every owner changes a state at once: lost updates -------------------
+        phase = "mp: update burst"
+        res["burst"] = update_burst(
+            children, n, rng.choice(STATES), a.loss_bound, lambda p: say(f"{head} {p}")
+        )
         phase = "mp: stop"
         children.broadcast({"cmd": "stop"})
         finals: dict[int, dict[str, Any]] = {}
@@ -242,6 +261,19 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
             sum(f["rss_mb"] - f["rss_base_mb"] for f in finals.values()) / n
         )
         res["rss_mb_per_proc"] = [round(finals[k]["rss_mb"], 1) for k in range(procs)]
+        res["max_rss_mb_per_proc"] = [
+            round(finals[k]["hwm_mb"], 1) for k in range(procs)
+        ]
+        res["cpu_s_per_proc"] = [round(finals[k]["cpu"], 1) for k in range(procs)]
+        raw_all = res.get("raw_all") or {}
+        if raw_all.get("all_received_s"):
+            res["sync_vs_raw"] = (
+                res["sync_after_last_join_s"] / raw_all["all_received_s"]
+            )
+        raw_p50 = (raw_all.get("lat") or {}).get("p50")
+        burst_p50 = res["burst"]["lat"].get("p50")
+        if raw_p50 and burst_p50:
+            res["burst_p50_vs_raw"] = burst_p50 / raw_p50
         drops: Counter[str] = Counter()
         for f in finals.values():
             drops.update(f["drops"])

@@ -161,10 +161,66 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def mp_lines(tag: str, r: dict[str, Any]) -> list[str]:
+    """The multi-process run's everybody-at-once figures (also after a failure)."""
+    out = []
+    raw = r.get("raw_all")
+    if raw:
+        lat = raw.get("lat") or {}
+        out.append(
+            f"{tag}: raw gossipsub, every peer publishes once: all received in "
+            f"{fmt(raw.get('all_received_s'), '.2f')} s; p50/p95 "
+            f"{fmt(lat.get('p50'))}/{fmt(lat.get('p95'))} ms; lost "
+            f"{lat.get('lost')}/{lat.get('expected')}"
+        )
+    if "sync_after_last_join_s" in r:
+        out.append(
+            f"{tag}: ampubsub synced {fmt(r['sync_after_last_join_s'], '.2f')} s "
+            f"after the last join = {fmt(r.get('sync_vs_raw'), '.2f')}x raw "
+            f"(target <= 1.5x); {fmt(r.get('synced_from_start_s'), '.1f')} s from "
+            "the first start"
+        )
+    u = r.get("until_synced")
+    if u:
+        out.append(
+            f"{tag}: until synced, per peer: {u['msgs_sent_per_peer']:.2f} msgs and "
+            f"{u['bytes_sent_per_peer']:,.0f} B sent, "
+            f"{u['msgs_received_per_peer']:.0f} msgs received"
+        )
+    elif "msgs_sent_per_peer_at_timeout" in r:
+        out.append(
+            f"{tag}: at the timeout, per peer: "
+            f"{r['msgs_sent_per_peer_at_timeout']:.2f} msgs and "
+            f"{r['bytes_sent_per_peer_at_timeout']:,.0f} B sent"
+        )
+    if "idle_in_per_peer_s" in r:
+        out.append(
+            f"{tag}: idle per peer: {r['idle_out_per_peer_s']:.3f} msgs/s sent, "
+            f"{r['idle_in_per_peer_s']:.3f} msgs/s received"
+        )
+    burst = r.get("burst")
+    if burst:
+        lat = burst.get("lat") or {}
+        out.append(
+            f"{tag}: every owner updates once: lost {burst['lost']}/"
+            f"{burst['expected']} after {burst['bound_s']:.0f} s; p50/p95 "
+            f"{fmt(lat.get('p50'))}/{fmt(lat.get('p95'))} ms = "
+            f"{fmt(r.get('burst_p50_vs_raw'), '.2f')}x raw p50; all received in "
+            f"{fmt(burst.get('all_received_s'), '.2f')} s"
+        )
+    if r.get("cpu_s_per_proc"):
+        out.append(
+            f"{tag}: CPU s per process {r['cpu_s_per_proc']}; max RSS MB per "
+            f"process {r.get('max_rss_mb_per_proc')}"
+        )
+    return out
+
+
 def notes(results: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in results:
         tag = f"{r['peers']} x {r.get('procs', 1)}"
+        out.extend(mp_lines(tag, r))
         if r.get("phase") != "done":
             out.append(f"{tag}: FAILED: {r.get('error')}")
             continue

@@ -11,12 +11,15 @@ Delivery model, gossipsub seen from outside:
 
 * a publish reaches every other joined peer (broadcast to all), after
   ``latency`` plus a uniform ``jitter`` drawn per publish;
-* each peer handles its receptions one at a time, each costing it
+* receptions are handled one at a time per processor, each costing
   ``rx_cost`` virtual seconds (py-libp2p's signature checks, locks and reads
-  are ~4 ms per reception on the reference machine); receptions wait in the
-  peer's FIFO inbox meanwhile, and the core sees them late, with the time at
-  which they are handled. That lag is the back-pressure the core must cope
-  with. Publishing costs ``tx_cost`` per message to the publisher.
+  are ~4 ms per reception on the reference machine); they wait in the
+  processor's FIFO inbox meanwhile, and the core sees them late, with the
+  time at which they are handled. That lag is the back-pressure the core must
+  cope with. Publishing costs ``tx_cost`` per message to the publisher.
+  ``cpus`` = 0 gives every peer its own processor; ``cpus`` = K puts peer i
+  on processor i % K, as when N peers share the K cores of a machine (the
+  multi-process runs: 100 peers in 5 processes on 2 cores).
 
 Starts: ``staggered`` (peer i joins at i * stagger, peer 0 alone) or
 ``simultaneous`` (all join at 0, nobody alone, as when a cluster restarts).
@@ -72,6 +75,7 @@ class SimSettings:
     jitter: float = 0.005
     rx_cost: float = 0.004
     tx_cost: float = 0.0
+    cpus: int = 0
     idle_at: float = 15.0
     idle_window: float = 10.0
     settle: float = 5.0
@@ -91,6 +95,8 @@ class SimSettings:
         for name in ("stagger", "latency", "jitter", "rx_cost", "tx_cost", "settle"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cpus < 0:
+            raise ValueError(f"cpus must be >= 0 (0: one per peer), got {self.cpus}")
         for name in ("idle_window", "check_every", "horizon", "cpu_budget"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -99,30 +105,31 @@ class SimSettings:
 class SimPeer:
     """One peer: its core, its own machines, its inbox and its timers."""
 
-    __slots__ = (
-        "busy_until",
-        "core",
-        "draining",
-        "id",
-        "inbox",
-        "index",
-        "joined",
-        "machines",
-        "synced",
-        "wake_at",
-    )
+    __slots__ = ("core", "cpu", "id", "index", "joined", "machines", "wake_at")
 
-    def __init__(self, index: int, core: GossipCore, machines: list[Machine]) -> None:
+    def __init__(
+        self, index: int, core: GossipCore, machines: list[Machine], cpu: int
+    ) -> None:
         self.index = index
         self.core = core
         self.id = core.peer_id
         self.machines = machines
-        self.inbox: deque[tuple[str, Message, int]] = deque()
+        self.cpu = cpu
+        self.joined = False
+        self.wake_at = math.inf
+
+
+class Processor:
+    """Where receptions wait and are handled, one at a time."""
+
+    __slots__ = ("busy_until", "draining", "inbox", "index")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        #: (receiver, sender id, message, encoded size, arrival time)
+        self.inbox: deque[tuple[SimPeer, str, Message, int, float]] = deque()
         self.busy_until = 0.0
         self.draining = False
-        self.joined = False
-        self.synced = False
-        self.wake_at = math.inf
 
 
 class Traffic:
@@ -174,6 +181,9 @@ class Simulation:
         self.now = 0.0
         self.traffic = Traffic()
         self.events = 0
+        #: time receptions waited in an inbox before being handled, s
+        self.lag_max = 0.0
+        self.lag_sum = 0.0
         self.marks: dict[str, dict[str, Any]] = {}
         self.mark_times: dict[str, float] = {}
         self.synced_at: float | None = None
@@ -183,6 +193,8 @@ class Simulation:
         config = GossipConfig()
         self.heartbeat = config.heartbeat
         self.peers: list[SimPeer] = []
+        cpus = settings.cpus or settings.peers
+        self.cpus = [Processor(c) for c in range(cpus)]
         self.owner_clock: dict[tuple[str, int], list[int]] = {}
         for i in range(settings.peers):
             signer = network.transport()
@@ -200,7 +212,7 @@ class Simulation:
                 index = core.export(mach)
                 self.owner_clock[(core.peer_id, index)] = list(mach.time())
                 machines.append(mach)
-            self.peers.append(SimPeer(i, core, machines))
+            self.peers.append(SimPeer(i, core, machines, i % cpus))
         self.expected = settings.machines * (settings.peers - 1)
         self.boots = topology(settings.peers, random.Random(settings.seed + 1))
 
@@ -248,7 +260,8 @@ class Simulation:
             arrive = now + self.s.latency + self.rng.uniform(0, self.s.jitter)
             self._push(arrive, _FANOUT, p.index, (decode(data), len(data)))
         if msgs and self.s.tx_cost:
-            p.busy_until = max(p.busy_until, now) + self.s.tx_cost * len(msgs)
+            cpu = self.cpus[p.cpu]
+            cpu.busy_until = max(cpu.busy_until, now) + self.s.tx_cost * len(msgs)
         due = p.core.next_due(now)
         if due is not None:
             # a core that says "now" again right after collecting is polled
@@ -258,25 +271,31 @@ class Simulation:
             self._push(due, _WAKE, p.index)
 
     def _fanout(self, sender: SimPeer, msg: Message, size: int, now: float) -> None:
+        cpus, sid = self.cpus, sender.id
         for r in self.peers:
             if r is sender or not r.joined:
                 continue
-            r.inbox.append((sender.id, msg, size))
-            if not r.draining:
-                r.draining = True
-                self._push(max(now, r.busy_until), _DRAIN, r.index)
+            cpu = cpus[r.cpu]
+            cpu.inbox.append((r, sid, msg, size, now))
+            if not cpu.draining:
+                cpu.draining = True
+                self._push(max(now, cpu.busy_until), _DRAIN, cpu.index)
 
-    def _drain(self, p: SimPeer, now: float) -> None:
-        sender, msg, size = p.inbox.popleft()
+    def _drain(self, cpu: Processor, now: float) -> None:
+        p, sender, msg, size, arrived = cpu.inbox.popleft()
+        lag = now - arrived
+        self.lag_sum += lag
+        if lag > self.lag_max:
+            self.lag_max = lag
         self.traffic.rx_msgs += 1
         self.traffic.rx_bytes += size
         p.core.receive(sender, msg, now)
-        p.busy_until = now + self.s.rx_cost
+        cpu.busy_until = now + self.s.rx_cost
         self._plan_wake(p, now)
-        if p.inbox:
-            self._push(p.busy_until, _DRAIN, p.index)
+        if cpu.inbox:
+            self._push(cpu.busy_until, _DRAIN, cpu.index)
         else:
-            p.draining = False
+            cpu.draining = False
 
     def _heartbeat(self, p: SimPeer, now: float) -> None:
         p.core.heartbeat(now)
@@ -333,7 +352,7 @@ class Simulation:
             self.now = at
             self.events += 1
             if kind == _DRAIN:
-                self._drain(peers[index], at)
+                self._drain(self.cpus[index], at)
             elif kind == _WAKE:
                 self._wake(peers[index], at)
             elif kind == _FANOUT:
@@ -398,10 +417,13 @@ class Simulation:
                 seconds = times[f"{name}_1"] - times[f"{name}_0"]
                 res[name] = _window(a, b, n, seconds)
         res["total"] = self.traffic.snapshot()
-        lag = [max(0.0, p.busy_until - self.now) for p in self.peers]
         res["backlog_at_end"] = {
-            "inbox_max": max(len(p.inbox) for p in self.peers),
-            "lag_max_s": max(lag),
+            "inbox_max": max(len(c.inbox) for c in self.cpus),
+            "lag_max_s": max(max(0.0, c.busy_until - self.now) for c in self.cpus),
+        }
+        res["inbox_wait_s"] = {
+            "max": self.lag_max,
+            "mean": self.lag_sum / max(1, self.traffic.rx_msgs),
         }
         if error is not None:
             res["error"] = error

@@ -23,6 +23,7 @@ from .sim import STARTS, SimSettings, simulate
 #: figures whose growth with N is reported, and where they are in a result
 GROWTH_FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sync s", ("sync_s",)),
+    ("sync s after last join", ("sync_after_last_join_s",)),
     ("tx msgs/peer until synced", ("until_synced", "tx_msgs_per_peer")),
     ("tx bytes/peer until synced", ("until_synced", "tx_bytes_per_peer")),
     ("rx msgs/peer until synced", ("until_synced", "rx_msgs_per_peer")),
@@ -78,6 +79,12 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
         help=f"publisher's processing time per message, s ({defaults.tx_cost})",
     )
     g.add_argument(
+        "--cpus",
+        type=int,
+        default=defaults.cpus,
+        help="processors the peers share (peer i on i %% K); 0: one per peer (0)",
+    )
+    g.add_argument(
         "--idle-at",
         type=float,
         default=defaults.idle_at,
@@ -126,6 +133,7 @@ def settings_from(a: argparse.Namespace, peers: int, start: str) -> SimSettings:
         jitter=a.jitter,
         rx_cost=a.rx_cost,
         tx_cost=a.tx_cost,
+        cpus=a.cpus,
         idle_at=a.idle_at,
         idle_window=a.sim_idle,
         check_every=a.check_every,
@@ -224,12 +232,14 @@ def _row(r: dict[str, Any]) -> list[str]:
         r["start"],
         "yes" if r.get("synced") else f"NO ({r.get('error', r.get('phase'))})",
         fmt(r.get("sync_s"), ".2f"),
+        fmt(r.get("sync_after_last_join_s"), ".2f"),
         fmt(u.get("tx_msgs_per_peer"), ".2f"),
         fmt(u.get("tx_bytes_per_peer"), ",.0f"),
         fmt(u.get("rx_msgs_per_peer"), ".0f"),
         fmt(i15.get("rx_msgs_per_peer_s"), ".2f"),
         fmt(i15.get("tx_msgs_per_peer_s"), ".3f"),
         fmt(ias.get("rx_msgs_per_peer_s"), ".2f"),
+        fmt((r.get("inbox_wait_s") or {}).get("max"), ".2f"),
         fmt(r.get("cpu_s"), ".1f"),
         fmt(r.get("max_rss_mb"), ".0f"),
     ]
@@ -240,12 +250,14 @@ SIM_HEAD = [
     "start",
     "synced",
     "sync s (virtual)",
+    "sync s after last join",
     "msgs sent/peer until synced",
     "bytes sent/peer until synced",
     "msgs recv/peer until synced",
     "idle recv msgs/peer/s @15 s",
     "idle sent msgs/peer/s @15 s",
     "idle recv msgs/peer/s after sync",
+    "max inbox wait s",
     "CPU s",
     "max RSS MB",
 ]
