@@ -109,8 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--raw-bound",
         type=float,
-        default=60.0,
-        help="multi-process: bound on the raw all-to-all baseline, s (60)",
+        default=120.0,
+        help="multi-process: bound on the raw all-to-all baseline, s (120)",
+    )
+    p.add_argument(
+        "--raw-spread",
+        type=float,
+        default=0.0,
+        help="multi-process: spread the raw publishes uniformly over this many "
+        "s (0: all at once)",
     )
     p.add_argument(
         "--no-raw",

@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import time
 from collections import defaultdict
-from functools import partial
 from typing import Any
 
 from .common import (
@@ -26,11 +26,15 @@ from .common import (
 from .metrics import counters_sum
 from .raw import ONCE_HEAD, PROBE_HEAD, AllToAll, once_payload
 
+#: how long a bare transport keeps dialling its bootstrap peers, s
+RAW_CONNECT_BOUND = 60.0
+
 
 async def mp_child_main(a: argparse.Namespace) -> None:
     import trio
 
     from ampubsub_plugin import Libp2pTransport, Topic, hooks
+    from ampubsub_plugin.transport import TransportError
     from asyncmachine import Machine
 
     quiet_logging()
@@ -100,23 +104,50 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             async with trio.open_nursery() as raw_nursery:
                 task_status.started(raw_nursery)
                 await trio.sleep_forever()
+        emit({"ev": "raw_closed"})
+
+    async def serve_guarded(
+        tr: Any, handler: Any, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """A bare transport failing must not end this child: it is reported."""
+        try:
+            await tr.serve(handler, task_status=task_status)
+        except Exception as err:
+            emit({"ev": "raw_transport_failed", "error": repr(err)})
 
     async def start_raw(i: int, bootstrap: list[str]) -> None:
         try:
             tr = Libp2pTransport()
             raw[i] = tr
-            await raw_nursery.start(partial(tr.serve, baseline.handler(i)))
+            await raw_nursery.start(serve_guarded, tr, baseline.handler(i))
             emit({"ev": "raw_started", "i": i, "addrs": tr.addrs})
             if bootstrap:
-                await tr.connect(bootstrap)
+                await connect_with_retries(tr, bootstrap)
             await tr.join(RAW_TOPIC)
             await tr.wait_mesh(5.0)
             emit({"ev": "raw_joined", "i": i, "t": time.time()})
         except Exception as err:
             emit({"ev": "error", "i": i, "error": f"raw: {err!r}"})
 
-    async def publish_once(i: int) -> None:
-        await raw[i].publish(once_payload(ONCE_HEAD, i, time.time(), payload_size))
+    async def connect_with_retries(tr: Any, bootstrap: list[str]) -> None:
+        """Dial the bootstrap peers until one answers (a loaded machine drops dials)."""
+        deadline = trio.current_time() + RAW_CONNECT_BOUND
+        while True:
+            try:
+                await tr.connect(bootstrap)
+                return
+            except TransportError:
+                if trio.current_time() > deadline:
+                    raise
+                await trio.sleep(0.5)  # a pause between dial rounds, not a wait
+
+    async def publish_once(i: int, delay: float) -> None:
+        await trio.sleep(delay)  # --raw-spread: pacing the publishes, not a wait
+        try:
+            payload = once_payload(ONCE_HEAD, i, time.time(), payload_size)
+            await raw[i].publish(payload)
+        except Exception as err:
+            emit({"ev": "raw_publish_failed", "i": i, "error": repr(err)})
 
     async def watch_raw() -> None:
         while len(baseline.complete) < len(local):
@@ -203,7 +234,8 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             elif op == "raw_fire":
                 raw_nursery.start_soon(watch_raw)
                 for i in local:
-                    raw_nursery.start_soon(publish_once, i)
+                    delay = random.uniform(0, cmd.get("spread", 0.0))
+                    raw_nursery.start_soon(publish_once, i, delay)
             elif op == "raw_report":
                 emit(
                     {
@@ -256,6 +288,13 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                 os._exit(0)
 
 
+def describe(err: BaseException) -> str:
+    """The exception, or the leaves of an exception group, in one line."""
+    if isinstance(err, BaseExceptionGroup):
+        return "; ".join(describe(e) for e in err.exceptions)
+    return f"{type(err).__name__}: {err}"
+
+
 def mp_child_entry(a: argparse.Namespace) -> int:
     import trio
 
@@ -265,5 +304,5 @@ def mp_child_entry(a: argparse.Namespace) -> int:
         import traceback
 
         traceback.print_exc(file=sys.stderr)
-        emit({"ev": "error", "error": f"{type(err).__name__}: {err}"})
+        emit({"ev": "error", "error": describe(err)})
     os._exit(1)

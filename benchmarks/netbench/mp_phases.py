@@ -21,8 +21,8 @@ from typing import Any
 from .common import PhaseTimeout, lat_summary
 from .procs import Children
 
-#: how long one warm-up probe may take to reach everybody, s
-PROBE_WAIT = 0.5
+#: pause between warm-up probes (receptions of earlier ones still count), s
+PROBE_WAIT = 1.0
 
 
 def launch_when_ready(
@@ -47,6 +47,7 @@ def raw_all_to_all(
     children: Children,
     boots: list[list[int]],
     bound: float,
+    spread: float,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     n, procs = len(boots), len(children.procs)
@@ -71,35 +72,38 @@ def raw_all_to_all(
 
     phase = "mp raw: warm-up"
     say(phase)
-    deadline = time.monotonic() + 30
-    seq, best = 0, 0
-    while True:
+    deadline = time.monotonic() + 60
+    seq = 0
+    reached: dict[int, int] = defaultdict(int)  # probe -> receptions
+    while max(reached.values(), default=0) < n - 1:
+        if time.monotonic() >= deadline:
+            best = max(reached.values(), default=0)
+            raise PhaseTimeout(phase, f"best probe reached {best}/{n - 1}")
         seq += 1
         children.send(0, {"cmd": "raw_probe", "i": 0, "s": seq})
-        got = 0
         wait = min(deadline, time.monotonic() + PROBE_WAIT)
         with contextlib.suppress(PhaseTimeout):
-            while got < n - 1:
+            while max(reached.values(), default=0) < n - 1:
                 _, msg = children.get(wait, phase)
-                got += msg.get("ev") == "raw_probe_got" and msg.get("s") == seq
-        best = max(best, got)
-        if got >= n - 1:
-            break
-        if time.monotonic() >= deadline:
-            raise PhaseTimeout(phase, f"best probe reached {best}/{n - 1}")
+                if msg.get("ev") == "raw_probe_got":
+                    reached[msg["s"]] += 1
     out["warmup_probes"] = seq
 
     phase = "mp raw: every peer publishes once"
     say(phase)
     t_fire = time.time()
-    children.broadcast({"cmd": "raw_fire"})
+    children.broadcast({"cmd": "raw_fire", "spread": spread})
     done: set[int] = set()
+    failures: list[str] = []
     deadline = time.monotonic() + bound
     with contextlib.suppress(PhaseTimeout):
         while len(done) < procs:
             k, msg = children.get(deadline, phase)
-            if msg.get("ev") == "raw_done":
+            ev = msg.get("ev")
+            if ev == "raw_done":
                 done.add(k)
+            elif ev in ("raw_publish_failed", "raw_transport_failed"):
+                failures.append(msg.get("error", ev))
     out["complete"] = len(done) == procs
     children.broadcast({"cmd": "raw_report"})
     reports: dict[int, dict[str, Any]] = {}
@@ -112,8 +116,19 @@ def raw_all_to_all(
     expected = sum(r["expected"] for r in reports.values())
     out["lat"] = lat_summary(lat, expected)
     last = max(r["last_at"] for r in reports.values())
+    out["last_reception_s"] = last - t_fire if last else None
     out["all_received_s"] = last - t_fire if out["complete"] else None
     out["bound_s"] = bound
+    out["spread_s"] = spread
+    out["failures"] = failures[:10]
+    closed = 0
+    deadline = time.monotonic() + 30
+    with contextlib.suppress(PhaseTimeout):
+        while closed < procs:
+            closed += children.get(deadline, "mp raw: close")[1].get("ev") == (
+                "raw_closed"
+            )
+    out["closed"] = closed == procs
     return out
 
 

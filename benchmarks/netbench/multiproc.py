@@ -36,7 +36,11 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
         # --- the raw baseline first, alone on the machine --------------------------
         if not a.no_raw:
             res["raw_all"] = raw_all_to_all(
-                children, boots, a.raw_bound, lambda p: say(f"{head} {p}")
+                children,
+                boots,
+                a.raw_bound,
+                a.raw_spread,
+                lambda p: say(f"{head} {p}"),
             )
         # --- start peers as soon as their bootstrap peers listen ----------------
         phase = "mp: start+connect+join"
@@ -270,10 +274,11 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
             res["sync_vs_raw"] = (
                 res["sync_after_last_join_s"] / raw_all["all_received_s"]
             )
-        raw_p50 = (raw_all.get("lat") or {}).get("p50")
-        burst_p50 = res["burst"]["lat"].get("p50")
-        if raw_p50 and burst_p50:
-            res["burst_p50_vs_raw"] = burst_p50 / raw_p50
+        for q in ("p50", "p95"):
+            raw_q = (raw_all.get("lat") or {}).get(q)
+            burst_q = res["burst"]["lat"].get(q)
+            if raw_q and burst_q:
+                res[f"burst_{q}_vs_raw"] = burst_q / raw_q
         drops: Counter[str] = Counter()
         for f in finals.values():
             drops.update(f["drops"])

@@ -169,7 +169,8 @@ def mp_lines(tag: str, r: dict[str, Any]) -> list[str]:
         lat = raw.get("lat") or {}
         out.append(
             f"{tag}: raw gossipsub, every peer publishes once: all received in "
-            f"{fmt(raw.get('all_received_s'), '.2f')} s; p50/p95 "
+            f"{fmt(raw.get('all_received_s'), '.2f')} s (last reception "
+            f"{fmt(raw.get('last_reception_s'), '.2f')} s); p50/p95 "
             f"{fmt(lat.get('p50'))}/{fmt(lat.get('p95'))} ms; lost "
             f"{lat.get('lost')}/{lat.get('expected')}"
         )
@@ -205,7 +206,8 @@ def mp_lines(tag: str, r: dict[str, Any]) -> list[str]:
             f"{tag}: every owner updates once: lost {burst['lost']}/"
             f"{burst['expected']} after {burst['bound_s']:.0f} s; p50/p95 "
             f"{fmt(lat.get('p50'))}/{fmt(lat.get('p95'))} ms = "
-            f"{fmt(r.get('burst_p50_vs_raw'), '.2f')}x raw p50; all received in "
+            f"{fmt(r.get('burst_p50_vs_raw'), '.2f')}x/"
+            f"{fmt(r.get('burst_p95_vs_raw'), '.2f')}x raw; all received in "
             f"{fmt(burst.get('all_received_s'), '.2f')} s"
         )
     if r.get("cpu_s_per_proc"):
