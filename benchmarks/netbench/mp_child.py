@@ -127,7 +127,7 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             await tr.wait_mesh(5.0)
             emit({"ev": "raw_joined", "i": i, "t": time.time()})
         except Exception as err:
-            emit({"ev": "error", "i": i, "error": f"raw: {err!r}"})
+            emit({"ev": "raw_failed", "i": i, "error": repr(err)})
 
     async def connect_with_retries(tr: Any, bootstrap: list[str]) -> None:
         """Dial the bootstrap peers until one answers (a loaded machine drops dials)."""

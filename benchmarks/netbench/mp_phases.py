@@ -57,54 +57,66 @@ def raw_all_to_all(
     addrs: dict[int, list[str]] = {}
     sent: set[int] = set()
     joined: dict[int, float] = {}
+    failed: dict[int, str] = {}
     t_start = time.time()
     deadline = time.monotonic() + 60 + 2 * n
     launch_when_ready(children, boots, addrs, sent, "raw_start")
-    while len(joined) < n:
-        _, msg = children.get(deadline, f"{phase} ({len(joined)}/{n} joined)")
-        ev = msg.get("ev")
-        if ev == "raw_started":
-            addrs[msg["i"]] = msg["addrs"]
-            launch_when_ready(children, boots, addrs, sent, "raw_start")
-        elif ev == "raw_joined":
-            joined[msg["i"]] = msg["t"]
-    out["join_s"] = max(joined.values()) - t_start
-
-    phase = "mp raw: warm-up"
-    say(phase)
-    deadline = time.monotonic() + 60
-    seq = 0
-    reached: dict[int, int] = defaultdict(int)  # probe -> receptions
-    while max(reached.values(), default=0) < n - 1:
-        if time.monotonic() >= deadline:
-            best = max(reached.values(), default=0)
-            raise PhaseTimeout(phase, f"best probe reached {best}/{n - 1}")
-        seq += 1
-        children.send(0, {"cmd": "raw_probe", "i": 0, "s": seq})
-        wait = min(deadline, time.monotonic() + PROBE_WAIT)
-        with contextlib.suppress(PhaseTimeout):
-            while max(reached.values(), default=0) < n - 1:
-                _, msg = children.get(wait, phase)
-                if msg.get("ev") == "raw_probe_got":
-                    reached[msg["s"]] += 1
-    out["warmup_probes"] = seq
-
-    phase = "mp raw: every peer publishes once"
-    say(phase)
-    t_fire = time.time()
-    children.broadcast({"cmd": "raw_fire", "spread": spread})
-    done: set[int] = set()
-    failures: list[str] = []
-    deadline = time.monotonic() + bound
-    with contextlib.suppress(PhaseTimeout):
-        while len(done) < procs:
-            k, msg = children.get(deadline, phase)
+    try:
+        while len(joined) + len(failed) < n:
+            _, msg = children.get(deadline, f"{phase} ({len(joined)}/{n} joined)")
             ev = msg.get("ev")
-            if ev == "raw_done":
-                done.add(k)
-            elif ev in ("raw_publish_failed", "raw_transport_failed"):
-                failures.append(msg.get("error", ev))
-    out["complete"] = len(done) == procs
+            if ev == "raw_started":
+                addrs[msg["i"]] = msg["addrs"]
+                launch_when_ready(children, boots, addrs, sent, "raw_start")
+            elif ev == "raw_joined":
+                joined[msg["i"]] = msg["t"]
+            elif ev == "raw_failed":
+                failed[msg["i"]] = msg["error"]
+    except PhaseTimeout as err:
+        out["error"] = str(err)
+    out["joined"] = len(joined)
+    out["failed_peers"] = dict(list(failed.items())[:5])
+    if joined:
+        out["join_s"] = max(joined.values()) - t_start
+    failures: list[str] = []
+    done: set[int] = set()
+    t_fire = time.time()
+    if "error" not in out and not failed:
+        # warm-up: probes from peer 0 until one reached everybody (bounded; the
+        # baseline is fired anyway, and says how far the best probe got)
+        phase = "mp raw: warm-up"
+        say(phase)
+        deadline = time.monotonic() + 60
+        seq = 0
+        reached: dict[int, int] = defaultdict(int)  # probe -> receptions
+        while max(reached.values(), default=0) < n - 1:
+            if time.monotonic() >= deadline:
+                break
+            seq += 1
+            children.send(0, {"cmd": "raw_probe", "i": 0, "s": seq})
+            wait = min(deadline, time.monotonic() + PROBE_WAIT)
+            with contextlib.suppress(PhaseTimeout):
+                while max(reached.values(), default=0) < n - 1:
+                    _, msg = children.get(wait, phase)
+                    if msg.get("ev") == "raw_probe_got":
+                        reached[msg["s"]] += 1
+        out["warmup_probes"] = seq
+        out["warmup_best"] = f"{max(reached.values(), default=0)}/{n - 1}"
+
+        phase = "mp raw: every peer publishes once"
+        say(phase)
+        t_fire = time.time()
+        children.broadcast({"cmd": "raw_fire", "spread": spread})
+        deadline = time.monotonic() + bound
+        with contextlib.suppress(PhaseTimeout):
+            while len(done) < procs:
+                k, msg = children.get(deadline, phase)
+                ev = msg.get("ev")
+                if ev == "raw_done":
+                    done.add(k)
+                elif ev in ("raw_publish_failed", "raw_transport_failed"):
+                    failures.append(msg.get("error", ev))
+    out["complete"] = len(done) == procs and "error" not in out
     children.broadcast({"cmd": "raw_report"})
     reports: dict[int, dict[str, Any]] = {}
     deadline = time.monotonic() + 30
