@@ -132,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         "after this many s are lost (30)",
     )
     p.add_argument(
+        "--connect-attempts",
+        type=int,
+        default=5,
+        help="multi-process: Topic(connect_attempts=...) of each peer; raise it "
+        "when a loaded machine times dials out (5, the Topic's default)",
+    )
+    p.add_argument(
         "--no-single",
         action="store_true",
         help="skip the single-process sizes (--peers); multi-process run only",

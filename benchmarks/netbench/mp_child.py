@@ -165,7 +165,13 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             machines[i] = ms
             transport = Libp2pTransport()
             count_bytes(transport)
-            topic = Topic(TOPIC, transport=transport, bootstrap=bootstrap, machines=ms)
+            topic = Topic(
+                TOPIC,
+                transport=transport,
+                bootstrap=bootstrap,
+                machines=ms,
+                connect_attempts=a.connect_attempts,
+            )
             topics[i] = topic
             probe.index[id(topic)] = i
             topic.start()

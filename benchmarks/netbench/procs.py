@@ -35,6 +35,8 @@ class Children:
                 str(a.procs_peers),
                 "--machines",
                 str(a.machines),
+                "--connect-attempts",
+                str(a.connect_attempts),
             ]
             proc = subprocess.Popen(
                 cmd,
