@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.sim:
         meta = run_meta(argv)
         t0 = time.monotonic()
-        doc = run_sims(a, meta)
+        doc = run_sims(a, meta, a.json_out)
         meta["total_s"] = time.monotonic() - t0
         meta["load_after"] = load_average()
         if a.json_out:

@@ -177,7 +177,9 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             topic.start()
             await wait_state(topic, "Started", 20, "mp: start")
             emit({"ev": "started", "i": i, "addrs": topic.addrs})
-            await wait_state(topic, "Connected", 60, "mp: connect")
+            # each attempt: a dial (<= 5 s) and a doubling pause from 0.25 s
+            connect_bound = 60 + sum(5 + 0.25 * 2**k for k in range(a.connect_attempts))
+            await wait_state(topic, "Connected", connect_bound, "mp: connect")
             topic.join()
             await wait_state(topic, "Joined", 30, "mp: join")
             emit({"ev": "joined", "i": i, "t": time.time()})

@@ -51,7 +51,9 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
         joined: dict[int, float] = {}
         discovered: dict[int, float] = {}
         synced: dict[int, float] = {}
-        deadline = time.monotonic() + 60 + 2 * n
+        # a peer may take all its connect attempts (dial <= 5 s, doubling pause)
+        dialling = sum(5 + 0.25 * 2**k for k in range(a.connect_attempts))
+        deadline = time.monotonic() + 60 + 2 * n + dialling
 
         def launch_ready() -> None:
             launch_when_ready(children, boots, addrs, sent, "start")

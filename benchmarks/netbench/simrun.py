@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 from .common import HERE, RESULT_PREFIX
@@ -307,7 +308,9 @@ def render_sim(doc: dict[str, Any], form: str) -> None:
     print(f"\n{meta.get('command', '')}  ({meta.get('when')}; {meta.get('machine')})")
 
 
-def run_sims(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
+def run_sims(
+    a: argparse.Namespace, meta: dict[str, Any], partial_out: str | None = None
+) -> dict[str, Any]:
     try:
         sizes = [int(x) for x in a.sim.split(",") if x.strip()]
     except ValueError:
@@ -315,9 +318,10 @@ def run_sims(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
             f"--sim takes peer counts like 100,300: got {a.sim!r}"
         ) from None
     starts = [x.strip() for x in a.sim_starts.split(",") if x.strip()]
-    results = []
-    for start in starts:
-        for n in sizes:
+    results: list[dict[str, Any]] = []
+    doc = {"meta": meta, "results": results, "growth": {}}
+    for n in sizes:  # size-major: every start pattern of a size before the next
+        for start in starts:
             settings = settings_from(a, n, start)
             try:
                 settings.validate()
@@ -334,4 +338,7 @@ def run_sims(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
                 flush=True,
             )
             results.append(r)
-    return {"meta": meta, "results": results, "growth": growth(results)}
+            doc["growth"] = growth(results)
+            if partial_out is not None:  # what finished survives an interrupted run
+                Path(partial_out).write_text(json.dumps(doc, indent=1))
+    return doc
