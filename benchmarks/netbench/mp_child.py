@@ -141,13 +141,16 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                     raise
                 await trio.sleep(0.5)  # a pause between dial rounds, not a wait
 
-    async def publish_once(i: int, delay: float) -> None:
-        await trio.sleep(delay)  # --raw-spread: pacing the publishes, not a wait
+    async def publish_guarded(i: int, payload: bytes) -> None:
+        """A bare transport that died is reported, not fatal to this child."""
         try:
-            payload = once_payload(ONCE_HEAD, i, time.time(), payload_size)
             await raw[i].publish(payload)
         except Exception as err:
             emit({"ev": "raw_publish_failed", "i": i, "error": repr(err)})
+
+    async def publish_once(i: int, delay: float) -> None:
+        await trio.sleep(delay)  # --raw-spread: pacing the publishes, not a wait
+        await publish_guarded(i, once_payload(ONCE_HEAD, i, time.time(), payload_size))
 
     async def watch_raw() -> None:
         while len(baseline.complete) < len(local):
@@ -238,7 +241,7 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                 raw_nursery.start_soon(start_raw, cmd["i"], cmd["boot"])
             elif op == "raw_probe":
                 payload = once_payload(PROBE_HEAD, cmd["s"], time.time(), payload_size)
-                raw_nursery.start_soon(raw[cmd["i"]].publish, payload)
+                raw_nursery.start_soon(publish_guarded, cmd["i"], payload)
             elif op == "raw_fire":
                 raw_nursery.start_soon(watch_raw)
                 for i in local:
