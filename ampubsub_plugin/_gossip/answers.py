@@ -32,13 +32,21 @@ def rank(peer: str, subject: str) -> bytes:
 
 
 def ranked_before(me: str, subject: str, roster: Roster) -> int:
-    """How many live peers we know (``subject`` aside) rank before ``me``."""
-    mine = rank(me, subject)
-    return sum(
-        1
-        for view in roster.live()
-        if view.peer != subject and rank(view.peer, subject) < mine
-    )
+    """How many live peers we know (``subject`` aside) rank before ``me``.
+
+    (Cached until the live peers change: answering about every hello of N
+    peers would otherwise hash N ids each time.)
+    """
+
+    def count() -> int:
+        mine = rank(me, subject)
+        return sum(
+            1
+            for view in roster.live()
+            if view.peer != subject and rank(view.peer, subject) < mine
+        )
+
+    return roster.cached_rank((me, subject), count)
 
 
 class Answers:

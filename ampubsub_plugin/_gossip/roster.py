@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from asyncmachine import State
 
@@ -158,6 +158,11 @@ class Roster:
         #: un-exported machines: (peer, index) -> when; relays can't revive them
         self.tombstones: OrderedDict[tuple[str, int], float] = OrderedDict()
         self._schemas: OrderedDict[str, dict[str, State]] = OrderedDict()
+        #: grows whenever the set of live peers may have changed (ranks
+        #: computed over it are cached until then)
+        self.version = 0
+        self._ranks: dict[tuple[str, str], int] = {}
+        self._ranks_version = -1
 
     def __contains__(self, peer: object) -> bool:
         return peer in self.peers
@@ -174,7 +179,20 @@ class Roster:
             self._shared.counters["drop_peers_full"] += 1
             return None
         view = self.peers[peer] = PeerRecord(peer, now)
+        self.version += 1
         return view
+
+    def cached_rank(self, key: tuple[str, str], compute: Callable[[], int]) -> int:
+        """``compute()``, remembered while the live peers stay the same."""
+        if self._ranks_version != self.version:
+            self._ranks.clear()
+            self._ranks_version = self.version
+        found = self._ranks.get(key)
+        if found is None:
+            if len(self._ranks) >= 4 * self._shared.config.max_peers:
+                self._ranks.clear()
+            found = self._ranks[key] = compute()
+        return found
 
     def live(self) -> Iterator[PeerRecord]:
         return (v for v in self.peers.values() if not v.silent)
@@ -244,10 +262,12 @@ class Roster:
         if view.silent:
             return []
         view.silent = True
+        self.version += 1
         return [Gone(view.peer, i, forgotten=False) for i in view.machines]
 
     def revive(self, view: PeerRecord) -> list[Event]:
         view.silent = False
+        self.version += 1
         view.gone_at = None
         view.bye_at = None
         return [Revived(view.peer, i) for i in view.machines]
@@ -264,6 +284,7 @@ class Roster:
                 for index in list(view.machines):
                     events.extend(self.forget(peer, index))
                 del self.peers[peer]
+                self.version += 1
         while self.tombstones:
             oldest, at = next(iter(self.tombstones.items()))
             if now - at <= cfg.gone_ttl:
@@ -278,4 +299,5 @@ class Roster:
             for index in list(self.peers[peer].machines):
                 events.extend(self.forget(peer, index))
         self.peers.clear()
+        self.version += 1
         return events

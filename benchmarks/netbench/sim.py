@@ -289,7 +289,7 @@ class Simulation:
             self.lag_max = lag
         self.traffic.rx_msgs += 1
         self.traffic.rx_bytes += size
-        p.core.receive(sender, msg, now)
+        p.core.receive(sender, msg, now, arrived=arrived)
         cpu.busy_until = now + self.s.rx_cost
         self._plan_wake(p, now)
         if cpu.inbox:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ampubsub_plugin._gossip.answers import rank, ranked_before
 from ampubsub_plugin.protocol import (
     GossipMsg,
     InfoMsg,
@@ -154,3 +155,18 @@ def test_non_owner_answers_requpdates_with_its_view_suppressed() -> None:
     assert len(answers) == 1, answers
     ((_, answer),) = answers
     assert answer.peer_clocks == {"A": {0: m.time()}}
+
+
+def test_ranks_follow_the_live_peers() -> None:
+    """Ranks are cached, but a peer falling silent or arriving counts at once."""
+    a = make("A", peer_ttl=5.0)
+    a.joined(0.0, alone=True)
+    for peer in "BCDEFG":
+        a.receive(peer, wire(InfoMsg({peer: {}}, {})), 0.0)
+    roster = a.core.roster
+    before = {p for p in "BCDEFG" if rank(p, "s") < rank("A", "s")}
+    assert ranked_before("A", "s", roster) == len(before)
+    a.heartbeat(10.0)  # all silent now
+    assert ranked_before("A", "s", roster) == 0
+    a.receive("B", wire(InfoMsg({"B": {}}, {})), 11.0)  # B is back
+    assert ranked_before("A", "s", roster) == int("B" in before)
