@@ -49,6 +49,8 @@ TOPIC_STATES: dict[str, State] = {
     "SendMsg": State(multi=True, require=_J),
     # ours: the send loop's turn to take what the core has due (see topic.py)
     "Flush": State(multi=True, require=_J),
+    # ours: a newcomer asked us directly for our snapshot (see _pull.py)
+    "ServePull": State(multi=True, require=_J),
     "ProcessMsgs": State(multi=True, require=_J),
 }
 

@@ -43,13 +43,14 @@ from ._allow import AllowPeers, PeerAllowList
 from ._gossip import INTENT_STATES, GossipConfig, GossipCore
 from ._gossip import Event as CoreEvent
 from ._inbound import ExportTracer, Inbound
+from ._pull import PULL_REQUEST, decode_reply, encode_reply
 from ._runtime import Runtime, Task, run_is_ending, runtime_for_caller
 from ._views import RemoteViews
 from .hooks import TopicHooks
 from .mutations import MutableBy, MutationClient, MutationPolicy, MutationServer
 from .protocol import ByeMsg, Message, ProtocolError, encode
 from .remote import RemoteMachine
-from .states import TOPIC_SCHEMA
+from .states import MSG_STATES, TOPIC_SCHEMA
 from .transport import PskMismatchError, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -284,10 +285,64 @@ class Topic:
     # -- remote mutations ------------------------------------------------------
 
     async def _serve_request(self, caller: str, payload: bytes) -> bytes:
-        """A direct request: a mutation of one of our machines (sans-IO server)."""
+        """A direct request: a newcomer's snapshot (``_pull``), or a mutation
+        of one of our machines (sans-IO server)."""
+        if payload == PULL_REQUEST:
+            return await self._serve_pull(caller)
         if not self._mutation_server.active:
             raise PermissionError("no machine here is exported as mutable")
         return self._mutation_server.handle(caller, payload)
+
+    async def _serve_pull(self, caller: str) -> bytes:
+        """Our snapshot, built inside the topic machine (where the core runs)."""
+        runtime = self.runtime
+        if runtime is None:
+            raise PermissionError("not serving")
+        done = trio.Event()
+        built: list[list[Message] | None] = []
+
+        def reply(messages: list[Message] | None) -> None:
+            built.append(messages)
+            if runtime.in_thread:
+                done.set()
+            else:
+                runtime.call_soon(done.set)
+
+        if self.mach.add("ServePull", {"reply": reply}) == 1:  # canceled
+            raise PermissionError("not joined")
+        with trio.move_on_after(self.config.snapshot_wait):
+            await done.wait()
+        if not built or built[0] is None:
+            raise PermissionError("still joining: no complete view to send")
+        log.debug("%s: snapshot pulled by %s", self.name, caller)
+        return encode_reply(built[0])
+
+    def _start_pull(self) -> None:
+        """Fetch our snapshot from one neighbour (see ``_pull``)."""
+        runtime = self.runtime
+        peers = sorted(self.transport.topic_peers())
+        if runtime is None or not peers:
+            self.core.counters["pull_no_peer"] += 1
+            return  # the ask planned at joining covers it
+        peer = self.core.discovery.pick(peers)
+        runtime.spawn(self._pull, peer, name=f"{self.name}:pull")
+
+    async def _pull(self, peer: str) -> None:
+        counters = self.core.counters
+        try:
+            reply = await self.transport.request(
+                peer, PULL_REQUEST, 2 * self.config.snapshot_wait
+            )
+            messages = decode_reply(reply)
+        except (TransportError, ProtocolError, ValueError) as err:
+            counters["pull_failed"] += 1
+            log.debug("%s: pulling a snapshot from %s failed: %s", self.name, peer, err)
+            return  # the ask planned at joining covers it
+        counters["pull_ok"] += 1
+        arrived = self._now()
+        for msg in messages:
+            args = {"peer_id": peer, "msg": msg, "arrived": arrived}
+            self.mach.add(MSG_STATES[msg.TYPE], args)
 
     def _attach_remote(self, remote: RemoteMachine) -> None:
         remote._mutations = self._mutation_client
@@ -365,6 +420,7 @@ class Topic:
             # clocks went on growing)
             incarnation = self.core.incarnation or time.time_ns() // 1000
             self.core.start(self.transport.peer_id, self.transport, incarnation)
+            self.core.pull_snapshots(self.config.pull_snapshots)
             self.mach.add("Started")
             self.mach.add("Connecting" if self.bootstrap else "Connected")
 
@@ -621,6 +677,8 @@ class _Handlers:
         t = self.t
         now = t._now()
         t._outbox.extend(t.core.collect(now))
+        if t.core.pull_now(now):
+            t._start_pull()
         t._due = t.core.next_due(now)
         t._sync_intents()
         runtime = t.runtime
@@ -656,6 +714,10 @@ class _Handlers:
     MsgReqInfo_state = _receive
     MsgReqUpdates_state = _receive
     MsgBye_state = _receive
+
+    def ServePull_state(self, e: Event) -> None:
+        """A newcomer asked us directly for our snapshot: ``reply(messages)``."""
+        e.args["reply"](self.t.core.pulled_snapshot(self.t._now()))
 
     def ListMachines_state(self, e: Event) -> None:
         """Go-style listing: args ``filters`` (dict) and ``callback(list)``."""

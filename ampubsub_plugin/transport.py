@@ -31,7 +31,8 @@ RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
 
 #: Largest direct request and reply payloads, on every transport.
 DIRECT_MAX_REQUEST = 64 * 1024
-DIRECT_MAX_REPLY = 64 * 1024 - 1
+#: (a pulled snapshot is a reply: several info messages of up to MAX_PAYLOAD)
+DIRECT_MAX_REPLY = 4 * 1024 * 1024 - 1
 
 #: Decides whether a peer may connect (see :meth:`Transport.set_peer_filter`).
 PeerFilter = Callable[[str], bool]

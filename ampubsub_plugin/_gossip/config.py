@@ -92,6 +92,9 @@ class GossipConfig:
     max_states_per_peer: int = 65536
     #: machines per info message (bigger snapshots are split)
     infos_per_message: int = 256
+    #: a newcomer fetches its snapshot from one neighbour over a direct
+    #: stream instead of having it broadcast to every peer
+    pull_snapshots: bool = True
     #: back-pressure: suppression windows, grace periods and repeat gaps
     #: grow by this many times the measured lag (``load``); 0 turns it off
     back_pressure: float = 2.0

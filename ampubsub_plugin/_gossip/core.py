@@ -163,6 +163,21 @@ class GossipCore:
         self.pacing.plan_gossip(now, len(self.roster), at_least=wait)
         self.pacing.last_sent = now  # the hello or the request says we're alive
 
+    def pull_snapshots(self, enabled: bool) -> None:
+        """The transport can reach one neighbour directly: newcomers fetch
+        their snapshot from one (``pull_now``, ``pulled_snapshot``) instead
+        of having it broadcast to every peer."""
+        self.discovery.direct = enabled
+
+    def pull_now(self, now: float) -> bool:
+        """Time to fetch our snapshot from a neighbour? (The topic does it
+        and hands each message of the reply to ``receive``.)"""
+        return self.discovery.pull_now(now)
+
+    def pulled_snapshot(self, now: float) -> list[Message] | None:
+        """Our snapshot for a newcomer that asked us directly (None: not yet)."""
+        return self._outbox.pulled_snapshot(now)
+
     def accept_peers(self, predicate: Callable[[str], bool]) -> None:
         """Only peers ``predicate`` accepts are learned of (the allow-list)."""
         self._shared.accepts_peer = predicate
@@ -297,9 +312,9 @@ class GossipCore:
             for due in (discovery.snapshot_due, hello, self.pacing.gossip_due):
                 if due is not None:
                     dues.append(due)
-            ask = discovery.ask_at()
-            if ask is not None:
-                dues.append(ask)
+            for due in (discovery.ask_at(), discovery.pull_at()):
+                if due is not None:
+                    dues.append(due)
             if self.repair.wants:
                 dues.append(self.repair.next_check)
             if self.liveness.wants:

@@ -23,7 +23,12 @@ Rules of this room (the only place that decides them):
    start together ask at spread moments, and an ask seen holds back one's
    own; a snapshot asked for while nobody was settled is owed: the
    responders send it once they settle by waiting.
-4. **A repeated hello waits** while our snapshot is on the way: the snapshot
+4. **One-to-one.** When the transport can reach a neighbour directly, the
+   hello says so (``pull``): nobody broadcasts a snapshot for it, and the
+   newcomer fetches one from a single neighbour (``PULL_AFTER`` after its
+   hello). A neighbour still joining refuses; the ask planned at joining
+   stays as the fallback.
+5. **A repeated hello waits** while our snapshot is on the way: the snapshot
    shows whether we were heard, and a snapshot that lacks us brings the
    repeat forward.
 """
@@ -38,6 +43,11 @@ from .config import Shared
 from .roster import Roster
 
 log = logging.getLogger("ampubsub.gossip")
+
+
+#: a newcomer pulls its snapshot this long after its hello, so that the
+#: neighbour it asks has heard the hello and includes it
+PULL_AFTER = 0.1
 
 
 class Phase(Enum):
@@ -98,6 +108,10 @@ class Discovery:
         self._snapshot_sent = float("-inf")
         #: peers seen sending snapshots; while one is alive, it answers alone
         self._senders: set[str] = set()
+        #: the transport can fetch a snapshot from one neighbour directly
+        self.direct = False
+        #: when to pull our snapshot from a neighbour (None: not planned)
+        self.pull_due: float | None = None
         #: a snapshot was asked for while we were joining: once settled by
         #: waiting (nobody else could answer either), the responders send it
         self._owed = False
@@ -139,6 +153,10 @@ class Discovery:
             window = self._shared.stretch(cfg.snapshot_wait)
             spread = self._shared.rng.uniform(0, window)
         self.ask_due = None if alone else now + wait + spread
+        # one-to-one: pull our snapshot from a neighbour once our hello (sent
+        # now) has reached it; the ask above stays planned in case that fails
+        pull_after = self._shared.stretch(PULL_AFTER) if exporting else 0.0
+        self.pull_due = now + pull_after if self.direct and not alone else None
         self._settle_at = (
             now + wait + spread + self._shared.stretch(cfg.snapshot_wait, 2)
         )
@@ -147,6 +165,7 @@ class Discovery:
         self.joined = False
         self.hello_due = None
         self.ask_due = None
+        self.pull_due = None
         self.snapshot_due = None
 
     def announce(self) -> None:
@@ -219,6 +238,21 @@ class Discovery:
         self._settle_at = min(self._settle_at, now + wait)
         log.debug("%s: no snapshot yet; asking for one", self._shared.peer_id)
         return True
+
+    def pull_at(self) -> float | None:
+        return None if self.pull_due is None else self._shared.late(self.pull_due)
+
+    def pull_now(self, now: float) -> bool:
+        """Is it time to fetch our snapshot from a neighbour? (Once.)"""
+        due = self.pull_at()
+        if due is None or due > now:
+            return False
+        self.pull_due = None
+        return True
+
+    def pick(self, neighbours: list[str]) -> str:
+        """The neighbour to pull our snapshot from (any will do)."""
+        return self._shared.rng.choice(neighbours)
 
     def others_asked(self, now: float) -> None:
         """Another peer asked for a snapshot: the answer reaches us, too.

@@ -117,7 +117,7 @@ class Intake(Flow):
             self._discovery.snapshot_seen(
                 sender, relayed | {sender}, now, exporting=len(self._exports) > 0
             )
-        elif newcomer and msg.peer_info.get(sender):
+        elif newcomer and msg.peer_info.get(sender) and not msg.pull:
             self._discovery.snapshot_wanted(now)  # a newcomer's hello asks for one
         if stale_self:
             self._discovery.announce()  # they show an old run of ours

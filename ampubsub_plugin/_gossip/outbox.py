@@ -144,7 +144,25 @@ class Outbox(Flow):
         # no gossip sample: peers we name but others don't know yet would
         # only make them ask about peers whose hellos are on the way
         me = self._shared.peer_id
-        return self.info_messages([me], with_schema=False, gossip=False)
+        hello = self.info_messages([me], with_schema=False, gossip=False)
+        if self._discovery.direct:  # we fetch our snapshot ourselves
+            hello = [
+                replace(m, pull=True) if isinstance(m, InfoMsg) else m for m in hello
+            ]
+        return hello
+
+    def pulled_snapshot(self, now: float) -> list[Message] | None:
+        """Everything we know, for one newcomer that asked us directly.
+
+        None while we are joining ourselves: our view may be partial, and
+        the newcomer falls back to asking everyone.
+        """
+        if not self._discovery.is_settled(now):
+            return None
+        me = self._shared.peer_id
+        peers = [me, *(v.peer for v in self._roster.live())]
+        self._shared.counters["out_pulled_snapshot"] += 1
+        return self.info_messages(peers, with_schema=True, gossip=False)
 
     def _requests(self, now: float) -> list[Message]:
         out: list[Message] = []

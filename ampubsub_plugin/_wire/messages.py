@@ -75,6 +75,9 @@ class InfoMsg:
     TYPE: ClassVar[str] = "info"
     peer_info: dict[str, dict[int, Info]]
     peer_gossips: dict[str, dict[int, int]]
+    #: a hello whose sender fetches its snapshot directly from a neighbour:
+    #: nobody broadcasts one for it
+    pull: bool = False
     #: the sender's clock when it sent this, in ms (0: not said; Go peers
     #: don't): receivers measure how far behind they run (back-pressure)
     sent_at: int = field(default=0, compare=False)

@@ -125,6 +125,7 @@ def read_message(obj: Any, strict_relations: bool) -> Message:
         return InfoMsg(
             _peers(obj.get("PeerInfo"), "PeerInfo", _info_reader(strict_relations)),
             _peers(obj.get("PeerGossips"), "PeerGossips", _tick),
+            _bool(obj.get("Pull"), "Pull"),
             sent_at,
         )
     if type_ == "reqinfo":

@@ -81,6 +81,8 @@ def _to_wire(msg: Message) -> dict[str, Any]:
             for peer, machs in msg.peer_info.items()
         }
         wire["PeerGossips"] = {p: dict(g) for p, g in msg.peer_gossips.items()}
+        if msg.pull:
+            wire["Pull"] = True
     elif isinstance(msg, ReqInfoMsg | ReqUpdatesMsg):
         wire["PeerIds"] = list(msg.peer_ids) or None
         if isinstance(msg, ReqUpdatesMsg) and msg.probe:

@@ -354,3 +354,43 @@ def test_a_partition_is_shown_then_idle_owners_reconverge_within_5_s_of_healing(
         await dispose_all(topics)
 
     run(main)
+
+
+def test_a_late_joiner_pulls_its_snapshot_from_one_neighbour() -> None:
+    """One-to-one: the newcomer's snapshot comes over a direct request to one
+    neighbour; no peer broadcasts one for it."""
+
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=3)
+        topics = await start_network(net, 5, 2)
+        await until(topics, sees(8))
+        broadcast = sum(t.counters.get("out_info", 0) for t in topics)
+        served = sum(t.counters.get("out_pulled_snapshot", 0) for t in topics)
+        late = await start_topic(net, topics[-1].addrs, [worker("late")])
+        await until([late], sees(10))
+        await until(topics, sees(9))
+        assert late.counters["pull_ok"] == 1
+        pulled = sum(t.counters.get("out_pulled_snapshot", 0) for t in topics)
+        assert pulled == served + 1
+        # the others sent no introduction for it (no snapshot, no answers)
+        assert sum(t.counters.get("out_info", 0) for t in topics) == broadcast
+        assert late.counters.get("out_reqinfo", 0) == 0
+        await dispose_all([*topics, late])
+
+    run(main)
+
+
+def test_a_failed_pull_falls_back_to_asking_everyone() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=4)
+        topics = await start_network(net, 3, 1)
+        await until(topics, sees(2))
+        for topic in topics:  # nobody answers direct requests
+            topic.transport.serve_requests(None)
+        late = await start_topic(net, topics[-1].addrs, [worker("late")])
+        await until([late], sees(3))
+        assert late.counters["pull_failed"] == 1
+        assert late.counters["out_reqinfo"] >= 1
+        await dispose_all([*topics, late])
+
+    run(main)

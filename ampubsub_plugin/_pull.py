@@ -1,0 +1,54 @@
+"""Pulled snapshots: a newcomer's snapshot over one direct stream.
+
+A newcomer used to get its snapshot broadcast: every peer received (and
+paid the CPU for) a copy of everything, for one reader. Now the newcomer
+asks one neighbour over the transport's direct request (``PULL_REQUEST``)
+and the reply carries the snapshot's info messages, each encoded as on the
+wire, in a msgpack list. The reply comes over an authenticated stream, so
+its messages count as sent by that neighbour (relayed introductions still
+need their owners' signatures). Anything malformed fails the whole pull;
+the newcomer then asks everyone, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgpack  # type: ignore[import-untyped]
+
+from .protocol import Message, ProtocolError, decode, encode
+from .transport import DIRECT_MAX_REPLY
+
+#: the direct request that asks for a snapshot (a mutation is a msgpack
+#: map, which can't start with a zero byte)
+PULL_REQUEST = b"\x00ampubsub/pull-snapshot/1"
+#: most messages one reply carries
+MAX_MESSAGES = 256
+
+
+def encode_reply(messages: Sequence[Message], limit: int = DIRECT_MAX_REPLY) -> bytes:
+    """The messages that fit ``limit`` bytes, in order (the rest is repaired
+    later by gossip and requests)."""
+    parts: list[bytes] = []
+    size = 16  # msgpack's array header, generously
+    for msg in messages[:MAX_MESSAGES]:
+        data = encode(msg)
+        if size + len(data) + 8 > limit:
+            break
+        parts.append(data)
+        size += len(data) + 8
+    reply: bytes = msgpack.packb(parts, use_bin_type=True)
+    return reply
+
+
+def decode_reply(data: bytes) -> list[Message]:
+    """The messages of a reply; raises ProtocolError naming what is wrong."""
+    try:
+        parts = msgpack.unpackb(
+            data, raw=False, max_array_len=MAX_MESSAGES, max_bin_len=len(data)
+        )
+    except Exception as exc:
+        raise ProtocolError("msgpack", f"pulled snapshot: {exc}") from None
+    if type(parts) is not list or any(type(p) is not bytes for p in parts):
+        raise ProtocolError("field_type", "pulled snapshot: expected a list of bytes")
+    return [decode(part, strict_relations=False) for part in parts]
