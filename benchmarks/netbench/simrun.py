@@ -117,6 +117,13 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
         help=f"stop a run after this much CPU, s ({defaults.cpu_budget:.0f})",
     )
     g.add_argument(
+        "--wall-bound",
+        type=float,
+        default=3600.0,
+        help="kill a simulation child after this much wall time, s; a loaded "
+        "machine gives it a fraction of a core (3600)",
+    )
+    g.add_argument(
         "--json",
         action="store_true",
         help="print the results as one JSON document on stdout (no tables)",
@@ -156,8 +163,8 @@ def sim_child_entry(spec: str) -> int:
     return 0
 
 
-def run_child(settings: SimSettings) -> dict[str, Any]:
-    """One simulation in a fresh process; bounded by its CPU budget (x2 wall)."""
+def run_child(settings: SimSettings, wall_bound: float) -> dict[str, Any]:
+    """One simulation in a fresh process: its CPU budget, and ``wall_bound``."""
     settings.validate()
     cmd = [sys.executable, str(HERE), "--_sim-child", json.dumps(asdict(settings))]
     started = time.monotonic()
@@ -166,7 +173,7 @@ def run_child(settings: SimSettings) -> dict[str, Any]:
             cmd,
             capture_output=True,
             text=True,
-            timeout=2 * settings.cpu_budget + 120,
+            timeout=wall_bound,
         )
     except subprocess.TimeoutExpired:
         return {
@@ -174,7 +181,7 @@ def run_child(settings: SimSettings) -> dict[str, Any]:
             "peers": settings.peers,
             "start": settings.start,
             "phase": "timeout",
-            "error": "child exceeded its wall bound",
+            "error": f"child exceeded the wall bound ({wall_bound:.0f} s)",
         }
     res: dict[str, Any] | None = None
     for line in proc.stdout.splitlines():
@@ -318,6 +325,8 @@ def run_sims(
             f"--sim takes peer counts like 100,300: got {a.sim!r}"
         ) from None
     starts = [x.strip() for x in a.sim_starts.split(",") if x.strip()]
+    if a.wall_bound <= 0:
+        raise SystemExit(f"--wall-bound must be > 0, got {a.wall_bound}")
     results: list[dict[str, Any]] = []
     doc = {"meta": meta, "results": results, "growth": {}}
     for n in sizes:  # size-major: every start pattern of a size before the next
@@ -328,7 +337,7 @@ def run_sims(
             except ValueError as err:
                 raise SystemExit(f"bad simulation setting: {err}") from None
             print(f"[sim {n} x {a.machines}, {start}] running", file=sys.stderr)
-            r = run_child(settings)
+            r = run_child(settings, a.wall_bound)
             print(
                 f"[sim {n} x {a.machines}, {start}] {r.get('phase')}: "
                 f"CPU {fmt(r.get('cpu_s'), '.1f')} s, "
