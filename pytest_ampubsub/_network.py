@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,25 @@ BOOTSTRAP_PEERS = 4
 POLL = 0.05
 #: slack after a consistently-check's duration before it counts as hung
 HOLD_GRACE = 5.0
+
+
+def refuse_blocking(what: str) -> None:
+    """Fail clearly where a blocking call would freeze the caller's event loop."""
+    from ._trio_guard import in_live_trio_task
+
+    if in_live_trio_task():
+        raise RuntimeError(f"{what} blocks; in trio tests use ampubsub_network_trio")
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"{what} blocks, which would freeze the running asyncio event loop; "
+        "in asyncio tests use ampubsub_network_asyncio and await its checks"
+    )
 
 
 class TopicCrashed(AssertionError):
@@ -389,6 +409,7 @@ class Network(_Base):
         check_crash: bool = True,
     ) -> Any:
         __tracebackhide__ = True
+        refuse_blocking(f"{type(self).__name__}: {what}")
         started = time.monotonic()
         deadline = started + settings.timeout(timeout)
         self._last_error = None

@@ -8,7 +8,14 @@ when a test uses them.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Sequence,
+)
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -116,11 +123,6 @@ def _defaults(request: pytest.FixtureRequest, kwargs: dict[str, Any]) -> dict[st
     return merged
 
 
-def _in_trio() -> bool:
-    trio = sys.modules.get("trio")
-    return bool(trio is not None and trio.lowlevel.in_trio_run())
-
-
 @pytest.fixture
 def ampubsub_network(
     request: pytest.FixtureRequest,
@@ -130,16 +132,13 @@ def ampubsub_network(
     ``net = ampubsub_network(peers=3, transport="memory", machines=2)``; every
     network it made is closed after the test, failed or not.
     """
-    from ._network import Network
+    from ._network import Network, refuse_blocking
 
     made: list[Network] = []
     request.node.stash[NETWORKS] = made
 
     def make(peers: int | None = None, **kwargs: Any) -> Network:
-        if _in_trio():
-            raise RuntimeError(
-                "ampubsub_network blocks; in trio tests use ampubsub_network_trio"
-            )
+        refuse_blocking("ampubsub_network")
         options = _defaults(request, {"peers": peers, **kwargs})
         return Network(**options, track=made)
 
@@ -176,6 +175,12 @@ async def ampubsub_network_trio(
         await net.close()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # a run abandoned outside our makereport (another plugin's hook, say)
+    _finish_abandoned_trio_run()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -187,6 +192,31 @@ def pytest_runtest_makereport(
             text = net.last_report or net.report()
             report.sections.append((f"ampubsub network {i} ({net.name})", text))
     return report
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    except BaseException:
+        if "trio" in sys.modules:
+            # the report shows the networks as they were when the test died;
+            # finishing an abandoned run closes them
+            networks = item.stash.get(NETWORKS, [])
+            for net in networks:
+                net.last_report = net.last_report or net.report()
+            _finish_abandoned_trio_run([net.close for net in networks])
+        raise
+
+
+def _finish_abandoned_trio_run(
+    before: Sequence[Callable[[], Awaitable[Any]]] = (),
+) -> None:
+    """A trio test killed mid-wait (pytest-timeout) must fail alone."""
+    if "trio" in sys.modules:
+        from ._trio_guard import finish_abandoned_run
+
+        finish_abandoned_run(before)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
