@@ -17,7 +17,7 @@ from . import _settings as settings
 if TYPE_CHECKING:
     from asyncmachine import Machine
 
-    from ._network import Network
+    from ._network import Network, Peers
 
 __all__ = [
     "assert_consistently_active",
@@ -34,7 +34,7 @@ def assert_eventually_active(
     net: Network,
     mach_id: str,
     states: Any,
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True
@@ -45,7 +45,7 @@ def assert_eventually_inactive(
     net: Network,
     mach_id: str,
     states: Any,
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True
@@ -56,7 +56,7 @@ def assert_eventually_clock(
     net: Network,
     mach_id: str,
     clock: Mapping[str, int],
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True
@@ -66,7 +66,7 @@ def assert_eventually_clock(
 def assert_eventually_discovered(
     net: Network,
     count: int,
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True
@@ -78,7 +78,7 @@ def assert_consistently_active(
     mach_id: str,
     states: Any,
     duration: float,
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True

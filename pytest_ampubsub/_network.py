@@ -26,12 +26,14 @@ from asyncmachine import Machine, Waiter, any_of
 
 from . import _settings as settings
 from ._plans import Plan, Timeout, met, run_sync, run_trio
-from ._report import peer_table, protocol_log
+from ._report import Focus, exporters, peer_name, peer_table, protocol_log, ticks
 
 if TYPE_CHECKING:
     from ampubsub_plugin import RemoteMachine, Topic
 
 Machines = int | Callable[[int], Iterable[Machine]] | None
+#: which peers a check looks at: indexes into the network, or its topics
+Peers = Sequence["int | Topic"]
 Check = Callable[[], Any]
 
 #: peers a new peer dials (gossipsub needs degree_low neighbours, not a hub)
@@ -82,6 +84,9 @@ class _Base:
         self._memory: Any = None
         self._last_error: AssertionError | None = None
         self._attempts = 0
+        #: what the running check is about: its machine, and who must agree
+        self._focus: Focus | None = None
+        self._judge: tuple[list[Topic], Callable[[Any], bool]] | None = None
         #: the report as it was when a check failed (read by the pytest plugin)
         self.last_report: str | None = None
 
@@ -186,7 +191,7 @@ class _Base:
                 self.last_report = self.report()
                 raise TopicCrashed(
                     f"peer {i} ({topic.peer_id[-6:]}) crashed: {mach.err!r}\n"
-                    + peer_table(self.topics)
+                    + self._table()
                 )
 
     def report(self) -> str:
@@ -201,6 +206,42 @@ class _Base:
             )
         return "\n".join(lines)
 
+    def _table(self) -> str:
+        """The table for a message: short unless the full report was asked for."""
+        full = settings.current.report == "full"
+        text = peer_table(self.topics, self._focus, full=full)
+        if not full:
+            text += "\n(full report: pytest -v or --ampubsub-report=full)"
+        return text
+
+    def _why(self) -> str | None:
+        """Who disagrees: an unknown machine, or the first peer not seeing it."""
+        focus = self._focus
+        if focus is None:
+            return None
+        known = exporters(self.topics)
+        if not any(e.rsplit("@", 1)[0] == focus.mach_id for e in known):
+            return (
+                f"no peer exports {focus.mach_id!r}; exported: "
+                + (", ".join(known) or "nothing")
+            )
+        if self._judge is None:
+            return None
+        scope, ok = self._judge
+        for topic in scope:
+            name = peer_name(self.topics, topic)
+            remotes = topic.list_machines(id=focus.mach_id)
+            if not remotes:
+                return f"first to disagree: peer {name} lists no {focus.mach_id}"
+            if not ok(remotes[0]):
+                remote = remotes[0]
+                active = " ".join(remote.active_states) or "nothing"
+                return (
+                    f"first to disagree: peer {name} sees "
+                    f"{ticks(remote, focus.want)} (active: {active})"
+                )
+        return None
+
     def _fail(
         self, what: str, started: float, error: BaseException | None, waiter: Any
     ) -> AssertionError:
@@ -211,28 +252,55 @@ class _Base:
             head += f" and {attempts} attempts"
         if waiter is not None:
             head += f" (waiting for {waiter.description})"
+        why = self._why()
+        if why is not None:
+            head += f"\n{why}"
         if error is not None and str(error):
             head += f"\n{error}"
         self.last_report = self.report()
-        return AssertionError(f"{head}\n{peer_table(self.topics)}")
+        return AssertionError(f"{head}\n{self._table()}")
 
     # -- the checks, as plans ----------------------------------------------------------
 
-    def _scope(self, mach_id: str | None, peers: Sequence[int] | None) -> list[Topic]:
-        owners = {
-            i
-            for i, t in enumerate(self.topics)
-            if any(m.id == mach_id for m in t.exported)
-        }
+    def _peers(self, peers: Peers | None) -> list[Topic]:
+        """``peers`` as topics: indexes into the network or its topics."""
         if peers is None:
-            return [t for i, t in enumerate(self.topics) if i not in owners]
-        mine = sorted(owners & set(peers))
-        if mine:
-            raise ValueError(
-                f"peer {mine[0]} exports {mach_id!r} itself: it sees no remote copy; "
-                "leave it out of peers"
+            return list(self.topics)
+        if isinstance(peers, (int, str)) or not isinstance(peers, Iterable):
+            raise TypeError(
+                f"peers must be a list of peer indexes or topics, got {peers!r}"
             )
-        return [self.topics[i] for i in peers]
+        chosen: list[Topic] = []
+        for peer in peers:
+            if isinstance(peer, bool) or not isinstance(peer, int):
+                topic = next((t for t in self.topics if peer is t), None)
+                if topic is not None:
+                    chosen.append(topic)
+                    continue
+                raise TypeError(
+                    f"peers must hold peer indexes or topics of this network, "
+                    f"got {peer!r}"
+                )
+            if not -len(self.topics) <= peer < len(self.topics):
+                raise IndexError(
+                    f"peer index {peer} out of range: the network has "
+                    f"{len(self.topics)} peers"
+                )
+            chosen.append(self.topics[peer])
+        return chosen
+
+    def _scope(self, mach_id: str | None, peers: Peers | None) -> list[Topic]:
+        owners = [t for t in self.topics if any(m.id == mach_id for m in t.exported)]
+        if peers is None:
+            return [t for t in self.topics if all(t is not o for o in owners)]
+        chosen = self._peers(peers)
+        for topic in chosen:
+            if any(topic is o for o in owners):
+                raise ValueError(
+                    f"peer {self.topics.index(topic)} exports {mach_id!r} itself: it "
+                    "sees no remote copy; leave it out of peers"
+                )
+        return chosen
 
     def _owner_sum(self, mach_id: str) -> int | None:
         for topic in self.topics:
@@ -257,10 +325,19 @@ class _Base:
         return f"{self.topics.index(topic)}:{topic.peer_id[-6:]}"
 
     def _plan_active(
-        self, mach_id: str, states: Any, peers: Sequence[int] | None, active: bool
+        self, mach_id: str, states: Any, peers: Peers | None, active: bool
     ) -> Plan:
+        __tracebackhide__ = True
         target = self._owner_sum(mach_id)
-        for topic in self._scope(mach_id, peers):
+        scope = self._scope(mach_id, peers)
+        self._focus = Focus(mach_id)
+        self._judge = (
+            scope,
+            (lambda r: r.is_active(states))
+            if active
+            else (lambda r: not any(r.is_active(n) for n in _names(states))),
+        )
+        for topic in scope:
             remote: RemoteMachine = yield from self._remote(topic, mach_id)
             if target is not None:
                 # first catch up with the owner's clock as it was when asked:
@@ -276,18 +353,31 @@ class _Base:
             met(waiter, (yield waiter))
 
     def _plan_clock(
-        self, mach_id: str, clock: Mapping[str, int], peers: Sequence[int] | None
+        self, mach_id: str, clock: Mapping[str, int], peers: Peers | None
     ) -> Plan:
+        __tracebackhide__ = True
         wanted = dict(clock)
-        for topic in self._scope(mach_id, peers):
+        scope = self._scope(mach_id, peers)
+        self._focus = Focus(mach_id, wanted)
+        self._judge = (scope, lambda r: _clock_is(wanted)(r.clock()))
+        for topic in scope:
             remote: RemoteMachine = yield from self._remote(topic, mach_id)
             waiter = remote.when_query(_clock_is(wanted))
+            waiter.description = (
+                f"peer {self._name(topic)} to see {mach_id} at "
+                + " ".join(f"{k}={v}" for k, v in wanted.items())
+            )
             met(waiter, (yield waiter))
 
-    def _plan_discovered(self, count: int, peers: Sequence[int] | None) -> Plan:
-        scope = self.topics if peers is None else [self.topics[i] for i in peers]
+    def _plan_discovered(self, count: int, peers: Peers | None) -> Plan:
+        __tracebackhide__ = True
+        scope = self._peers(peers)
         for topic in scope:
             waiter = topic.mach.when_query(_lists(topic, count))
+            waiter.description = (
+                f"peer {self._name(topic)} to list {count} connected machines "
+                f"(lists {len(topic.list_machines(connected=True))})"
+            )
             met(waiter, (yield waiter))
 
     def _plan_consistently(
@@ -295,26 +385,42 @@ class _Base:
         mach_id: str,
         states: Any,
         duration: float,
-        peers: Sequence[int] | None,
+        peers: Peers | None,
     ) -> Plan:
+        __tracebackhide__ = True
         scope = self._scope(mach_id, peers)
+        self._focus = Focus(mach_id)
         watched = [(topic, topic.list_machines(id=mach_id)[0]) for topic in scope]
-        violated = any_of(*(r.when_query(_left(r, states)) for _, r in watched))
+        started = time.monotonic()
+        #: (seconds into the hold, peer, what it saw then), first break first
+        breaks: list[tuple[float, Topic, str]] = []
+
+        def broke(topic: Topic, remote: RemoteMachine) -> Callable[[Any], bool]:
+            def check(_clock: Any) -> bool:
+                if remote.is_active(states):
+                    return False
+                active = " ".join(remote.active_states) or "nothing"
+                seen = f"active: {active}; {ticks(remote)}"
+                breaks.append((time.monotonic() - started, topic, seen))
+                return True
+
+            return check
+
+        violated = any_of(*(r.when_query(broke(t, r)) for t, r in watched))
         violated.description = f"{states} to leave on any peer"
         deadline = _Deadline(duration)
         yield any_of(violated, deadline.waiter)
         deadline.cancel()
         if violated.done and violated.result:
-            bad = [
-                f"peer {self._name(t)} ({r})"
-                for t, r in watched
-                if not r.is_active(states)
-            ]
+            at, topic, seen = breaks[0] if breaks else (0.0, watched[0][0], "?")
+            others = sorted(
+                {self._name(t) for _, t, _ in breaks[1:]} - {self._name(topic)}
+            )
+            also = f"; also on {', '.join(others)}" if others else ""
             raise AssertionError(
-                f"{mach_id} {states} stopped being active within {duration}s on "
-                + ", ".join(bad)
-                + "\n"
-                + peer_table(self.topics)
+                f"{mach_id} {states} stopped being active {at:.2f}s into the "
+                f"{duration}s hold, first on peer {self._name(topic)} "
+                f"({seen}){also}\n" + self._table()
             )
 
     def _plan_eventually(self, check: Check, watched: Sequence[Machine]) -> Plan:
@@ -414,6 +520,7 @@ class Network(_Base):
         deadline = started + settings.timeout(timeout)
         self._last_error = None
         self._attempts = 0
+        self._focus = self._judge = None
         crashed = self.crashed if check_crash else _never
         try:
             return run_sync(plan, deadline, crashed)
@@ -428,7 +535,7 @@ class Network(_Base):
         self,
         mach_id: str,
         states: Any,
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         """Every peer in ``peers`` (default: all but the owner) sees ``states``."""
@@ -443,7 +550,7 @@ class Network(_Base):
         self,
         mach_id: str,
         states: Any,
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         __tracebackhide__ = True
@@ -457,7 +564,7 @@ class Network(_Base):
         self,
         mach_id: str,
         clock: Mapping[str, int],
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         """Every peer sees exactly these ticks for these states."""
@@ -471,7 +578,7 @@ class Network(_Base):
     def assert_eventually_discovered(
         self,
         count: int,
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         """Each peer lists at least ``count`` connected remote machines."""
@@ -485,7 +592,7 @@ class Network(_Base):
         mach_id: str,
         states: Any,
         duration: float,
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         """``states`` stay active everywhere for ``duration``; fails at once if not."""
@@ -561,6 +668,7 @@ class AsyncNetwork(_Base):
         deadline = started + settings.timeout(timeout)
         self._last_error = None
         self._attempts = 0
+        self._focus = self._judge = None
         crashed = self.crashed if check_crash else _never
         try:
             return await run_trio(plan, deadline, crashed)
@@ -573,7 +681,7 @@ class AsyncNetwork(_Base):
         self,
         mach_id: str,
         states: Any,
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         __tracebackhide__ = True
@@ -587,7 +695,7 @@ class AsyncNetwork(_Base):
         self,
         mach_id: str,
         states: Any,
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         __tracebackhide__ = True
@@ -601,7 +709,7 @@ class AsyncNetwork(_Base):
         self,
         mach_id: str,
         clock: Mapping[str, int],
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         __tracebackhide__ = True
@@ -614,7 +722,7 @@ class AsyncNetwork(_Base):
     async def assert_eventually_discovered(
         self,
         count: int,
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         __tracebackhide__ = True
@@ -627,7 +735,7 @@ class AsyncNetwork(_Base):
         mach_id: str,
         states: Any,
         duration: float,
-        peers: Sequence[int] | None = None,
+        peers: Peers | None = None,
         timeout: float | None = None,
     ) -> None:
         __tracebackhide__ = True
@@ -675,8 +783,8 @@ def next_change(machine: Machine) -> Waiter:
     return machine.when_query(lambda clock: sum(clock.values()) != before)
 
 
-def _left(remote: RemoteMachine, states: Any) -> Callable[[dict[str, int]], bool]:
-    return lambda _clock: not remote.is_active(states)
+def _names(states: Any) -> list[str]:
+    return [states] if isinstance(states, str) else list(states)
 
 
 def _lists(topic: Topic, count: int) -> Callable[[dict[str, int]], bool]:

@@ -54,6 +54,7 @@ def met(waiter: Waiter, result: bool) -> None:
 
 def run_sync(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
     """Drive ``plan`` in this thread; returns the plan's return value."""
+    __tracebackhide__ = True
     try:
         waiter = next(plan)
         while True:
@@ -72,6 +73,7 @@ def run_sync(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
 
 async def run_trio(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
     """Drive ``plan`` on the caller's trio run (deadline in ``time.monotonic``)."""
+    __tracebackhide__ = True
     import trio
 
     try:

@@ -7,6 +7,7 @@ when a test uses them.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import (
     AsyncIterator,
@@ -28,11 +29,14 @@ if TYPE_CHECKING:
 
 NETWORKS = pytest.StashKey[list[Any]]()
 PREVIOUS = pytest.StashKey[settings.Settings]()
+QUIETED = pytest.StashKey[logging.Logger]()
 
 MARKER = (
-    "ampubsub(peers=3, transport='memory'|'libp2p', machines=None): defaults for "
-    "the ampubsub_network fixtures in this test"
+    "ampubsub(peers=3, transport='memory'|'libp2p', machines=None, name=None, "
+    "config=None, timeout=None): defaults for the ampubsub_network fixtures in this "
+    "test; peers may also be given positionally: ampubsub(2)"
 )
+OPTIONS = ("peers", "transport", "machines", "name", "config", "timeout")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,12 +44,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--ampubsub-timeout",
         default=None,
+        metavar="SECONDS",
         help=f"seconds an eventually-check waits (default {settings.DEFAULT_TIMEOUT})",
     )
     group.addoption(
         "--ampubsub-transport",
         default=None,
+        metavar="memory|libp2p",
         help="transport of ampubsub_network: memory (default) or libp2p",
+    )
+    group.addoption(
+        "--ampubsub-report",
+        default=None,
+        metavar="short|full",
+        help="what a failing check prints: short (default; full with -v) or full "
+        "(every row, the protocol log of each peer)",
+    )
+    parser.addini(
+        "ampubsub_report",
+        help="what a failing check prints: short or full",
+        default="short",
     )
     parser.addini(
         "ampubsub_timeout",
@@ -78,16 +96,35 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.getini("ampubsub_transport"), "ini ampubsub_transport"
             )
         )
+        raw_report = config.getoption("ampubsub_report")
+        if raw_report is not None:
+            report = settings.parse_report(raw_report, "--ampubsub-report")
+        elif config.get_verbosity() >= 1:
+            report = "full"
+        else:
+            report = settings.parse_report(
+                config.getini("ampubsub_report"), "ini ampubsub_report"
+            )
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
     config.stash[PREVIOUS] = settings.current
-    settings.current = settings.Settings(timeout=timeout, transport=transport)
+    settings.current = settings.Settings(
+        timeout=timeout, transport=transport, report=report
+    )
+    # py-libp2p logs every connection at INFO: keep captured logs readable
+    # unless the user chose a level for it
+    libp2p_log = logging.getLogger("libp2p")
+    if libp2p_log.level == logging.NOTSET:
+        libp2p_log.setLevel(logging.WARNING)
+        config.stash[QUIETED] = libp2p_log
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     # an in-process run (pytester) must not leave its settings behind
     if PREVIOUS in config.stash:
         settings.current = config.stash[PREVIOUS]
+    if QUIETED in config.stash:
+        config.stash[QUIETED].setLevel(logging.NOTSET)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -99,23 +136,23 @@ def pytest_report_header(config: pytest.Config) -> str:
 
     return (
         f"ampubsub: {version('ampubsub')} (libp2p {version('libp2p')}, "
-        f"trio {version('trio')}); transport={settings.current.transport}, "
-        f"timeout={settings.current.timeout:g}s"
+        f"trio {version('trio')}); report={settings.current.report}, "
+        f"transport={settings.current.transport}, timeout={settings.current.timeout:g}s"
     )
 
 
 def _defaults(request: pytest.FixtureRequest, kwargs: dict[str, Any]) -> dict[str, Any]:
     marker = request.node.get_closest_marker("ampubsub")
     merged = dict(marker.kwargs) if marker is not None else {}
+    if marker is not None and marker.args:
+        if len(marker.args) > 1 or "peers" in marker.kwargs:
+            raise TypeError(
+                "the ampubsub marker takes at most one positional argument (peers), "
+                f"got args {marker.args!r} and options {sorted(marker.kwargs)}"
+            )
+        merged["peers"] = marker.args[0]
     merged.update({k: v for k, v in kwargs.items() if v is not None})
-    unknown = set(merged) - {
-        "peers",
-        "transport",
-        "machines",
-        "name",
-        "config",
-        "timeout",
-    }
+    unknown = set(merged) - set(OPTIONS)
     if unknown:
         raise TypeError(f"ampubsub_network got unknown option(s) {sorted(unknown)}")
     if "transport" in merged:
@@ -185,12 +222,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed and report.when == "call":
-        networks: list[Any] = item.stash.get(NETWORKS, [])
+    networks: list[Any] = item.stash.get(NETWORKS, [])
+    texts: list[tuple[str, str]] = []
+    failed = call.excinfo is not None and not call.excinfo.errisinstance(
+        pytest.skip.Exception
+    )
+    if call.when == "call" and failed:
         for i, net in enumerate(networks):
-            text = net.last_report or net.report()
-            report.sections.append((f"ampubsub network {i} ({net.name})", text))
+            title = f"ampubsub network {i} ({net.name})"
+            texts.append((title, net.last_report or net.report()))
+        # junitxml (and any report consumer) gets the full report
+        item.user_properties.extend(texts)
+    report = yield
+    if report.failed and settings.current.report == "full":
+        report.sections.extend(texts)
     return report
 
 

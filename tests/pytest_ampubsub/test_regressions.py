@@ -71,7 +71,7 @@ def test_trio_failure_report_shows_the_live_table(pytester: pytest.Pytester) -> 
             await net.assert_eventually_discovered(1, timeout=0.3)
         """
     )
-    result = run(pytester)
+    result = run(pytester, "--ampubsub-report=full")
     result.stdout.fnmatch_lines(
         ["*- ampubsub network 0 (ampubsub-test-*) -*", "what each peer saw:"]
     )
