@@ -20,12 +20,12 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from asyncmachine import Machine, Waiter, any_of
 
 from . import _settings as settings
-from ._plans import Plan, Timeout, met, run_sync, run_trio
+from ._plans import Plan, Timeout, met, run_asyncio, run_sync, run_trio
 from ._report import Focus, exporters, peer_name, peer_table, protocol_log, ticks
 
 if TYPE_CHECKING:
@@ -639,7 +639,7 @@ class AsyncNetwork(_Base):
         config: Any = None,
         timeout: float | None = None,
         track: list[Any] | None = None,
-    ) -> AsyncNetwork:
+    ) -> Self:
         net = cls(
             transport=transport or settings.current.transport, name=name, config=config
         )
@@ -816,3 +816,38 @@ class _Deadline:
 
     def cancel(self) -> None:
         self._timer.cancel()
+
+
+class AsyncioNetwork(AsyncNetwork):
+    """Topics on the shared trio thread; checks awaited on the caller's asyncio loop.
+
+    For pytest-asyncio and anyio's asyncio backend: the loop never blocks,
+    and the network keeps running between awaits.
+    """
+
+    async def _run(
+        self, plan: Plan, timeout: float | None, what: str, *, check_crash: bool = True
+    ) -> Any:
+        __tracebackhide__ = True
+        started = time.monotonic()
+        deadline = started + settings.timeout(timeout)
+        self._last_error = None
+        self._attempts = 0
+        self._focus = self._judge = None
+        crashed = self.crashed if check_crash else _never
+        try:
+            return await run_asyncio(plan, deadline, crashed)
+        except Timeout as timed_out:
+            raise self._fail(what, started, self._last_error, timed_out.waiter) from (
+                self._last_error
+            )
+
+    def close_blocking(self, timeout: float | None = None) -> None:
+        """Close from outside the loop (fixture teardown): blocks this thread."""
+        deadline = time.monotonic() + settings.timeout(timeout)
+        try:
+            run_sync(self._closing(), deadline, _never)
+        except Timeout as timed_out:
+            raise self._fail("closing the network", time.monotonic(), None, None) from (
+                timed_out
+            )

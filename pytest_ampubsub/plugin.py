@@ -25,7 +25,7 @@ import pytest
 from . import _settings as settings
 
 if TYPE_CHECKING:
-    from ._network import AsyncNetwork, Network
+    from ._network import AsyncioNetwork, AsyncNetwork, Network
 
 NETWORKS = pytest.StashKey[list[Any]]()
 PREVIOUS = pytest.StashKey[settings.Settings]()
@@ -210,6 +210,38 @@ async def ampubsub_network_trio(
     yield make
     for net in made:
         await net.close()
+
+
+@pytest.fixture
+def ampubsub_network_asyncio(
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[..., Awaitable[AsyncioNetwork]]]:
+    """The async factory for asyncio tests (pytest-asyncio, anyio's asyncio backend).
+
+    ``net = await ampubsub_network_asyncio(peers=3)``; checks are awaited on
+    the test's loop while the topics run on the shared trio thread. A plain
+    fixture on purpose: it needs no asyncio plugin's fixture decorator, and
+    closes its networks after the loop stopped.
+    """
+    from ._network import AsyncioNetwork
+
+    made: list[AsyncioNetwork] = []
+    request.node.stash[NETWORKS] = made
+
+    async def make(peers: int | None = None, **kwargs: Any) -> AsyncioNetwork:
+        from ._trio_guard import in_live_trio_task
+
+        if in_live_trio_task():
+            raise RuntimeError(
+                "ampubsub_network_asyncio is for asyncio; in trio tests "
+                "(pytest-trio, anyio's trio backend) use ampubsub_network_trio"
+            )
+        options = _defaults(request, {"peers": peers, **kwargs})
+        return await AsyncioNetwork.open(**options, track=made)
+
+    yield make
+    for net in made:
+        net.close_blocking()
 
 
 @pytest.hookimpl(tryfirst=True)
