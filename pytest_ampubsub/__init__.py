@@ -17,9 +17,12 @@ from . import _settings as settings
 if TYPE_CHECKING:
     from asyncmachine import Machine
 
-    from ._network import Network, Peers
+    from ._network import AsyncioNetwork, AsyncNetwork, Network, Peers
 
 __all__ = [
+    "AsyncNetwork",
+    "AsyncioNetwork",
+    "Network",
     "assert_consistently_active",
     "assert_converged",
     "assert_eventually_active",
@@ -131,3 +134,12 @@ def eventually(
             changed.wait(remaining)
         else:
             time.sleep(min(interval, remaining))
+
+
+def __getattr__(name: str) -> Any:
+    # public network classes, imported lazily: loading the plugin stays light
+    if name in ("Network", "AsyncNetwork", "AsyncioNetwork"):
+        from . import _network
+
+        return getattr(_network, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
