@@ -18,3 +18,11 @@ def test_examples_pass_on_their_own(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--strict-markers", "--strict-config")
     result.assert_outcomes(passed=7)
     assert threads_left(result) == ["MainThread"]
+
+
+def test_readme_pytest_snippet_runs_as_copied(pytester: pytest.Pytester) -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme.split("## Testing with pytest", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (pytester.path / "test_readme.py").write_text(snippet)
+    run(pytester, "--strict-markers").assert_outcomes(passed=1)
