@@ -27,6 +27,7 @@ from asyncmachine import Machine, Waiter, any_of
 from . import _settings as settings
 from ._plans import Plan, Timeout, met, run_asyncio, run_sync, run_trio
 from ._report import Focus, exporters, peer_name, peer_table, protocol_log, ticks
+from ._timeline import Timeline
 
 if TYPE_CHECKING:
     from ampubsub_plugin import RemoteMachine, Topic
@@ -81,6 +82,8 @@ class _Base:
         self.config = config
         self.topics: list[Topic] = []
         self.logs: dict[str, collections.deque[str]] = {}
+        #: every peer's events on one clock, for the full report
+        self.timeline = Timeline()
         self._memory: Any = None
         self._last_error: AssertionError | None = None
         self._attempts = 0
@@ -130,6 +133,7 @@ class _Base:
             config=self.config,
         )
         self._record(topic)
+        self.timeline.watch(len(self.topics), topic)
         self.topics.append(topic)
         return topic
 
@@ -197,6 +201,9 @@ class _Base:
     def report(self) -> str:
         """Per-peer table, counters and recent protocol activity, for failures."""
         lines = [peer_table(self.topics), ""]
+        lines.append("timeline (all peers, one clock; newest last):")
+        lines.extend("  " + line for line in self.timeline.render())
+        lines.append("")
         for i, topic in enumerate(self.topics):
             counters = " ".join(f"{k}={v}" for k, v in sorted(topic.counters.items()))
             lines.append(f"peer {i} {topic.peer_id[-6:]} {topic.mach}")

@@ -123,6 +123,11 @@ def test_full_report_with_v_or_the_option_and_in_junitxml(
                 # full: the other machines' rows too
                 "E * ?:?????? * p?-m0@?????? * *",
                 "*- ampubsub network 0 (ampubsub-test-*) -*",
+                # one timeline for all peers: the owner's change, who saw it when
+                "timeline (all peers, one clock; newest last):",
+                "* 0:?????? * worker +Job -> Job=3*",
+                "* 0:?????? * sent updates *B",
+                "* ?:?????? * sees worker at Job=3* (?.???s after its owner)",
                 "peer 0 ?????? (*Joined:1*)",
             ]
         )
