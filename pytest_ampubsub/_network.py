@@ -16,6 +16,7 @@ last saw.
 from __future__ import annotations
 
 import collections
+import contextlib
 import secrets
 import sys
 import time
@@ -512,6 +513,54 @@ class Network(_Base):
     def close(self, timeout: float | None = None) -> None:
         """Dispose every topic (bye sent) and wait until each is Disposed."""
         self._run(self._closing(), timeout, "closing the network", check_crash=False)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def isolated(self, timeout: float | None = None) -> Iterator[Self]:
+        """One test's share of a long-lived network; cleaned up at the end.
+
+        On exit, machines exported inside the block are unexported, peers
+        added inside it leave, and this waits until no peer lists those
+        machines any more, so the next test starts from the same network.
+        Machines exported before the block stay (and keep their state).
+        """
+        exported = {id(m) for t in self.topics for m in t.exported}
+        peers = len(self.topics)
+        try:
+            yield self
+        finally:
+            self._isolate(exported, peers, timeout)
+
+    def _isolate(self, exported: set[int], peers: int, timeout: float | None) -> None:
+        added, self.topics = self.topics[peers:], self.topics[:peers]
+        leaving = [t.dispose() for t in added]
+        gone: list[tuple[str, str]] = []
+        for topic in self.topics:
+            for machine in list(topic.exported):
+                if id(machine) not in exported:
+                    topic.unexport(machine)
+                    gone.append((machine.id, topic.peer_id))
+
+        def nobody_lists_them() -> None:
+            for topic in self.topics:
+                for mach_id, owner in gone:
+                    assert not topic.list_machines(id=mach_id, peer_id=owner), (
+                        f"peer {self._name(topic)} still lists {mach_id}"
+                    )
+
+        def plan() -> Plan:
+            for waiter in leaving:
+                _left = yield waiter  # disposed either way; nothing to check
+            watched = [t.mach for t in self.topics]
+            result = yield from self._plan_eventually(nobody_lists_them, watched)
+            return result
+
+        self._run(plan(), timeout, "isolating the next test", check_crash=False)
 
     def _run(
         self,

@@ -7,6 +7,7 @@ when a test uses them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import (
@@ -172,12 +173,11 @@ def ampubsub_network(
     from ._network import Network, refuse_blocking
 
     made: list[Network] = []
-    request.node.stash[NETWORKS] = made
 
     def make(peers: int | None = None, **kwargs: Any) -> Network:
         refuse_blocking("ampubsub_network")
         options = _defaults(request, {"peers": peers, **kwargs})
-        return Network(**options, track=made)
+        return Network(**options, track=_reported(request, made))
 
     yield make
     errors = []
@@ -201,15 +201,91 @@ async def ampubsub_network_trio(
     from ._network import AsyncNetwork
 
     made: list[AsyncNetwork] = []
-    request.node.stash[NETWORKS] = made
 
     async def make(peers: int | None = None, **kwargs: Any) -> AsyncNetwork:
         options = _defaults(request, {"peers": peers, **kwargs})
-        return await AsyncNetwork.open(**options, track=made)
+        return await AsyncNetwork.open(**options, track=_reported(request, made))
 
     yield make
     for net in made:
         await net.close()
+
+
+class _Tracked(list[Any]):
+    """Networks a fixture made: closed by it, and reported with the test."""
+
+    def __init__(self, node: pytest.Item, made: list[Any]) -> None:
+        super().__init__()
+        self._node = node
+        self._made = made
+
+    def append(self, net: Any) -> None:
+        self._made.append(net)
+        _report_with(self._node, net)
+
+
+def _reported(request: pytest.FixtureRequest, made: list[Any]) -> list[Any]:
+    return _Tracked(request.node, made)
+
+
+def _report_with(node: pytest.Item, net: Any) -> None:
+    networks = node.stash.setdefault(NETWORKS, [])
+    if all(net is not n for n in networks):
+        networks.append(net)
+
+
+@pytest.fixture(scope="session")
+def ampubsub_network_factory() -> Iterator[Callable[..., Network]]:
+    """Session-wide factory of sync networks for module- or session-scoped fixtures.
+
+    ``net = ampubsub_network_factory(peers=3, transport="libp2p")`` in a
+    wider-scoped fixture of your own; pair it with ``ampubsub_isolate`` so
+    each test cleans up after itself. Networks still open are closed when
+    the session ends. (No marker defaults here: there is no single test.)
+    """
+    from ._network import Network, refuse_blocking
+
+    made: list[Network] = []
+
+    def make(peers: int = 3, **kwargs: Any) -> Network:
+        refuse_blocking("ampubsub_network_factory")
+        unknown = set(kwargs) - set(OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"ampubsub_network_factory got unknown option(s) {sorted(unknown)}"
+            )
+        if "transport" in kwargs and kwargs["transport"] is not None:
+            kwargs["transport"] = settings.parse_transport(
+                kwargs["transport"], "transport"
+            )
+        return Network(peers, **kwargs, track=made)
+
+    yield make
+    for net in made:
+        if any(not t.mach.is_disposed for t in net.topics):
+            net.close()
+
+
+@pytest.fixture
+def ampubsub_isolate(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """``ampubsub_isolate(shared_net)``: this test's isolated share of a network.
+
+    Returns the network; after the test, the machines it exported are
+    unexported and the peers it added leave (``Network.isolated``), and a
+    failure of the test reports the network.
+    """
+    exits: list[contextlib.ExitStack] = []
+
+    def isolate(net: Network, timeout: float | None = None) -> Network:
+        stack = contextlib.ExitStack()
+        stack.enter_context(net.isolated(timeout))
+        exits.append(stack)
+        _report_with(request.node, net)
+        return net
+
+    yield isolate
+    for stack in reversed(exits):
+        stack.close()
 
 
 @pytest.fixture
@@ -226,7 +302,6 @@ def ampubsub_network_asyncio(
     from ._network import AsyncioNetwork
 
     made: list[AsyncioNetwork] = []
-    request.node.stash[NETWORKS] = made
 
     async def make(peers: int | None = None, **kwargs: Any) -> AsyncioNetwork:
         from ._trio_guard import in_live_trio_task
@@ -237,7 +312,7 @@ def ampubsub_network_asyncio(
                 "(pytest-trio, anyio's trio backend) use ampubsub_network_trio"
             )
         options = _defaults(request, {"peers": peers, **kwargs})
-        return await AsyncioNetwork.open(**options, track=made)
+        return await AsyncioNetwork.open(**options, track=_reported(request, made))
 
     yield make
     for net in made:
