@@ -73,3 +73,58 @@ def test_asyncio_and_anyio_backends(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=7)
     # the shared thread is stopped; trio's idle worker-thread cache may stay
     assert "ampubsub-trio" not in threads_left(result)
+
+
+PYTEST_ASYNCIO_SESSION = """
+    import asyncio
+
+    import pytest
+
+    from asyncmachine import Machine, State
+
+
+    @pytest.mark.asyncio
+    async def test_network(ampubsub_network_asyncio):
+        net = await ampubsub_network_asyncio(peers=3)
+        worker = Machine({"Foo": State()}, id="worker")
+        worker.export_to(net[0])
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        worker.add("Foo")
+        await net.assert_eventually_active("worker", "Foo")
+        await net.assert_consistently_active("worker", "Foo", duration=0.3)
+        ticker.cancel()
+        assert ticks >= 5  # the loop kept running while the checks waited
+
+
+    @pytest.mark.asyncio
+    async def test_sync_fixture_in_asyncio(ampubsub_network):
+        ampubsub_network(peers=1)
+
+
+    def test_sync_checks_in_a_sync_test(ampubsub_network):
+        ampubsub_network(peers=2).assert_eventually_discovered(0)
+"""
+
+
+def test_pytest_asyncio_strict_mode(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PYTEST_ASYNCIO_SESSION)
+    result = run(pytester, "-v", "-p", "asyncio", "--strict-markers")
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_network PASSED*",
+            "*::test_sync_fixture_in_asyncio FAILED*",
+            "*::test_sync_checks_in_a_sync_test PASSED*",
+            "E * RuntimeError: ampubsub_network blocks, which would freeze the "
+            "running asyncio event loop; in asyncio tests use "
+            "ampubsub_network_asyncio and await its checks",
+        ]
+    )
+    result.assert_outcomes(passed=2, failed=1)

@@ -12,11 +12,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_examples_pass_on_their_own(pytester: pytest.Pytester) -> None:
-    for name in ("test_network_sync.py", "test_network_trio.py"):
+    names = ("test_network_sync.py", "test_network_trio.py", "test_network_asyncio.py")
+    for name in names:
         (pytester.path / name).write_text((EXAMPLES / name).read_text())
     pytester.makeconftest(LEAK_CONFTEST)
     result = run(pytester, "--strict-markers", "--strict-config")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=9)
     assert threads_left(result) == ["MainThread"]
 
 
