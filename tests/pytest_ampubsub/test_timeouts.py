@@ -126,3 +126,42 @@ def test_trio_detection_is_not_fooled_by_a_dead_run(pytester: pytest.Pytester) -
         """
     )
     run(pytester).assert_outcomes(passed=1)
+
+
+def test_a_timed_out_asyncio_test_fails_alone(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(LEAK_CONFTEST)
+    write_ini(pytester, "timeout_method = signal")
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        import pytest
+
+
+        @pytest.mark.asyncio
+        @pytest.mark.timeout(1)
+        async def test_a_hangs(ampubsub_network_asyncio):
+            await ampubsub_network_asyncio(peers=2)
+            await asyncio.sleep(60)
+
+
+        @pytest.mark.asyncio
+        async def test_b_next_asyncio_test(ampubsub_network_asyncio):
+            net = await ampubsub_network_asyncio(peers=2, machines=1)
+            await net.assert_eventually_discovered(1)
+
+
+        def test_c_next_sync_test(ampubsub_network):
+            ampubsub_network(peers=2, machines=1).assert_eventually_discovered(1)
+        """
+    )
+    result = run(pytester, "-v")
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_a_hangs FAILED*",
+            "*::test_b_next_asyncio_test PASSED*",
+            "*::test_c_next_sync_test PASSED*",
+        ]
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    assert threads_left(result) == ["MainThread"]
