@@ -8,7 +8,6 @@ when a test uses them.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from collections.abc import (
     AsyncIterator,
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 NETWORKS = pytest.StashKey[list[Any]]()
 PREVIOUS = pytest.StashKey[settings.Settings]()
-QUIETED = pytest.StashKey[logging.Logger]()
 
 MARKER = (
     "ampubsub(peers=3, transport='memory'|'libp2p', machines=None, name=None, "
@@ -112,20 +110,12 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.current = settings.Settings(
         timeout=timeout, transport=transport, report=report
     )
-    # py-libp2p logs every connection at INFO: keep captured logs readable
-    # unless the user chose a level for it
-    libp2p_log = logging.getLogger("libp2p")
-    if libp2p_log.level == logging.NOTSET:
-        libp2p_log.setLevel(logging.WARNING)
-        config.stash[QUIETED] = libp2p_log
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     # an in-process run (pytester) must not leave its settings behind
     if PREVIOUS in config.stash:
         settings.current = config.stash[PREVIOUS]
-    if QUIETED in config.stash:
-        config.stash[QUIETED].setLevel(logging.NOTSET)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
