@@ -181,6 +181,7 @@ class _Base:
                 yield topic.mach.when("Ready")
 
     def _closing(self) -> Plan:
+        self.timeline.stop()
         for topic in self.topics:
             topic.dispose()
         for topic in self.topics:

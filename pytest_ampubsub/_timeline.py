@@ -44,6 +44,8 @@ class Timeline:
         self._changed_at: dict[tuple[str, int], float] = {}
         self._labels: dict[str, str] = {}
         self._bound: set[int] = set()
+        #: tracers bound to the user's exported machines (unbound on close)
+        self._tracers: list[tuple[Machine, _ExportTracer]] = []
 
     def add(self, peer: str, text: str) -> None:
         self.events.append((time.monotonic(), peer, text))
@@ -79,7 +81,15 @@ class Timeline:
             self._bound.add(id(machine))
             self._owner_change(machine)
             self.add(label(), f"exports {machine.id} at {_ticks(machine)}")
-            machine.bind_tracer(_ExportTracer(self, machine, label))
+            tracer = _ExportTracer(self, machine, label)
+            machine.bind_tracer(tracer)
+            self._tracers.append((machine, tracer))
+
+    def stop(self) -> None:
+        """Leave the user's machines alone: the network is closed."""
+        tracers, self._tracers = self._tracers, []
+        for machine, tracer in tracers:
+            machine.unbind_tracer(tracer)
 
     def _owner_change(self, machine: Machine) -> None:
         key = (machine.id, sum(machine.time()))
