@@ -15,7 +15,7 @@ FAILURES = """
 
     from asyncmachine import Machine, State
 
-    SCHEMA = {"Job": State(), "Idle": State(), "Busy": State()}
+    SCHEMA = {"Job": State(), "Idle": State(), "Busy": State(remove=["Idle"])}
 
 
     def test_clock(ampubsub_network):
@@ -40,8 +40,7 @@ FAILURES = """
         worker.export_to(net[0])
         worker.add("Idle")
         net.assert_eventually_active("worker", "Idle")
-        threading.Timer(0.2, worker.add, ["Busy"]).start()
-        threading.Timer(0.2, worker.remove, ["Idle"]).start()
+        threading.Timer(0.2, worker.add, ["Busy"]).start()  # Busy removes Idle
         net.assert_consistently_active("worker", "Idle", duration=5)
 """
 
