@@ -79,6 +79,10 @@ class _Base:
                 f"not {transport!r}"
             )
         self.transport = transport
+        # the first import of the network (py-libp2p) takes a second or more:
+        # do it before any timeout starts, which bounds starting, not importing
+        _import_network(transport)
+
         self.name = name or f"ampubsub-test-{secrets.token_hex(4)}"
         self.config = config
         self.topics: list[Topic] = []
@@ -821,6 +825,17 @@ class AsyncNetwork(_Base):
             self._plan_eventually(check, watch), timeout, "eventually"
         )
         return value
+
+
+def _import_network(transport: str) -> None:
+    """Import what ``_new_topic`` uses for ``transport`` (nothing is started)."""
+    import ampubsub_plugin
+
+    ampubsub_plugin.Topic  # noqa: B018 - the names resolve their modules lazily
+    if transport == "memory":
+        ampubsub_plugin.MemoryNetwork  # noqa: B018
+    else:
+        ampubsub_plugin.Libp2pTransport  # noqa: B018
 
 
 def _machines_for(machines: Machines, index: int) -> list[Machine]:
