@@ -118,8 +118,6 @@ class _Base:
     # -- building ------------------------------------------------------------------
 
     def _new_topic(self, machines: Iterable[Machine]) -> Topic:
-        from ampubsub_plugin import Topic
-
         if self.transport == "memory":
             from ampubsub_plugin import MemoryNetwork
 
@@ -131,15 +129,16 @@ class _Base:
 
             transport = Libp2pTransport(listen=["/ip4/127.0.0.1/tcp/0"])
         bootstrap = [a for t in self.topics[-BOOTSTRAP_PEERS:] for a in t.addrs]
-        topic = Topic(
+        traced = _traced_topic_class()(
             self.name,
             transport=transport,
             bootstrap=bootstrap,
             machines=machines,
             config=self.config,
         )
+        topic: Topic = traced
         self._record(topic)
-        self.timeline.watch(len(self.topics), topic)
+        traced.on_export = self.timeline.watch(len(self.topics), topic)
         self.topics.append(topic)
         return topic
 
@@ -826,6 +825,28 @@ class AsyncNetwork(_Base):
             self._plan_eventually(check, watch), timeout, "eventually"
         )
         return value
+
+
+_TRACED_TOPIC: Any = None
+
+
+def _traced_topic_class() -> Any:
+    """``Topic``, telling the network's timeline about each export at once."""
+    global _TRACED_TOPIC
+    if _TRACED_TOPIC is None:
+        from ampubsub_plugin import Topic
+
+        class TracedTopic(Topic):
+            on_export: Callable[[], None] | None = None
+
+            def export(self, machine: Machine) -> int:
+                index = super().export(machine)
+                if self.on_export is not None:
+                    self.on_export()
+                return index
+
+        _TRACED_TOPIC = TracedTopic
+    return _TRACED_TOPIC
 
 
 def _import_network(transport: str) -> None:

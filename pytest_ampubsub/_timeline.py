@@ -17,7 +17,9 @@ fails except a bounded deque.
 from __future__ import annotations
 
 import collections
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ class Timeline:
         #: (machine id, clock sum) -> when its owner got there
         self._changed_at: dict[tuple[str, int], float] = {}
         self._labels: dict[str, str] = {}
+        self._lock = threading.Lock()
         self._bound: set[int] = set()
         #: tracers bound to the user's exported machines (unbound on close)
         self._tracers: list[tuple[Machine, _ExportTracer]] = []
@@ -50,8 +53,13 @@ class Timeline:
     def add(self, peer: str, text: str) -> None:
         self.events.append((time.monotonic(), peer, text))
 
-    def watch(self, index: int, topic: Topic) -> None:
-        """Record ``topic`` (peer ``index``) from now on."""
+    def watch(self, index: int, topic: Topic) -> Callable[[], None]:
+        """Record ``topic`` (peer ``index``) from now on.
+
+        Returns a callable that starts following machines the topic just
+        exported (call it from ``export``; otherwise the topic's next step
+        does, and transitions in between show only as the export's clock).
+        """
         if not self._labels and not self.events:
             self.started = time.monotonic()  # the clock starts with the first peer
         timeline = self
@@ -73,12 +81,14 @@ class Timeline:
                 timeline._copies(label(), topic, seen)
 
         topic.mach.bind_tracer(TopicTracer())
+        return lambda: timeline._bind_exports(label, topic)
 
     def _bind_exports(self, label: Any, topic: Topic) -> None:
         for machine in topic.exported:
-            if id(machine) in self._bound:
-                continue
-            self._bound.add(id(machine))
+            with self._lock:  # the topic's thread and the exporting one
+                if id(machine) in self._bound:
+                    continue
+                self._bound.add(id(machine))
             self._owner_change(machine)
             self.add(label(), f"exports {machine.id} at {_ticks(machine)}")
             tracer = _ExportTracer(self, machine, label)

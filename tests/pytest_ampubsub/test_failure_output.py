@@ -124,9 +124,11 @@ def test_full_report_with_v_or_the_option_and_in_junitxml(
                 "*- ampubsub network 0 (ampubsub-test-*) -*",
                 # one timeline for all peers: the owner's change, who saw it when
                 "timeline (all peers, one clock; newest last):",
-                # "worker +Job -> Job=3", or "exports worker at Job=3" when the
-                # transitions came before the topic's next step noticed it
-                "* 0:?????? * *worker*Job=3*",
+                # followed from export_to on: every transition is there
+                "* 0:?????? * exports worker at Job=0*",
+                "* 0:?????? * worker +Job -> Job=1*",
+                "* 0:?????? * worker -Job -> Job=2*",
+                "* 0:?????? * worker +Job -> Job=3*",
                 "* 0:?????? * sent updates *B",
                 "* ?:?????? * sees worker at Job=3* (?.???s after its owner)",
                 "peer 0 ?????? (*Joined:1*)",
