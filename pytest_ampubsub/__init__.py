@@ -17,9 +17,12 @@ from . import _settings as settings
 if TYPE_CHECKING:
     from asyncmachine import Machine
 
-    from ._network import Network
+    from ._network import AsyncioNetwork, AsyncNetwork, Network, Peers
 
 __all__ = [
+    "AsyncNetwork",
+    "AsyncioNetwork",
+    "Network",
     "assert_consistently_active",
     "assert_converged",
     "assert_eventually_active",
@@ -34,7 +37,7 @@ def assert_eventually_active(
     net: Network,
     mach_id: str,
     states: Any,
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True
@@ -45,7 +48,7 @@ def assert_eventually_inactive(
     net: Network,
     mach_id: str,
     states: Any,
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True
@@ -56,7 +59,7 @@ def assert_eventually_clock(
     net: Network,
     mach_id: str,
     clock: Mapping[str, int],
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True
@@ -66,7 +69,7 @@ def assert_eventually_clock(
 def assert_eventually_discovered(
     net: Network,
     count: int,
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True
@@ -78,7 +81,7 @@ def assert_consistently_active(
     mach_id: str,
     states: Any,
     duration: float,
-    peers: Sequence[int] | None = None,
+    peers: Peers | None = None,
     timeout: float | None = None,
 ) -> None:
     __tracebackhide__ = True
@@ -131,3 +134,12 @@ def eventually(
             changed.wait(remaining)
         else:
             time.sleep(min(interval, remaining))
+
+
+def __getattr__(name: str) -> Any:
+    # public network classes, imported lazily: loading the plugin stays light
+    if name in ("Network", "AsyncNetwork", "AsyncioNetwork"):
+        from . import _network
+
+        return getattr(_network, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

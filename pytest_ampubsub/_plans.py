@@ -54,6 +54,7 @@ def met(waiter: Waiter, result: bool) -> None:
 
 def run_sync(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
     """Drive ``plan`` in this thread; returns the plan's return value."""
+    __tracebackhide__ = True
     try:
         waiter = next(plan)
         while True:
@@ -72,6 +73,7 @@ def run_sync(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
 
 async def run_trio(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
     """Drive ``plan`` on the caller's trio run (deadline in ``time.monotonic``)."""
+    __tracebackhide__ = True
     import trio
 
     try:
@@ -94,3 +96,32 @@ async def run_trio(plan: Plan, deadline: float, crashed: Callable[[], None]) -> 
             waiter = plan.send(waiter.result)
     except StopIteration as done:
         return done.value
+
+
+async def run_asyncio(plan: Plan, deadline: float, crashed: Callable[[], None]) -> Any:
+    """Drive ``plan`` on the caller's asyncio loop (topics run elsewhere)."""
+    __tracebackhide__ = True
+    import asyncio
+
+    try:
+        waiter = next(plan)
+        while True:
+            while True:
+                crashed()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Timeout(waiter)  # even if done: a plan may never settle
+                if waiter.done:
+                    await asyncio.sleep(0)
+                    break
+                with contextlib.suppress(WaiterCancelled, TimeoutError):
+                    await asyncio.wait_for(
+                        _awaited(waiter), timeout=min(remaining, CRASH_CHECK)
+                    )
+            waiter = plan.send(waiter.result)
+    except StopIteration as done:
+        return done.value
+
+
+async def _awaited(waiter: Waiter) -> bool:
+    return await waiter

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TRANSPORTS = ("memory", "libp2p")
+#: how much a failing check prints: the short form, or everything
+REPORTS = ("short", "full")
 DEFAULT_TIMEOUT = 10.0
 #: protocol log lines kept per peer for failure reports
 LOG_LINES = 40
@@ -14,6 +16,7 @@ LOG_LINES = 40
 class Settings:
     timeout: float = DEFAULT_TIMEOUT
     transport: str = "memory"
+    report: str = "short"
 
 
 current = Settings()
@@ -43,4 +46,11 @@ def parse_transport(raw: object, where: str) -> str:
     value = str(raw).strip().lower()
     if value not in TRANSPORTS:
         raise ValueError(f"{where} must be one of {', '.join(TRANSPORTS)}, got {raw!r}")
+    return value
+
+
+def parse_report(raw: object, where: str) -> str:
+    value = str(raw).strip().lower()
+    if value not in REPORTS:
+        raise ValueError(f"{where} must be one of {', '.join(REPORTS)}, got {raw!r}")
     return value

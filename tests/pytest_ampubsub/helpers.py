@@ -61,6 +61,8 @@ def write_ini(pytester: pytest.Pytester, *lines: str) -> None:
                 "[pytest]",
                 f"timeout = {INNER_TIMEOUT}",
                 "filterwarnings = error",
+                # pytest-asyncio (a test dependency) warns unless it is set
+                "asyncio_default_fixture_loop_scope = function",
                 *lines,
                 "",
             ]

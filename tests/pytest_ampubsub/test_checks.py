@@ -113,8 +113,11 @@ def test_active_inactive_and_clock_checks(pytester: pytest.Pytester) -> None:
             "E * worker Foo inactive: not met after 0.3?s "
             "(waiting for Foo inactive on peer ?:??????)",
             "E * worker clock {'Foo': 3}: not met after 0.5?s (waiting for *)",
+            "E * first to disagree: peer 1:?????? sees Foo=1 (want 3) "
+            "(active: Foo Bar)",
             "E * what each peer saw:",
-            "E * 1:?????? * worker@?????? * Foo Bar * 1 1 0 0 * yes",
+            "E * 0:?????? * worker (owner) * Foo Bar * Foo=1 (want 3)",
+            "E * 1:?????? * worker@?????? * Foo Bar * Foo=1 (want 3) * yes",
         ]
     )
     # the free functions hide their frames: the traceback ends at the test
@@ -224,8 +227,8 @@ def test_consistently_active_fails_as_soon_as_the_state_flips(
     )
     result.stdout.fnmatch_lines(
         [
-            "E * AssertionError: worker Foo stopped being active within 5s on "
-            "peer ?:?????? *",
+            "E * AssertionError: worker Foo stopped being active ?.??s into the 5s "
+            "hold, first on peer ?:?????? (active: *)*",
             "E * worker Foo consistently active: not met after 0.5?s "
             "(waiting for Foo active on peer ?:??????)",
         ]

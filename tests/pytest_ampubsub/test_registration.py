@@ -91,7 +91,7 @@ def test_report_header_names_libp2p_and_trio_versions(
     result.stdout.fnmatch_lines(
         [
             f"ampubsub: {version('ampubsub')} (libp2p {version('libp2p')}, "
-            f"trio {version('trio')}); transport=memory, timeout=10s",
+            f"trio {version('trio')}); report=short, transport=memory, timeout=10s",
         ]
     )
 
@@ -108,7 +108,10 @@ def test_marker_is_registered(pytester: pytest.Pytester) -> None:
     )
     listed = run(pytester, "--markers")
     listed.stdout.fnmatch_lines(
-        ["@pytest.mark.ampubsub(peers=3, transport='memory'|'libp2p', machines=None):*"]
+        [
+            "@pytest.mark.ampubsub(peers=3, transport='memory'|'libp2p', "
+            "machines=None, name=None, config=None, timeout=None):*"
+        ]
     )
     result = run(pytester, "--strict-markers")
     result.assert_outcomes(passed=1)

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_ampubsub import settings
 
-from .helpers import run
+from .helpers import run, write_ini
 
 
 def test_checks_time_out_when_a_watched_machine_is_disposed(
@@ -71,7 +71,7 @@ def test_trio_failure_report_shows_the_live_table(pytester: pytest.Pytester) -> 
             await net.assert_eventually_discovered(1, timeout=0.3)
         """
     )
-    result = run(pytester)
+    result = run(pytester, "--ampubsub-report=full")
     result.stdout.fnmatch_lines(
         ["*- ampubsub network 0 (ampubsub-test-*) -*", "what each peer saw:"]
     )
@@ -111,6 +111,7 @@ def test_a_network_that_failed_to_start_is_still_closed(
 
 def test_in_process_run_does_not_leak_settings(pytester: pytest.Pytester) -> None:
     before = settings.current
+    write_ini(pytester)  # pytest-asyncio warns without its loop scope set
     pytester.makepyfile("def test_nothing(): pass")
     try:
         inner = pytester.runpytest("-p", "no:cacheprovider", "--ampubsub-timeout", "3")

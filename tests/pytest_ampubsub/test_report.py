@@ -55,8 +55,8 @@ def test_failure_shows_what_each_peer_saw(pytester: pytest.Pytester) -> None:
             "(waiting for Foo active on peer *)",
             "E * what each peer saw:",
             "E * peer * machine * active states * ticks * updated * conn",
-            "E * 0:?????? * (none; joined)",
-            "E * 1:?????? * worker@?????? * Bar * 0 1 0 0 * ?.??s ago * yes",
+            "E * 0:?????? * worker (owner) * Bar * Foo=0 Bar=1 Baz=0",
+            "E * 1:?????? * worker@?????? * Bar * Foo=0 Bar=1 Baz=0 * ?.??s ago * yes",
             "test_failure_shows_what_each_peer_saw.py:*: AssertionError",
             # the report section: table, counters, protocol log per peer
             "*- ampubsub network 0 (ampubsub-test-*) -*",
