@@ -83,6 +83,9 @@ class Binding(MachineFields):
                 pairs[pair] = name
         self._handlers = table
         self._pair_handlers = pairs
+        self._self_handlers = tuple(
+            s for s in self._names if self._handler_names[s][4] in table
+        )
         finals = ("_state", "_end")
         self._negotiators = any(
             not name.endswith(finals) or name in self._pair_handlers.values()

@@ -74,6 +74,7 @@ class Disposal(MachineFields):
         self._bindings.clear()
         self._handlers = {}
         self._pair_handlers = {}
+        self._self_handlers = ()
         log.debug("machine %s disposed", self._id)
 
 

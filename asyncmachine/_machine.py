@@ -43,7 +43,7 @@ from ._binding import Binding
 from ._checking import Checking
 from ._disposal import Disposal
 from ._fields import Handler as Handler
-from ._resolver import Resolver
+from ._resolver import ActiveView, Resolver
 from ._schema import EXCEPTION, Names, State, parse_schema
 from ._snapshots import Snapshots
 from ._transition import (
@@ -52,6 +52,7 @@ from ._transition import (
     MutationType,
     Result,
     Transition,
+    advanced_clock,
 )
 from ._waiting_api import WaitingAPI
 
@@ -293,16 +294,17 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         failure: HandlerRaisedError | None = None
         accepted = tx.is_accepted
         if accepted and self._negotiators:
-            targets = tx.target_states
             try:
                 accepted = tx.negotiate(table)
             except HandlerRaisedError as err:
                 accepted, failure = False, err
-            if accepted and mutation.is_auto and tx.target_states is not targets:
+            if accepted and tx._refused:
                 self._reresolve_auto(tx)
         if not mutation.is_check:
             if accepted:
-                self._apply(tx, tx.target_states, mutation.called)
+                self._apply(tx, tx.enters, tx.exits)
+                if not self._consistent:
+                    self._consistent = True  # fully resolved: relations hold
                 if table:
                     try:
                         tx.finalize(table)
@@ -328,24 +330,19 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             and not self._disposing
             and self._resolver.auto_states
         ):
-            auto = self._resolver.auto_candidates(self._active)
+            auto = self._resolver.auto_candidates(ActiveView(self._ticks, self._index))
             if auto:
                 with self._lock:
                     self._queue.appendleft(Mutation(ADD, tuple(auto), is_auto=True))
         if changed and self._subs._count:
-            before, after = tx.time_before, tx.time_after
-            self._subs.process(
-                [n for n, b, a in zip(self._names, before, after) if b != a], tx
-            )
+            self._subs.process(tx.changed, tx)
 
         if not accepted:
             return CANCELED
         if mutation.is_check:
             if mutation.type is REMOVE:
-                targets = tx.target_states
-                return (
-                    CANCELED if any(s in targets for s in mutation.called) else EXECUTED
-                )
+                still = any(tx._in_targets(s) for s in mutation.called)
+                return CANCELED if still else EXECUTED
             return EXECUTED
         if mutation.type is REMOVE:
             ticks, index = self._ticks, self._index
@@ -359,46 +356,26 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
 
     def _reresolve_auto(self, tx: Transition) -> None:
         """Auto states refused by handlers are left out; targets are recomputed."""
-        kept = [s for s in tx.mutation.called if s in tx.target_states]
-        to_set = kept + list(tx._before)
-        tx.target_states = self._resolver.target_states(to_set, tx._before)
+        kept = [s for s in tx.mutation.called if tx._in_targets(s)]
+        before = tx._before
+        tx.target_states = self._resolver.target_states(kept + list(before), before)
         tx._setup_enters_exits()
 
-    def _apply(
-        self, tx: Transition, targets: list[str], called: tuple[str, ...]
-    ) -> None:
-        """Publish the new clock: +1 on (de)activation, +2 for a re-called multi."""
-        previous = self._active
-        old = self._ticks
-        ticks = old[:]
-        index = self._index
-        multi = self._resolver.multi
-        changed = False
-        for state in targets:
-            if state not in previous:
-                ticks[index[state]] += 1
-                changed = True
-            elif state in multi and state in called:
-                ticks[index[state]] += 2
-                changed = True
-        if previous:
-            lookup = targets if len(targets) < 8 else set(targets)
-            for state in previous:
-                if state not in lookup:
-                    ticks[index[state]] += 1
-                    changed = True
-        if not changed:
+    def _apply(self, tx: Transition, enters: list[str], exits: list[str]) -> None:
+        """Publish the new clock: +1 on (de)activation, +2 for a re-called multi.
+
+        Costs the states that change (and one copy of the clock's list), not
+        the states that stay active.
+        """
+        if not enters and not exits:
             return  # same clock: publish nothing, so nothing looks changed
+        ticks = advanced_clock(self._ticks, enters, exits, self._index)
         self._ticks = ticks
         tx.time_after = ticks
-        if len(targets) < 2:
-            self._active = tuple(targets)
-        else:
-            self._active = tuple(sorted(targets, key=index.__getitem__))
+        changed = enters + exits
+        tx.changed += changed
         if self._contexts:
-            self._expire_contexts(
-                [n for n, a, b in zip(self._names, old, ticks) if a != b]
-            )
+            self._expire_contexts(changed)
 
     def _handler_failed(self, tx: Transition, failure: HandlerRaisedError) -> None:
         error = failure.error
@@ -462,7 +439,6 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             old = self._ticks
             ticks = list(time)
             self._ticks = ticks
-            self._active = tuple(n for n, t in zip(names, ticks) if t & 1)
         changed = [n for n, a, b in zip(names, old, ticks) if a != b]
         if changed:
             if self._contexts:

@@ -28,12 +28,9 @@ instead of being re-checked until nothing changes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 
 from ._schema import State
-
-#: up to this many names, a tuple's ``in`` beats building a set
-_SCAN = 8
 
 
 class Resolver:
@@ -127,7 +124,7 @@ class Resolver:
                     order.append(name)
         return {name: i for i, name in enumerate(order)}
 
-    def _unmet(self, states: list[str], met: set[str] | None = None) -> set[str]:
+    def _unmet(self, states: list[str], met: Container[str] | None = None) -> set[str]:
         """The states of ``states`` whose requirements can't all be met.
 
         A requirement is met by a state of ``met`` (already active) or by
@@ -138,20 +135,22 @@ class Resolver:
         """
         requires, required_by = self.requires, self.required_by
         listed = set(states)
-        present = listed | met if met else listed
+        if met is None:
+            met = ()
         unmet = {
             s
             for s in states
-            if s in requires and any(r not in present for r in requires[s])
+            if s in requires
+            and any(r not in listed and r not in met for r in requires[s])
         }
         if not unmet:
             return unmet
-        pending = [s for s in unmet if not met or s not in met]
+        pending = [s for s in unmet if s not in met]
         while pending:
             for dependant in required_by.get(pending.pop(), ()):
                 if dependant in listed and dependant not in unmet:
                     unmet.add(dependant)
-                    if not met or dependant not in met:
+                    if dependant not in met:
                         pending.append(dependant)
         return unmet
 
@@ -228,35 +227,63 @@ class Resolver:
 
         return self.sort(states)
 
-    def simple_add(self, called: tuple[str, ...], active: tuple[str, ...]) -> bool:
+    def simple_add(self, called: tuple[str, ...], active: Container[str]) -> bool:
         """True when adding ``called`` needs no resolution: the targets are
         simply the active states plus the called ones.
 
         That holds when the called states add and remove nothing, are
         removed by no active state, find their requirements active, and no
         active multi state would add more. The active set is consistent
-        after every transition, so nothing else can change.
+        after every transition, so nothing else can change. ``active``
+        answers ``in`` in constant time (a set, or an :class:`ActiveView`).
         """
-        if self.multi_adders and any(a in self.multi_adders for a in active):
+        if self.multi_adders and any(a in active for a in self.multi_adders):
             return False
         plain, requires, removed_by = self.plain, self.requires, self.removed_by
-        # membership in long tuples would make a long call quadratic
-        in_active: Collection[str] = active
-        in_called: Collection[str] = called
-        if len(active) > _SCAN:
-            in_active = frozenset(active)
-        if len(called) > _SCAN:
-            in_called = frozenset(called)
+        # membership in a long tuple would make a long call quadratic
+        in_called: Container[str] = called if len(called) < 9 else frozenset(called)
         for state in called:
             if state not in plain:
                 return False
             for req in requires.get(state, ()):
-                if req not in in_active and req not in in_called:
+                if req not in active and req not in in_called:
                     return False
             for remover in removed_by.get(state, ()):
-                if remover in in_active or remover in in_called:
+                if remover in active or remover in in_called:
                     return False
         return True
+
+    def simple_remove_exits(
+        self, called: tuple[str, ...], active: Container[str], order: dict[str, int]
+    ) -> list[str] | None:
+        """The states a ``remove`` of ``called`` deactivates, found by deltas.
+
+        With consistent active states, removing some takes away exactly the
+        active states requiring them, transitively: a walk along
+        ``required_by`` from the removed ones, linear in what leaves. None
+        when an active multi state adds others (it re-adds on every
+        mutation), which needs the full resolution. Sorted for handler
+        order: schema order (``order``), then :meth:`sort`.
+        """
+        if self.multi_adders and any(a in active for a in self.multi_adders):
+            return None
+        gone = [s for s in called if s in active]
+        if not gone:
+            return gone
+        required_by = self.required_by
+        if required_by:
+            seen = set(gone)
+            pending = list(gone)
+            while pending:
+                for dependant in required_by.get(pending.pop(), ()):
+                    if dependant in active and dependant not in seen:
+                        seen.add(dependant)
+                        gone.append(dependant)
+                        pending.append(dependant)
+        if len(gone) > 1:
+            gone.sort(key=order.__getitem__)
+            return self.sort(gone)
+        return gone
 
     def sort(self, states: list[str]) -> list[str]:
         """Handler order: required and after-ed states first (one stable sort)."""
@@ -265,18 +292,19 @@ class Resolver:
         rank = self.rank
         return sorted(states, key=lambda s: rank.get(s, -1))
 
-    def auto_candidates(self, is_active: Iterable[str]) -> list[str]:
+    def auto_candidates(self, active: Container[str]) -> list[str]:
         """Inactive auto states that no active state removes.
 
         A candidate whose requirements can't be met (neither active nor
         another candidate) is left out, so a hopeless auto pass isn't queued.
+        ``active`` answers ``in`` in constant time.
         """
-        active = set(is_active)
         candidates = []
+        removed_by = self.removed_by
         for name in self.auto_states:
             if name in active:
                 continue
-            blockers = self.removed_by.get(name, ())
+            blockers = removed_by.get(name, ())
             if any(b in active for b in blockers):
                 continue
             candidates.append(name)
@@ -286,3 +314,17 @@ class Resolver:
         if not unmet:
             return candidates
         return [c for c in candidates if c not in unmet]
+
+
+class ActiveView:
+    """``in`` on a clock: active means an odd tick. No copy, constant time."""
+
+    __slots__ = ("_index", "_ticks")
+
+    def __init__(self, ticks: list[int], index: dict[str, int]) -> None:
+        self._ticks = ticks
+        self._index = index
+
+    def __contains__(self, name: object) -> bool:
+        i = self._index.get(name)  # type: ignore[call-overload]
+        return i is not None and bool(self._ticks[i] & 1)
