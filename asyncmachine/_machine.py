@@ -31,7 +31,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from time import monotonic as _monotonic
-from typing import Any
+from typing import Any, cast
 
 from . import hooks
 
@@ -105,9 +105,17 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
 
     def toggle(self, states: Names, args: dict[str, Any] | None = None) -> Result:
         """Remove the states when all are active, add them otherwise."""
-        if self.is_active(states):
-            return self._mutate(REMOVE, states, args)
-        return self._mutate(ADD, states, args)
+        i = self._index.get(states) if isinstance(states, str) else None
+        if i is None:
+            kind = REMOVE if self.is_active(states) else ADD
+            return self._mutate(kind, states, args)
+        # one known name, the common case: no parsing needed
+        if args is not None and not isinstance(args, dict):
+            raise TypeError(f"args must be a dict, not {type(args).__name__}")
+        if self._disposing:
+            return CANCELED
+        kind = REMOVE if self._ticks[i] & 1 else ADD
+        return self._enqueue(Mutation(kind, (cast("str", states),), args))
 
     def add_err(self, exc: BaseException, args: dict[str, Any] | None = None) -> Result:
         """Activate ``Exception`` with ``args["err"] = exc``."""
@@ -300,17 +308,15 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
                 accepted, failure = False, err
             if accepted and tx._refused:
                 self._reresolve_auto(tx)
-        if not mutation.is_check:
-            if accepted:
-                self._apply(tx, tx.enters, tx.exits)
-                if not self._consistent:
-                    self._consistent = True  # fully resolved: relations hold
-                if table:
-                    try:
-                        tx.finalize(table)
-                    except HandlerRaisedError as err:
-                        accepted, failure = False, err
-            tx.time_after = self._ticks
+        if not mutation.is_check and accepted:
+            self._apply(tx, tx.enters, tx.exits)
+            if not self._consistent:
+                self._consistent = True  # fully resolved: relations hold
+            if table:
+                try:
+                    tx.finalize(table)
+                except HandlerRaisedError as err:
+                    accepted, failure = False, err
         tx.is_accepted = accepted
         tx.is_completed = True
         if log.isEnabledFor(_DEBUG):
@@ -369,11 +375,17 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         """
         if not enters and not exits:
             return  # same clock: publish nothing, so nothing looks changed
-        ticks = advanced_clock(self._ticks, enters, exits, self._index)
+        if len(enters) + len(exits) == 1:  # one state: its tick, in place
+            ticks = self._ticks[:]
+            for state in enters or exits:
+                i = self._index[state]
+                ticks[i] += 2 if enters and ticks[i] & 1 else 1
+        else:
+            ticks = advanced_clock(self._ticks, enters, exits, self._index)
         self._ticks = ticks
         tx.time_after = ticks
         changed = enters + exits
-        tx.changed += changed
+        tx.changed = tx.changed + changed if tx.changed else changed
         if self._contexts:
             self._expire_contexts(changed)
 

@@ -227,17 +227,19 @@ class Resolver:
 
         return self.sort(states)
 
-    def simple_add(self, called: tuple[str, ...], active: Container[str]) -> bool:
+    def simple_add(
+        self, called: tuple[str, ...], ticks: list[int], index: dict[str, int]
+    ) -> bool:
         """True when adding ``called`` needs no resolution: the targets are
         simply the active states plus the called ones.
 
         That holds when the called states add and remove nothing, are
         removed by no active state, find their requirements active, and no
         active multi state would add more. The active set is consistent
-        after every transition, so nothing else can change. ``active``
-        answers ``in`` in constant time (a set, or an :class:`ActiveView`).
+        after every transition, so nothing else can change. Activity is read
+        from the clock (``ticks``, odd = active), in constant time.
         """
-        if self.multi_adders and any(a in active for a in self.multi_adders):
+        if self.multi_adders and any(ticks[index[a]] & 1 for a in self.multi_adders):
             return False
         plain, requires, removed_by = self.plain, self.requires, self.removed_by
         # membership in a long tuple would make a long call quadratic
@@ -246,15 +248,15 @@ class Resolver:
             if state not in plain:
                 return False
             for req in requires.get(state, ()):
-                if req not in active and req not in in_called:
+                if not ticks[index[req]] & 1 and req not in in_called:
                     return False
             for remover in removed_by.get(state, ()):
-                if remover in active or remover in in_called:
+                if ticks[index[remover]] & 1 or remover in in_called:
                     return False
         return True
 
     def simple_remove_exits(
-        self, called: tuple[str, ...], active: Container[str], order: dict[str, int]
+        self, called: tuple[str, ...], ticks: list[int], index: dict[str, int]
     ) -> list[str] | None:
         """The states a ``remove`` of ``called`` deactivates, found by deltas.
 
@@ -263,11 +265,11 @@ class Resolver:
         ``required_by`` from the removed ones, linear in what leaves. None
         when an active multi state adds others (it re-adds on every
         mutation), which needs the full resolution. Sorted for handler
-        order: schema order (``order``), then :meth:`sort`.
+        order: schema order, then :meth:`sort`.
         """
-        if self.multi_adders and any(a in active for a in self.multi_adders):
+        if self.multi_adders and any(ticks[index[a]] & 1 for a in self.multi_adders):
             return None
-        gone = [s for s in called if s in active]
+        gone = [s for s in called if ticks[index[s]] & 1]
         if not gone:
             return gone
         required_by = self.required_by
@@ -276,12 +278,12 @@ class Resolver:
             pending = list(gone)
             while pending:
                 for dependant in required_by.get(pending.pop(), ()):
-                    if dependant in active and dependant not in seen:
+                    if ticks[index[dependant]] & 1 and dependant not in seen:
                         seen.add(dependant)
                         gone.append(dependant)
                         pending.append(dependant)
         if len(gone) > 1:
-            gone.sort(key=order.__getitem__)
+            gone.sort(key=index.__getitem__)
             return self.sort(gone)
         return gone
 

@@ -26,8 +26,6 @@ from collections.abc import Iterable
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, Any
 
-from ._resolver import ActiveView
-
 if TYPE_CHECKING:
     from ._machine import Machine
 
@@ -120,22 +118,15 @@ class Transition:
     reach further, so a transition costs what it changes, not what is active.
     """
 
-    __slots__ = (
-        "_before_memo",
-        "_id",
-        "_refused",
-        "_target_set",
-        "_targets",
-        "changed",
-        "enters",
-        "exits",
-        "is_accepted",
-        "is_completed",
-        "machine",
-        "mutation",
-        "time_after",
-        "time_before",
-    )
+    # no __slots__: the fields below are class-level defaults, so the common
+    # transition (resolved by deltas, nothing refused) never assigns them
+    _before_memo: tuple[str, ...] | None = None
+    _targets: list[str] | None = None
+    _target_set: set[str] | None = None
+    _refused = False
+    is_completed = False
+    #: the states whose ticks this transition changed, once applied
+    changed: list[str] = []
 
     def __init__(self, machine: Machine, mutation: Mutation) -> None:
         self._id = next(_tx_ids)
@@ -144,22 +135,15 @@ class Transition:
         ticks = machine._ticks
         self.time_before: list[int] = ticks
         self.time_after: list[int] = ticks
-        self.is_completed = False
-        self._before_memo: tuple[str, ...] | None = None
-        self._targets: list[str] | None = None
-        self._target_set: set[str] | None = None
-        self._refused = False
-        #: the states whose ticks this transition changed, once applied
-        self.changed: list[str] = []
 
         called = mutation.called
         kind = mutation.type
         resolver = machine._resolver
         if machine._consistent:
-            view = ActiveView(ticks, machine._index)
-            if kind is MutationType.ADD and resolver.simple_add(called, view):
+            index = machine._index
+            if kind is MutationType.ADD and resolver.simple_add(called, ticks, index):
                 multi = resolver.multi
-                enters = [s for s in called if s not in view or s in multi]
+                enters = [s for s in called if not ticks[index[s]] & 1 or s in multi]
                 self.enters: list[str] = (
                     resolver.sort(enters) if len(enters) > 1 else enters
                 )
@@ -167,7 +151,7 @@ class Transition:
                 self.is_accepted = True
                 return
             if kind is MutationType.REMOVE:
-                exits = resolver.simple_remove_exits(called, view, machine._index)
+                exits = resolver.simple_remove_exits(called, ticks, index)
                 if exits is not None:
                     self.enters = []
                     self.exits = exits

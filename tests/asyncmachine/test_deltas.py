@@ -31,10 +31,10 @@ class FullResolver(Resolver):
 
     __slots__ = ()
 
-    def simple_add(self, called: Any, active: Any) -> bool:
+    def simple_add(self, called: Any, ticks: Any, index: Any) -> bool:
         return False
 
-    def simple_remove_exits(self, called: Any, active: Any, order: Any) -> None:
+    def simple_remove_exits(self, called: Any, ticks: Any, index: Any) -> None:
         return None
 
 
