@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import StateError
+from ._handler_loop import HandlerLoop
 from ._resolver import Resolver
 from ._schema import Names, State
 from ._transition import Mutation, Transition
@@ -98,10 +99,16 @@ class MachineFields:
         self._negotiators = False  # a handler runs before the clock changes
         self._tracers: list[object] = []
         self._trace: dict[str, list[Callable[..., Any]]] = {}
+        self._emitters: dict[str, list[str]] = {}  # binding ids, as _handlers
+        # handlers under a timeout, on their own thread (see _handler_loop.py)
+        self._handler_timeout: float | None = None
+        self._handler_loop: HandlerLoop | None = None
+        self._watch_handlers = False  # a timeout, or tracers of each handler
 
         # waiting, contexts, errors and disposal
         self._subs = Subscriptions(self._tick_of)
         self._contexts: dict[str, list[StateContext]] = {}
+        self._ctx_epochs: dict[str, int] = {}  # bumped to cancel a state's contexts
         self._err: BaseException | None = None
         self._disposing = False
         self._disposed = False

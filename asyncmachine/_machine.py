@@ -42,7 +42,9 @@ from ._binding import TRACER_METHODS as TRACER_METHODS
 from ._binding import Binding
 from ._checking import Checking
 from ._disposal import Disposal
+from ._errors import HandlerTimeoutError
 from ._fields import Handler as Handler
+from ._handler_loop import HandlerCall, HandlerLoop
 from ._resolver import ActiveView, Resolver
 from ._schema import EXCEPTION, Names, State, parse_schema
 from ._snapshots import Snapshots
@@ -80,8 +82,21 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         tags: Iterable[str] = (),
         parent: Machine | str | None = None,
         tracers: Iterable[object] = (),
+        handler_timeout: float | None = None,
     ) -> None:
         self._setup(parse_schema(schema), id, tags, parent)
+        if handler_timeout is not None:
+            if (
+                isinstance(handler_timeout, bool)
+                or not isinstance(handler_timeout, int | float)
+                or not handler_timeout > 0
+            ):
+                raise ValueError(
+                    "handler_timeout must be a number of seconds > 0 or None, "
+                    f"got {handler_timeout!r}"
+                )
+            self._handler_timeout = float(handler_timeout)
+            self._watch_handlers = True
         for tracer in tracers:
             self.bind_tracer(tracer)
             init = getattr(tracer, "machine_init", None)
@@ -162,7 +177,7 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             if self._disposing:
                 return CANCELED
             if self._running:
-                if self._runner != threading.get_ident():
+                if not self._on_runner():
                     return QUEUED
                 # nested in a handler: the relations alone decide
                 tx = Transition(self, mutation)
@@ -232,7 +247,7 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         """Wait (lock held) until the full queue has room; False to refuse."""
         if EXCEPTION in mutation.called and not self.is_active(EXCEPTION):
             return True
-        if self._runner == threading.get_ident():
+        if self._on_runner():
             return False
         deadline = _monotonic() + self.queue_full_timeout
         self._blocked += 1
@@ -245,6 +260,14 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         finally:
             self._blocked -= 1
         return True
+
+    def _on_runner(self) -> bool:
+        """True on the thread running the queue, or on its handler thread."""
+        ident = threading.get_ident()
+        if ident == self._runner:
+            return True
+        loop = self._handler_loop
+        return loop is not None and not loop.abandoned and loop.ident == ident
 
     def _drain(self, first_mutation: Mutation | None = None) -> Result:
         """Run ``first_mutation``, then the queue until it is empty.
@@ -312,6 +335,9 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             self._apply(tx, tx.enters, tx.exits)
             if not self._consistent:
                 self._consistent = True  # fully resolved: relations hold
+            if trace:
+                for fn in trace.get("transition_finals", ()):
+                    fn(tx)
             if table:
                 try:
                     tx.finalize(table)
@@ -388,6 +414,35 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         tx.changed = tx.changed + changed if tx.changed else changed
         if self._contexts:
             self._expire_contexts(changed)
+
+    def _run_handler(
+        self, tx: Transition, handler: Handler, event: Any, name: str, state: str
+    ) -> Any:
+        """Call one handler; under ``handler_timeout``, on the handler thread.
+
+        A handler that overruns raises :class:`HandlerTimeoutError` here (so
+        its transition ends like one that raised), after the contexts of its
+        state are cancelled and the tracers told; the handler itself goes on
+        in its abandoned thread (see ``_handler_loop.py``).
+        """
+        timeout = self._handler_timeout
+        if timeout is None:
+            return handler(event)
+        loop = self._handler_loop
+        if loop is None or loop.abandoned:
+            loop = HandlerLoop(f"asyncmachine-handlers-{self._id}")
+            self._handler_loop = loop
+        call = HandlerCall(handler, event)
+        if loop.call(call, timeout):
+            if call.error is not None:
+                raise call.error
+            return call.result
+        error = HandlerTimeoutError(self._id, name, state, timeout)
+        if state:
+            self._cancel_contexts(state)
+        for fn in self._trace.get("handler_timeout", ()):
+            fn(tx, name, error)
+        raise error
 
     def _handler_failed(self, tx: Transition, failure: HandlerRaisedError) -> None:
         error = failure.error

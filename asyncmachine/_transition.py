@@ -330,13 +330,38 @@ class Transition:
     # -- execution -------------------------------------------------------
 
     def _call(self, name: str, state: str, handlers: list[Any]) -> bool:
-        event = Event(name, self.machine, self)
+        m = self.machine
+        event = Event(name, m, self)
+        if m._watch_handlers:
+            return self._call_watched(name, state, handlers, event)
         for handler in handlers:
             try:
                 if handler(event) is False:
                     return False
             except Exception as error:
                 raise HandlerRaisedError(name, state, error) from error
+        return True
+
+    def _call_watched(
+        self, name: str, state: str, handlers: list[Any], event: Event
+    ) -> bool:
+        """``_call`` with tracers told of each handler, and the timeout kept."""
+        m = self.machine
+        trace = m._trace
+        emitters = m._emitters.get(name, ())
+        for i, handler in enumerate(handlers):
+            emitter = emitters[i] if i < len(emitters) else ""
+            for fn in trace.get("handler_start", ()):
+                fn(self, emitter, name)
+            try:
+                result = m._run_handler(self, handler, event, name, state)
+            except Exception as error:
+                raise HandlerRaisedError(name, state, error) from error
+            finally:
+                for fn in trace.get("handler_end", ()):
+                    fn(self, emitter, name)
+            if result is False:
+                return False
         return True
 
     def _refuse(self, state: str) -> bool:

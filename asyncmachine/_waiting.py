@@ -570,12 +570,14 @@ class StateContext:
     to stop once the state that started it was left or re-entered.
     """
 
-    __slots__ = ("_callbacks", "_machine", "state", "tick")
+    __slots__ = ("_callbacks", "_epoch", "_machine", "state", "tick")
 
     def __init__(self, machine: Machine, state: str) -> None:
         self._machine = machine
         self.state = state
         self.tick = machine.tick(state)
+        # a handler timeout of the state cancels its contexts (bumps this)
+        self._epoch = machine._ctx_epochs.get(state, 0)
         self._callbacks: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
@@ -585,7 +587,11 @@ class StateContext:
     @property
     def expired(self) -> bool:
         m = self._machine
-        return m.is_disposed or m._ticks[m._index[self.state]] != self.tick
+        return (
+            m.is_disposed
+            or m._ticks[m._index[self.state]] != self.tick
+            or m._ctx_epochs.get(self.state, 0) != self._epoch
+        )
 
     def on_expire(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once the context expires (now, if it already has)."""

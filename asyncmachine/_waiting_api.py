@@ -176,6 +176,12 @@ class WaitingAPI(Checking):
         with self._lock:
             self._contexts.setdefault(ctx.state, []).append(ctx)
 
+    def _cancel_contexts(self, state: str) -> None:
+        """Expire every context of ``state`` made so far, its tick unchanged."""
+        with self._lock:
+            self._ctx_epochs[state] = self._ctx_epochs.get(state, 0) + 1
+        self._expire_contexts([state])
+
     def _expire_contexts(self, changed: list[str]) -> None:
         expired: list[StateContext] = []
         with self._lock:
