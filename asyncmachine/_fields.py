@@ -87,6 +87,10 @@ class MachineFields:
         self._room = threading.Condition(self._lock)  # other threads wait for room
         self._blocked = 0  # how many of them
         self._queue: deque[Mutation] = deque()
+        self._queue_issued = 0  # queue ticks given to mutations so far
+        self._queue_tick = 0  # the tick of the last one processed
+        self._last_tick = threading.local()  # per thread: its last QUEUED tick
+        self._groups: dict[str, tuple[str, ...]] = {}
         self._running = False
         self._runner: int | None = None  # the runner's thread id
         self._transition: Transition | None = None

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import Any, cast
 
@@ -42,13 +42,14 @@ from ._binding import TRACER_METHODS as TRACER_METHODS
 from ._binding import Binding
 from ._checking import Checking
 from ._disposal import Disposal
-from ._errors import HandlerTimeoutError
+from ._errors import HandlerTimeoutError, StateError
 from ._fields import Handler as Handler
 from ._handler_loop import HandlerCall, HandlerLoop
 from ._resolver import ActiveView, Resolver
 from ._schema import EXCEPTION, Names, State, parse_schema
 from ._snapshots import Snapshots
 from ._transition import (
+    EvalMutation,
     HandlerRaisedError,
     Mutation,
     MutationType,
@@ -83,8 +84,11 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         parent: Machine | str | None = None,
         tracers: Iterable[object] = (),
         handler_timeout: float | None = None,
+        groups: Mapping[str, Names] | None = None,
     ) -> None:
         self._setup(parse_schema(schema), id, tags, parent)
+        if groups is not None:
+            self.set_groups(groups)
         if handler_timeout is not None:
             if (
                 isinstance(handler_timeout, bool)
@@ -97,12 +101,52 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
                 )
             self._handler_timeout = float(handler_timeout)
             self._watch_handlers = True
+        if isinstance(parent, Machine):
+            # Go's submachines: the parent's tracers hear of the child, and
+            # those that say they are inheritable follow it
+            for tracer in list(parent._tracers):
+                new_submachine = getattr(tracer, "new_submachine", None)
+                if new_submachine is not None:
+                    new_submachine(parent, self)
+                inheritable = getattr(tracer, "inheritable", None)
+                if inheritable is not None and inheritable():
+                    tracers = [*tracers, tracer]
         for tracer in tracers:
             self.bind_tracer(tracer)
             init = getattr(tracer, "machine_init", None)
             if init is not None:
                 init(self)
         hooks.machine_init(self)
+
+    # -- state groups ------------------------------------------------------
+
+    def set_groups(self, groups: Mapping[str, Names]) -> None:
+        """Name groups of states (Go's state groups), replacing any before.
+
+        A group is a label over states, for readers and tools (``groups``,
+        ``group``); it changes no relation. Unknown states raise
+        ``StateError``; a group name must be a non-empty str.
+        """
+        parsed: dict[str, tuple[str, ...]] = {}
+        for name, states in groups.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"a group name must be a non-empty str, got {name!r}")
+            parsed[name] = self._parse(states)
+        self._groups = parsed
+
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """The state groups, in the order they were given."""
+        return {name: list(states) for name, states in self._groups.items()}
+
+    def group(self, name: str) -> list[str]:
+        """The states of one group (``KeyError`` for an unknown group)."""
+        try:
+            return list(self._groups[name])
+        except KeyError:
+            raise KeyError(
+                f"machine {self._id!r} has no state group {name!r}"
+            ) from None
 
     # -- mutations -------------------------------------------------------
 
@@ -214,9 +258,15 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             queued: bool = self._running
             if queued:
                 if self._repeats_last(mutation):
+                    self._last_tick.value = self._queue[-1].queue_tick
                     return QUEUED
+                self._queue_issued += 1
+                mutation.queue_tick = self._queue_issued
+                self._last_tick.value = self._queue_issued
                 self._queue.append(mutation)
             else:
+                self._queue_issued += 1
+                mutation.queue_tick = self._queue_issued
                 self._running = True
                 self._runner = threading.get_ident()
         if self._trace:
@@ -226,13 +276,152 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             return QUEUED
         return self._drain(mutation)
 
+    # -- the queue: eval, queue ticks, schema changes ----------------------
+
+    @property
+    def queue_tick(self) -> int:
+        """How many of the mutations made so far have been processed.
+
+        Every ``add``/``remove``/``set``/``toggle``/``add_err``/``eval``
+        gets the next queue tick when it is made (``Mutation.queue_tick``);
+        this is the tick of the last one processed. See :meth:`when_queue`.
+        """
+        return self._queue_tick
+
+    @property
+    def last_queue_tick(self) -> int:
+        """The queue tick of the last mutation this thread got ``QUEUED`` for.
+
+        Mutations return ``Result.QUEUED`` (the public API keeps Go's three
+        results), so the tick Go would return is read here, per thread::
+
+            if m.add("B") == Result.QUEUED:
+                m.when_queue(m.last_queue_tick).wait(5)
+        """
+        return int(getattr(self._last_tick, "value", 0))
+
+    def eval(self, fn: Callable[[], object], timeout: float | None = None) -> bool:
+        """Run ``fn()`` on the machine's queue, between transitions.
+
+        The way to read or change what handlers use without locks: when the
+        machine is idle ``fn`` runs at once on this thread, otherwise after
+        the mutations queued before it, and this thread waits. False when it
+        did not run: the machine is (being) disposed, ``timeout`` seconds
+        passed first (default: half of ``handler_timeout``, if set; else no
+        limit), or the call comes from a handler or another ``eval`` (the
+        queue waits for them, so waiting on it would never end -- Go's
+        nested evals fail the same way). An exception from ``fn`` goes to
+        the ``Exception`` state, and ``eval`` returns False.
+        """
+        if not callable(fn):
+            raise TypeError(f"eval needs a callable, got {type(fn).__name__}")
+        if timeout is None and self._handler_timeout is not None:
+            timeout = self._handler_timeout / 2
+        if self._disposing:
+            return False
+        with self._lock:
+            nested = self._running and self._on_runner()
+        if nested:
+            log.warning("machine %s: eval from a handler or an eval refused", self._id)
+            return False
+        mutation = EvalMutation(fn)
+        result = self._enqueue(mutation)
+        if result is QUEUED and not mutation.done.wait(timeout):
+            with self._lock:
+                if not mutation.done.is_set():
+                    mutation.skip = True
+                    return False
+        return mutation.ok
+
+    def _evaluate(self, mutation: EvalMutation) -> Result:
+        with self._lock:
+            skip = mutation.skip or self._disposing
+        try:
+            if not skip:
+                mutation.fn()
+                mutation.ok = True
+        except Exception as error:
+            self._err = error
+            log.error("machine %s: eval %r raised %r", self._id, mutation, error)
+            with self._lock:
+                if not self._disposing:
+                    args = {"err": error, "eval": mutation.fn}
+                    self._queue.appendleft(Mutation(ADD, (EXCEPTION,), args))
+        finally:
+            mutation.done.set()
+        return EXECUTED if mutation.ok else CANCELED
+
+    def set_schema(self, schema: Mapping[str, State]) -> None:
+        """Replace the schema while the machine runs (Go's ``SetSchema``).
+
+        The new schema keeps every state of the old one, which keep their
+        place in the clock; new ones are appended (inactive, tick 0), in the
+        new schema's order. Relations and flags may change. It takes effect
+        between transitions (through :meth:`eval`), so not from a handler
+        (``RuntimeError``). Tracers get
+        ``schema_change(machine, old_schema)`` and ``verify_states(machine)``.
+        Handlers of the new states are bound with ``bind`` afterwards.
+        """
+        parsed = parse_schema(schema)
+        old_names = self._names
+        missing = [n for n in old_names if n not in parsed]
+        if missing:
+            raise StateError(
+                f"machine {self._id!r}: a new schema keeps every state, "
+                f"missing {missing}",
+                missing[0],
+            )
+        # the clock's order stays; new states come after, in their order
+        parsed = {
+            **{n: parsed[n] for n in old_names},
+            **{n: st for n, st in parsed.items() if n not in self._index},
+        }
+        done: list[dict[str, State]] = []
+
+        def replace() -> None:
+            done.append(self._replace_schema(parsed))
+
+        if not self.eval(replace):
+            if self._disposing:
+                raise RuntimeError(f"machine {self._id!r} is disposed")
+            raise RuntimeError(
+                f"machine {self._id!r}: set_schema can't run from a handler or "
+                "an eval, nor while the queue is stuck"
+            )
+        old = done[0]
+        for fn in self._trace.get("schema_change", ()):
+            fn(self, old)
+        for fn in self._trace.get("verify_states", ()):
+            fn(self)
+
+    def _replace_schema(self, schema: dict[str, State]) -> dict[str, State]:
+        """On the queue: swap the schema and what is derived from it."""
+        old = self._schema
+        with self._lock:
+            names = list(schema)
+            added = names[len(self._names) :]
+            self._schema = schema
+            self._names = names
+            self._index = {name: i for i, name in enumerate(names)}
+            self._handler_names.update(
+                {
+                    s: (f"{s}_enter", f"{s}_exit", f"{s}_state", f"{s}_end", f"{s}_{s}")
+                    for s in added
+                }
+            )
+            self._resolver = Resolver(schema)
+            self._ticks = self._ticks + [0] * len(added)
+            self._consistent = False  # relations changed: resolve in full once
+            self._rebuild_handlers()
+        return old
+
     def _repeats_last(self, mutation: Mutation) -> bool:
         """Go folds argument-less repeats of non-multi mutations into one.
 
         Only a repeat of the last queued mutation is folded, which can't
         change the outcome (Go folds any queued one, which can).
         """
-        if mutation.args or not self._queue:
+        if mutation.args or not self._queue or mutation.is_check:
             return False
         last = self._queue[-1]
         return (
@@ -280,6 +469,8 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         try:
             if first_mutation is not None:
                 first = self._execute(first_mutation)
+                if first_mutation.queue_tick:
+                    self._ticked(first_mutation.queue_tick)
             while True:
                 with lock:
                     if not queue or self._disposing:
@@ -294,6 +485,8 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
                     if self._blocked:
                         self._room.notify()
                 result = self._execute(mutation)
+                if mutation.queue_tick:
+                    self._ticked(mutation.queue_tick)
                 if first is None:
                     first = result
         except BaseException:
@@ -312,7 +505,15 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
 
     # -- running a transition --------------------------------------------
 
+    def _ticked(self, tick: int) -> None:
+        """The mutation of queue tick ``tick`` is done: wake ``when_queue``."""
+        self._queue_tick = tick
+        if self._subs._queue_ticks:
+            self._subs.queue_ticked(tick)
+
     def _execute(self, mutation: Mutation) -> Result:
+        if mutation.is_check and type(mutation) is EvalMutation:
+            return self._evaluate(mutation)
         tx = Transition(self, mutation)
         self._transition = tx
         trace = self._trace

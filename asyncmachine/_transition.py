@@ -22,7 +22,8 @@ error is queued as the ``Exception`` state and never reaches the caller.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ class Relation(Enum):
 class Mutation:
     """A queued request to change the active states."""
 
-    __slots__ = ("args", "called", "is_auto", "is_check", "type")
+    __slots__ = ("args", "called", "is_auto", "is_check", "queue_tick", "type")
 
     def __init__(
         self,
@@ -72,10 +73,33 @@ class Mutation:
         self.args: dict[str, Any] = {} if args is None else args
         self.is_auto = is_auto
         self.is_check = is_check
+        #: its place in the queue's history (1, 2, ...); 0 for the machine's
+        #: own mutations (auto states, Exception) and dry runs
+        self.queue_tick = 0
 
     def __repr__(self) -> str:
         auto = " auto" if self.is_auto else ""
         return f"<Mutation {self.type.value}{auto} {' '.join(self.called)}>"
+
+
+class EvalMutation(Mutation):
+    """``Machine.eval``: ``fn`` to run on the queue, and how that went.
+
+    Marked ``is_check`` (it changes no state), so nothing that reads the
+    queue for mutations (``will_be``, folding repeats) takes it for one.
+    """
+
+    __slots__ = ("done", "fn", "ok", "skip")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        super().__init__(MutationType.SET, (), is_check=True)
+        self.fn = fn
+        self.done = threading.Event()
+        self.ok = False
+        self.skip = False  # the caller gave up waiting before it ran
+
+    def __repr__(self) -> str:
+        return f"<Mutation eval {getattr(self.fn, '__name__', self.fn)}>"
 
 
 class Event:

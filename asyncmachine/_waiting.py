@@ -365,6 +365,7 @@ class Subscriptions:
         "_marks",
         "_parked",
         "_queue_end",
+        "_queue_ticks",
         "_serial",
         "_tick_of",
     )
@@ -378,6 +379,7 @@ class Subscriptions:
         self._by_state: dict[str, list[Ref]] = {}
         self._every: list[Ref] = []
         self._queue_end: list[Ref] = []
+        self._queue_ticks: list[Parked] = []  # when_queue: a heap by tick
         self._disposed: list[Ref] = []
         self._count = 0
 
@@ -481,6 +483,23 @@ class Subscriptions:
             elif where is not None:
                 self._park(where, ref)
 
+    def add_queue_tick(self, waiter: Waiter, tick: int) -> None:
+        with self._lock:
+            self._serial += 1
+            heapq.heappush(self._queue_ticks, (tick, self._serial, weakref.ref(waiter)))
+
+    def queue_ticked(self, tick: int) -> None:
+        """Wake the ``when_queue`` waiters of ticks up to ``tick``."""
+        due: list[Ref] = []
+        with self._lock:
+            heap = self._queue_ticks
+            while heap and heap[0][0] <= tick:
+                due.append(heapq.heappop(heap)[2])
+        for ref in due:
+            waiter = ref()
+            if waiter is not None:
+                waiter._fire(True)
+
     def queue_ended(self) -> None:
         with self._lock:
             refs, self._queue_end = self._queue_end, []
@@ -517,7 +536,8 @@ class Subscriptions:
         with self._lock:
             disposed, self._disposed = self._disposed, []
             others = self._take_state_waiters() + self._queue_end
-            self._queue_end = []
+            others += [p[2] for p in self._queue_ticks]
+            self._queue_end, self._queue_ticks = [], []
             self._count = 0
         for ref in disposed:
             waiter = ref()

@@ -142,6 +142,28 @@ class WaitingAPI(Checking):
             waiter._fire(not self._disposed)
         return waiter
 
+    def when_queue(self, tick: int) -> Waiter:
+        """Done once the mutation of queue tick ``tick`` has been processed.
+
+        See ``Machine.queue_tick`` and ``Machine.last_queue_tick``. Done at
+        once for a tick already processed; released (False) on disposal.
+        """
+        if not isinstance(tick, int) or isinstance(tick, bool):
+            raise TypeError(f"when_queue needs a queue tick (int), got {tick!r}")
+        waiter = Waiter(f"when_queue({tick})")
+        if self._disposed:
+            waiter._fire(False)
+            return waiter
+        with self._lock:
+            passed = self._queue_tick >= tick
+            if not passed:
+                self._subs.add_queue_tick(waiter, tick)
+        if passed:
+            waiter._fire(True)
+        elif self._disposed:
+            waiter._fire(False)
+        return waiter
+
     def _cancel_waiters(self, reason: WaiterCancelled | None) -> None:
         """End every pending state waiter unmet, with ``reason`` (None: release).
 
