@@ -338,7 +338,11 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             skip = mutation.skip or self._disposing
         try:
             if not skip:
-                mutation.fn()
+                if self._handler_timeout is None:
+                    mutation.fn()
+                else:  # under the same timeout as handlers, as in Go
+                    fn = mutation.fn
+                    self._run_handler(None, lambda _: fn(), None, "eval", "")
                 mutation.ok = True
         except Exception as error:
             self._err = error
@@ -617,7 +621,12 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             self._expire_contexts(changed)
 
     def _run_handler(
-        self, tx: Transition, handler: Handler, event: Any, name: str, state: str
+        self,
+        tx: Transition | None,
+        handler: Handler,
+        event: Any,
+        name: str,
+        state: str,
     ) -> Any:
         """Call one handler; under ``handler_timeout``, on the handler thread.
 

@@ -257,3 +257,13 @@ def test_dispose_stops_the_handler_thread() -> None:
     m.dispose()
     loop.thread.join(LONG)
     assert not loop.thread.is_alive()
+
+
+def test_eval_is_under_the_handler_timeout_too() -> None:
+    m = Machine(SCHEMA, handler_timeout=TIMEOUT)
+    release = threading.Event()
+    assert m.eval(lambda: release.wait(LONG), timeout=LONG) is False
+    err = m.err
+    assert isinstance(err, HandlerTimeoutError) and err.handler == "eval"
+    release.set()
+    assert m.eval(lambda: None) is True
