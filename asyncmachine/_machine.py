@@ -473,8 +473,11 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         try:
             if first_mutation is not None:
                 first = self._execute(first_mutation)
-                if first_mutation.queue_tick:
-                    self._ticked(first_mutation.queue_tick)
+                tick = first_mutation.queue_tick
+                if tick:  # done: wake when_queue (inlined, a hot path)
+                    self._queue_tick = tick
+                    if self._subs._queue_ticks:
+                        self._subs.queue_ticked(tick)
             while True:
                 with lock:
                     if not queue or self._disposing:
@@ -489,8 +492,11 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
                     if self._blocked:
                         self._room.notify()
                 result = self._execute(mutation)
-                if mutation.queue_tick:
-                    self._ticked(mutation.queue_tick)
+                tick = mutation.queue_tick
+                if tick:
+                    self._queue_tick = tick
+                    if self._subs._queue_ticks:
+                        self._subs.queue_ticked(tick)
                 if first is None:
                     first = result
         except BaseException:
@@ -508,12 +514,6 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         return CANCELED if first is None else first
 
     # -- running a transition --------------------------------------------
-
-    def _ticked(self, tick: int) -> None:
-        """The mutation of queue tick ``tick`` is done: wake ``when_queue``."""
-        self._queue_tick = tick
-        if self._subs._queue_ticks:
-            self._subs.queue_ticked(tick)
 
     def _execute(self, mutation: Mutation) -> Result:
         if mutation.is_check and type(mutation) is EvalMutation:
