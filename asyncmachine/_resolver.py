@@ -269,7 +269,10 @@ class Resolver:
         """
         if self.multi_adders and any(ticks[index[a]] & 1 for a in self.multi_adders):
             return None
-        gone = [s for s in called if ticks[index[s]] & 1]
+        if len(called) == 1:  # no comprehension: a frame of its own
+            gone = [called[0]] if ticks[index[called[0]]] & 1 else []
+        else:
+            gone = [s for s in called if ticks[index[s]] & 1]
         if not gone:
             return gone
         required_by = self.required_by

@@ -167,7 +167,14 @@ class Transition:
             index = machine._index
             if kind is MutationType.ADD and resolver.simple_add(called, ticks, index):
                 multi = resolver.multi
-                enters = [s for s in called if not ticks[index[s]] & 1 or s in multi]
+                if len(called) == 1:  # no comprehension: a frame of its own
+                    state = called[0]
+                    new = not ticks[index[state]] & 1 or state in multi
+                    enters = [state] if new else []
+                else:
+                    enters = [
+                        s for s in called if not ticks[index[s]] & 1 or s in multi
+                    ]
                 self.enters: list[str] = (
                     resolver.sort(enters) if len(enters) > 1 else enters
                 )
