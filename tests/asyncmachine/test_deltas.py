@@ -220,3 +220,18 @@ def test_dropped_waiters_do_not_pile_up() -> None:
     kept = m.when("S1")
     m.add("S1")
     assert kept.result
+
+
+def test_a_restored_inconsistent_clock_is_resolved_in_full() -> None:
+    """from_state trusts its data; the first transition then resolves in full."""
+    schema = {"A": State(), "B": State(require=["A"]), "C": State()}
+    data = {"id": "m", "states": ["A", "B", "C"], "time": [0, 1, 0]}
+    fast = Machine.from_state(schema, data)
+    full = Machine.from_state(schema, data)
+    full._resolver = FullResolver(full._schema)
+    assert fast.active_states == ["B"]  # B without its requirement
+    for m in (fast, full):
+        assert m.add("C") == Result.EXECUTED
+    assert fast.active_states == full.active_states == ["C"]
+    assert fast.time() == full.time()
+    assert fast._consistent  # resolved once: deltas again from here

@@ -267,3 +267,23 @@ def test_eval_is_under_the_handler_timeout_too() -> None:
     assert isinstance(err, HandlerTimeoutError) and err.handler == "eval"
     release.set()
     assert m.eval(lambda: None) is True
+
+
+def test_the_late_handler_mutates_like_any_other_thread() -> None:
+    m = Machine(SCHEMA, handler_timeout=TIMEOUT)
+    late_result: list[Result] = []
+    release, done = threading.Event(), threading.Event()
+
+    class Late:
+        def Slow_enter(self, e: Any) -> None:
+            release.wait(LONG)
+            late_result.append(e.machine.add("Other"))
+            done.set()
+
+    m.bind(Late())
+    assert m.add("Slow") == Result.CANCELED
+    release.set()
+    assert done.wait(LONG)
+    # not a handler any more: the machine was idle, so it ran at once
+    assert late_result == [Result.EXECUTED]
+    assert m.is_active("Other") and not m.is_active("Slow")
