@@ -544,6 +544,12 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
                 self._reresolve_auto(tx)
         if not mutation.is_check and accepted:
             self._apply(tx, tx.enters, tx.exits)
+            targets = tx._targets
+            if targets is not None and tx.time_after is self._ticks:
+                # fully resolved: the active states are known, keep them
+                index = self._index
+                active = tuple(sorted(targets, key=index.__getitem__))
+                self._active_memo = (self._ticks, active)
             if not self._consistent:
                 self._consistent = True  # fully resolved: relations hold
             if trace:

@@ -63,7 +63,7 @@ class Resolver:
         for name, state in schema.items():
             for target in state.remove:
                 removed_by.setdefault(target, []).append(name)
-        self.removed_by = {k: tuple(v) for k, v in removed_by.items()}
+        self.removed_by = {k: frozenset(v) for k, v in removed_by.items()}
         required_by: dict[str, list[str]] = {}
         for name, reqs in self.requires.items():
             for target in reqs:
@@ -211,18 +211,27 @@ class Resolver:
             removed_by = self.removed_by
             for name in reversed(states):
                 blockers = removed_by.get(name)
-                if blockers and any(
-                    b in present and b not in blocked for b in blockers
+                # walk the smaller side: a state of a big exclusive group has
+                # many removers, of which few are present
+                if blockers and (
+                    any(b in blockers and b not in blocked for b in present)
+                    if len(present) < len(blockers)
+                    else any(b in present and b not in blocked for b in blockers)
                 ):
                     blocked.add(name)
                 else:
                     survivors.append(name)
             survivors.reverse()
-            dropped: set[str] = set()
-            for name in survivors:
-                dropped |= self.removes.get(name, frozenset())
-            expanded = self.expand_adds(survivors, active, removing)
-            states = [s for s in dict.fromkeys(expanded) if s not in dropped]
+            removes = self.removes
+            removers = [removes[n] for n in survivors if n in removes]
+            expanded = list(
+                dict.fromkeys(self.expand_adds(survivors, active, removing))
+            )
+            if sum(map(len, removers)) <= len(expanded) * len(removers):
+                dropped: set[str] = set().union(*removers)
+                states = [s for s in expanded if s not in dropped]
+            else:  # few states against long remove lists: ask each state
+                states = [s for s in expanded if not any(s in r for r in removers)]
             states = self.drop_unmet_requires(states)
 
         return self.sort(states)
