@@ -23,6 +23,7 @@ that ``_fields.py`` sets up:
 - ``_binding.py``: bind / unbind of handlers and tracers;
 - ``_disposal.py``: dispose and on_dispose;
 - ``_snapshots.py``: export_state, from_state, export_to;
+- ``_schema_changes.py``: set_schema and state groups;
 - ``_handler_loop.py``: the handler thread of a machine with
   ``handler_timeout``.
 
@@ -48,11 +49,12 @@ from ._binding import TRACER_METHODS as TRACER_METHODS
 from ._binding import Binding
 from ._checking import Checking
 from ._disposal import Disposal
-from ._errors import HandlerTimeoutError, StateError
+from ._errors import HandlerTimeoutError
 from ._fields import Handler as Handler
 from ._handler_loop import HandlerCall, HandlerLoop
 from ._resolver import ActiveView, Resolver
 from ._schema import EXCEPTION, Names, State, parse_schema
+from ._schema_changes import SchemaChanges
 from ._snapshots import Snapshots
 from ._transition import (
     EvalMutation,
@@ -73,7 +75,7 @@ ADD, REMOVE, SET = MutationType.ADD, MutationType.REMOVE, MutationType.SET
 _DEBUG = logging.DEBUG
 
 
-class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
+class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges):
     """A multi-state, clock-based, relational state machine."""
 
     #: Longest queue; beyond it other threads wait for room, handlers are refused.
@@ -123,36 +125,6 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             if init is not None:
                 init(self)
         hooks.machine_init(self)
-
-    # -- state groups ------------------------------------------------------
-
-    def set_groups(self, groups: Mapping[str, Names]) -> None:
-        """Name groups of states (Go's state groups), replacing any before.
-
-        A group is a label over states, for readers and tools (``groups``,
-        ``group``); it changes no relation. Unknown states raise
-        ``StateError``; a group name must be a non-empty str.
-        """
-        parsed: dict[str, tuple[str, ...]] = {}
-        for name, states in groups.items():
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"a group name must be a non-empty str, got {name!r}")
-            parsed[name] = self._parse(states)
-        self._groups = parsed
-
-    @property
-    def groups(self) -> dict[str, list[str]]:
-        """The state groups, in the order they were given."""
-        return {name: list(states) for name, states in self._groups.items()}
-
-    def group(self, name: str) -> list[str]:
-        """The states of one group (``KeyError`` for an unknown group)."""
-        try:
-            return list(self._groups[name])
-        except KeyError:
-            raise KeyError(
-                f"machine {self._id!r} has no state group {name!r}"
-            ) from None
 
     # -- mutations -------------------------------------------------------
 
@@ -282,7 +254,7 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             return QUEUED
         return self._drain(mutation)
 
-    # -- the queue: eval, queue ticks, schema changes ----------------------
+    # -- the queue: eval and queue ticks ----------------------------------
 
     @property
     def queue_tick(self) -> int:
@@ -360,70 +332,6 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         finally:
             mutation.done.set()
         return EXECUTED if mutation.ok else CANCELED
-
-    def set_schema(self, schema: Mapping[str, State]) -> None:
-        """Replace the schema while the machine runs (Go's ``SetSchema``).
-
-        The new schema keeps every state of the old one, which keep their
-        place in the clock; new ones are appended (inactive, tick 0), in the
-        new schema's order. Relations and flags may change. It takes effect
-        between transitions (through :meth:`eval`), so not from a handler
-        (``RuntimeError``). Tracers get
-        ``schema_change(machine, old_schema)`` and ``verify_states(machine)``.
-        Handlers of the new states are bound with ``bind`` afterwards.
-        """
-        parsed = parse_schema(schema)
-        old_names = self._names
-        missing = [n for n in old_names if n not in parsed]
-        if missing:
-            raise StateError(
-                f"machine {self._id!r}: a new schema keeps every state, "
-                f"missing {missing}",
-                missing[0],
-            )
-        # the clock's order stays; new states come after, in their order
-        parsed = {
-            **{n: parsed[n] for n in old_names},
-            **{n: st for n, st in parsed.items() if n not in self._index},
-        }
-        done: list[dict[str, State]] = []
-
-        def replace() -> None:
-            done.append(self._replace_schema(parsed))
-
-        if not self.eval(replace):
-            if self._disposing:
-                raise RuntimeError(f"machine {self._id!r} is disposed")
-            raise RuntimeError(
-                f"machine {self._id!r}: set_schema can't run from a handler or "
-                "an eval, nor while the queue is stuck"
-            )
-        old = done[0]
-        for fn in self._trace.get("schema_change", ()):
-            fn(self, old)
-        for fn in self._trace.get("verify_states", ()):
-            fn(self)
-
-    def _replace_schema(self, schema: dict[str, State]) -> dict[str, State]:
-        """On the queue: swap the schema and what is derived from it."""
-        old = self._schema
-        with self._lock:
-            names = list(schema)
-            added = names[len(self._names) :]
-            self._schema = schema
-            self._names = names
-            self._index = {name: i for i, name in enumerate(names)}
-            self._handler_names.update(
-                {
-                    s: (f"{s}_enter", f"{s}_exit", f"{s}_state", f"{s}_end", f"{s}_{s}")
-                    for s in added
-                }
-            )
-            self._resolver = Resolver(schema)
-            self._ticks = self._ticks + [0] * len(added)
-            self._consistent = False  # relations changed: resolve in full once
-            self._rebuild_handlers()
-        return old
 
     def _repeats_last(self, mutation: Mutation) -> bool:
         """Go folds argument-less repeats of non-multi mutations into one.
