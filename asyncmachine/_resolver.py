@@ -40,6 +40,7 @@ class Resolver:
         "adds",
         "after",
         "auto_states",
+        "free",
         "multi",
         "multi_adders",
         "plain",
@@ -49,6 +50,7 @@ class Resolver:
         "required_by",
         "requires",
         "trivial",
+        "unrequired",
     )
 
     def __init__(self, schema: dict[str, State]) -> None:
@@ -77,6 +79,13 @@ class Resolver:
             n for n, spec in schema.items() if not spec.add and not spec.remove
         )
         self.multi_adders = frozenset(n for n in self.multi if n in self.adds)
+        # with no active multi adder: adding one of these changes only itself
+        # (no relations at all, nobody removes it), removing one of these
+        # only itself (nobody requires it)
+        self.free = frozenset(
+            n for n in self.plain if n not in self.requires and n not in self.removed_by
+        )
+        self.unrequired = frozenset(n for n in names if n not in self.required_by)
 
     def _require_order(self, names: list[str]) -> dict[str, int]:
         """Rank the states in require and after relations: what comes first first.

@@ -165,6 +165,21 @@ class Transition:
         resolver = machine._resolver
         if machine._consistent:
             index = machine._index
+            if len(called) == 1 and not resolver.multi_adders:
+                # one state that reaches nothing else: the common toggle
+                state = called[0]
+                if kind is MutationType.ADD and state in resolver.free:
+                    on = ticks[index[state]] & 1
+                    new = not on or state in resolver.multi
+                    self.enters: list[str] = [state] if new else []
+                    self.exits: list[str] = []
+                    self.is_accepted = True
+                    return
+                if kind is MutationType.REMOVE and state in resolver.unrequired:
+                    self.enters = []
+                    self.exits = [state] if ticks[index[state]] & 1 else []
+                    self.is_accepted = True
+                    return
             if kind is MutationType.ADD and resolver.simple_add(called, ticks, index):
                 multi = resolver.multi
                 if len(called) == 1:  # no comprehension: a frame of its own
@@ -175,10 +190,8 @@ class Transition:
                     enters = [
                         s for s in called if not ticks[index[s]] & 1 or s in multi
                     ]
-                self.enters: list[str] = (
-                    resolver.sort(enters) if len(enters) > 1 else enters
-                )
-                self.exits: list[str] = []
+                self.enters = resolver.sort(enters) if len(enters) > 1 else enters
+                self.exits = []
                 self.is_accepted = True
                 return
             if kind is MutationType.REMOVE:
