@@ -10,6 +10,7 @@ from ._errors import (
     AsyncMachineError,
     ExportError,
     HandlerError,
+    HandlerTimeoutError,
     ReadOnlyError,
     StateError,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Event",
     "ExportError",
     "HandlerError",
+    "HandlerTimeoutError",
     "Machine",
     "Mutation",
     "MutationType",

@@ -24,13 +24,20 @@ from ._fields import Handler, MachineFields, did_you_mean
 
 HANDLER_SUFFIXES = ("enter", "exit", "state", "end")
 GLOBAL_HANDLERS = ("any_enter", "any_state")
+#: tracer methods called for each handler (see ``Transition._call_watched``)
+HANDLER_TRACES = ("handler_start", "handler_end", "handler_timeout")
 TRACER_METHODS = (
     "transition_init",
     "transition_start",
+    "transition_finals",
     "transition_end",
     "mutation_queued",
     "queue_end",
     "machine_dispose",
+    "schema_change",
+    "new_submachine",
+    "verify_states",
+    *HANDLER_TRACES,
 )
 
 
@@ -73,16 +80,22 @@ class Binding(MachineFields):
 
     def _rebuild_handlers(self) -> None:
         table: dict[str, list[Handler]] = {}
-        for found in self._bindings.values():
+        emitters: dict[str, list[str]] = {}
+        for binding_id, found in self._bindings.items():
             for name, method in found.items():
                 table.setdefault(name, []).append(method)
+                emitters.setdefault(name, []).append(binding_id)
         pairs: dict[tuple[str, str], str] = {}
         for name in table:
             pair = self._pair_of(name)
             if pair is not None:
                 pairs[pair] = name
+        self._emitters = emitters
         self._handlers = table
         self._pair_handlers = pairs
+        self._self_handlers = tuple(
+            s for s in self._names if self._handler_names[s][4] in table
+        )
         finals = ("_state", "_end")
         self._negotiators = any(
             not name.endswith(finals) or name in self._pair_handlers.values()
@@ -155,3 +168,6 @@ class Binding(MachineFields):
                 if fn is not None:
                     trace.setdefault(method, []).append(fn)
         self._trace = trace
+        self._watch_handlers = self._handler_timeout is not None or any(
+            name in trace for name in HANDLER_TRACES
+        )

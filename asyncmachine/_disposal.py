@@ -74,6 +74,10 @@ class Disposal(MachineFields):
         self._bindings.clear()
         self._handlers = {}
         self._pair_handlers = {}
+        self._self_handlers = ()
+        loop, self._handler_loop = self._handler_loop, None
+        if loop is not None:
+            loop.stop()
         log.debug("machine %s disposed", self._id)
 
 

@@ -25,3 +25,25 @@ class ExportError(AsyncMachineError):
 
 class ReadOnlyError(AsyncMachineError):
     """A mutation was attempted on a read-only (remote) machine."""
+
+
+class HandlerTimeoutError(AsyncMachineError, TimeoutError):
+    """A handler ran longer than the machine's ``handler_timeout``.
+
+    The machine gets it as ``Exception`` (``args["err"]``); ``handler`` is
+    the handler's name (``Foo_enter``), ``state`` its state (``""`` for
+    ``any_enter`` / ``any_state``), ``timeout`` the limit in seconds.
+    """
+
+    def __init__(
+        self, machine_id: str, handler: str, state: str, timeout: float
+    ) -> None:
+        of_state = f" of state {state!r}" if state else ""
+        super().__init__(
+            f"machine {machine_id!r}: handler {handler}{of_state} ran over "
+            f"its handler_timeout of {timeout:g} s; transition canceled"
+        )
+        self.machine_id = machine_id
+        self.handler = handler
+        self.state = state
+        self.timeout = timeout

@@ -12,7 +12,7 @@ is always a Machine, the only class that composes the parts.
 
 Rules: the clock (``_ticks``) is replaced, never mutated in place, so a
 reader in another thread always sees one consistent list; ``_active`` is
-derived from it (odd tick = active, in schema order). No field has a
+derived from it on demand (odd tick = active, in schema order). No field has a
 class-level value, and ``_setup`` assigns all of them, always in the same
 order (an instance's attributes are exactly what they were before the split).
 
@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import StateError
+from ._handler_loop import HandlerLoop
 from ._resolver import Resolver
 from ._schema import Names, State
 from ._transition import Mutation, Transition
@@ -59,7 +60,11 @@ class MachineFields:
         self._index = {name: i for i, name in enumerate(self._names)}
         # the clock: one tick per state, odd while active
         self._ticks = [0] * len(self._names)
-        self._active: tuple[str, ...] = ()
+        # (clock, its active states): derived on demand, see ``_active``
+        self._active_memo: tuple[list[int], tuple[str, ...]] = (self._ticks, ())
+        # False while the active states may break the relations (a restored
+        # snapshot): transitions then resolve in full instead of by deltas
+        self._consistent = True
         self._resolver = Resolver(self._schema)
         self._handler_names = {
             s: (f"{s}_enter", f"{s}_exit", f"{s}_state", f"{s}_end", f"{s}_{s}")
@@ -82,6 +87,10 @@ class MachineFields:
         self._room = threading.Condition(self._lock)  # other threads wait for room
         self._blocked = 0  # how many of them
         self._queue: deque[Mutation] = deque()
+        self._queue_issued = 0  # queue ticks given to mutations so far
+        self._queue_tick = 0  # the tick of the last one processed
+        self._last_tick = threading.local()  # per thread: its last QUEUED tick
+        self._groups: dict[str, tuple[str, ...]] = {}
         self._running = False
         self._runner: int | None = None  # the runner's thread id
         self._transition: Transition | None = None
@@ -90,17 +99,43 @@ class MachineFields:
         self._bindings: dict[str, dict[str, Handler]] = {}
         self._handlers: dict[str, list[Handler]] = {}
         self._pair_handlers: dict[tuple[str, str], str] = {}
+        self._self_handlers: tuple[str, ...] = ()  # states with Foo_Foo bound
         self._negotiators = False  # a handler runs before the clock changes
         self._tracers: list[object] = []
         self._trace: dict[str, list[Callable[..., Any]]] = {}
+        self._emitters: dict[str, list[str]] = {}  # binding ids, as _handlers
+        # handlers under a timeout, on their own thread (see _handler_loop.py)
+        self._handler_timeout: float | None = None
+        self._handler_loop: HandlerLoop | None = None
+        self._watch_handlers = False  # a timeout, or tracers of each handler
 
         # waiting, contexts, errors and disposal
-        self._subs = Subscriptions()
+        self._subs = Subscriptions(self._tick_of)
         self._contexts: dict[str, list[StateContext]] = {}
+        self._ctx_epochs: dict[str, int] = {}  # bumped to cancel a state's contexts
         self._err: BaseException | None = None
         self._disposing = False
         self._disposed = False
         self._dispose_fns: list[Callable[[Machine], Any]] = []
+
+    @property
+    def _active(self) -> tuple[str, ...]:
+        """The active states of the current clock, in schema order.
+
+        Derived from ``_ticks`` once per published clock, and only when asked
+        for: a transition works on the states it changes, so a machine with
+        many active states doesn't pay for listing them on every change.
+        """
+        ticks = self._ticks
+        memo = self._active_memo
+        if memo[0] is ticks:
+            return memo[1]
+        active = tuple(n for n, t in zip(self._names, ticks) if t & 1)
+        self._active_memo = (ticks, active)
+        return active
+
+    def _tick_of(self, state: str) -> int:
+        return self._ticks[self._index[state]]
 
     # -- state names -----------------------------------------------------
 

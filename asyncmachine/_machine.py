@@ -22,16 +22,23 @@ that ``_fields.py`` sets up:
 - ``_waiting_api.py``: the ``when*`` methods and state contexts;
 - ``_binding.py``: bind / unbind of handlers and tracers;
 - ``_disposal.py``: dispose and on_dispose;
-- ``_snapshots.py``: export_state, from_state, export_to.
+- ``_snapshots.py``: export_state, from_state, export_to;
+- ``_schema_changes.py``: set_schema and state groups;
+- ``_handler_loop.py``: the handler thread of a machine with
+  ``handler_timeout``.
+
+Costs: a transition is resolved by deltas when its called states reach no
+further than their own relations (see ``Transition``), so it costs what it
+changes; only the clock's list is copied whole on each change.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from time import monotonic as _monotonic
-from typing import Any
+from typing import Any, cast
 
 from . import hooks
 
@@ -42,16 +49,21 @@ from ._binding import TRACER_METHODS as TRACER_METHODS
 from ._binding import Binding
 from ._checking import Checking
 from ._disposal import Disposal
+from ._errors import HandlerTimeoutError
 from ._fields import Handler as Handler
-from ._resolver import Resolver
+from ._handler_loop import HandlerCall, HandlerLoop
+from ._resolver import ActiveView, Resolver
 from ._schema import EXCEPTION, Names, State, parse_schema
+from ._schema_changes import SchemaChanges
 from ._snapshots import Snapshots
 from ._transition import (
+    EvalMutation,
     HandlerRaisedError,
     Mutation,
     MutationType,
     Result,
     Transition,
+    advanced_clock,
 )
 from ._waiting_api import WaitingAPI
 
@@ -63,7 +75,7 @@ ADD, REMOVE, SET = MutationType.ADD, MutationType.REMOVE, MutationType.SET
 _DEBUG = logging.DEBUG
 
 
-class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
+class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges):
     """A multi-state, clock-based, relational state machine."""
 
     #: Longest queue; beyond it other threads wait for room, handlers are refused.
@@ -79,8 +91,34 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         tags: Iterable[str] = (),
         parent: Machine | str | None = None,
         tracers: Iterable[object] = (),
+        handler_timeout: float | None = None,
+        groups: Mapping[str, Names] | None = None,
     ) -> None:
         self._setup(parse_schema(schema), id, tags, parent)
+        if groups is not None:
+            self.set_groups(groups)
+        if handler_timeout is not None:
+            if (
+                isinstance(handler_timeout, bool)
+                or not isinstance(handler_timeout, int | float)
+                or not handler_timeout > 0
+            ):
+                raise ValueError(
+                    "handler_timeout must be a number of seconds > 0 or None, "
+                    f"got {handler_timeout!r}"
+                )
+            self._handler_timeout = float(handler_timeout)
+            self._watch_handlers = True
+        if isinstance(parent, Machine):
+            # Go's submachines: the parent's tracers hear of the child, and
+            # those that say they are inheritable follow it
+            for tracer in list(parent._tracers):
+                new_submachine = getattr(tracer, "new_submachine", None)
+                if new_submachine is not None:
+                    new_submachine(parent, self)
+                inheritable = getattr(tracer, "inheritable", None)
+                if inheritable is not None and inheritable():
+                    tracers = [*tracers, tracer]
         for tracer in tracers:
             self.bind_tracer(tracer)
             init = getattr(tracer, "machine_init", None)
@@ -104,9 +142,17 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
 
     def toggle(self, states: Names, args: dict[str, Any] | None = None) -> Result:
         """Remove the states when all are active, add them otherwise."""
-        if self.is_active(states):
-            return self._mutate(REMOVE, states, args)
-        return self._mutate(ADD, states, args)
+        i = self._index.get(states) if isinstance(states, str) else None
+        if i is None:
+            kind = REMOVE if self.is_active(states) else ADD
+            return self._mutate(kind, states, args)
+        # one known name, the common case: no parsing needed
+        if args is not None and not isinstance(args, dict):
+            raise TypeError(f"args must be a dict, not {type(args).__name__}")
+        if self._disposing:
+            return CANCELED
+        kind = REMOVE if self._ticks[i] & 1 else ADD
+        return self._enqueue(Mutation(kind, (cast("str", states),), args))
 
     def add_err(self, exc: BaseException, args: dict[str, Any] | None = None) -> Result:
         """Activate ``Exception`` with ``args["err"] = exc``."""
@@ -153,7 +199,7 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             if self._disposing:
                 return CANCELED
             if self._running:
-                if self._runner != threading.get_ident():
+                if not self._on_runner():
                     return QUEUED
                 # nested in a handler: the relations alone decide
                 tx = Transition(self, mutation)
@@ -190,9 +236,15 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             queued: bool = self._running
             if queued:
                 if self._repeats_last(mutation):
+                    self._last_tick.value = self._queue[-1].queue_tick
                     return QUEUED
+                self._queue_issued += 1
+                mutation.queue_tick = self._queue_issued
+                self._last_tick.value = self._queue_issued
                 self._queue.append(mutation)
             else:
+                self._queue_issued += 1
+                mutation.queue_tick = self._queue_issued
                 self._running = True
                 self._runner = threading.get_ident()
         if self._trace:
@@ -202,13 +254,92 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             return QUEUED
         return self._drain(mutation)
 
+    # -- the queue: eval and queue ticks ----------------------------------
+
+    @property
+    def queue_tick(self) -> int:
+        """How many of the mutations made so far have been processed.
+
+        Every ``add``/``remove``/``set``/``toggle``/``add_err``/``eval``
+        gets the next queue tick when it is made (``Mutation.queue_tick``);
+        this is the tick of the last one processed. See :meth:`when_queue`.
+        """
+        return self._queue_tick
+
+    @property
+    def last_queue_tick(self) -> int:
+        """The queue tick of the last mutation this thread got ``QUEUED`` for.
+
+        Mutations return ``Result.QUEUED`` (the public API keeps Go's three
+        results), so the tick Go would return is read here, per thread::
+
+            if m.add("B") == Result.QUEUED:
+                m.when_queue(m.last_queue_tick).wait(5)
+        """
+        return int(getattr(self._last_tick, "value", 0))
+
+    def eval(self, fn: Callable[[], object], timeout: float | None = None) -> bool:
+        """Run ``fn()`` on the machine's queue, between transitions.
+
+        The way to read or change what handlers use without locks: when the
+        machine is idle ``fn`` runs at once on this thread, otherwise after
+        the mutations queued before it, and this thread waits. False when it
+        did not run: the machine is (being) disposed, ``timeout`` seconds
+        passed first (default: half of ``handler_timeout``, if set; else no
+        limit), or the call comes from a handler or another ``eval`` (the
+        queue waits for them, so waiting on it would never end -- Go's
+        nested evals fail the same way). An exception from ``fn`` goes to
+        the ``Exception`` state, and ``eval`` returns False.
+        """
+        if not callable(fn):
+            raise TypeError(f"eval needs a callable, got {type(fn).__name__}")
+        if timeout is None and self._handler_timeout is not None:
+            timeout = self._handler_timeout / 2
+        if self._disposing:
+            return False
+        with self._lock:
+            nested = self._running and self._on_runner()
+        if nested:
+            log.warning("machine %s: eval from a handler or an eval refused", self._id)
+            return False
+        mutation = EvalMutation(fn)
+        result = self._enqueue(mutation)
+        if result is QUEUED and not mutation.done.wait(timeout):
+            with self._lock:
+                if not mutation.done.is_set():
+                    mutation.skip = True
+                    return False
+        return mutation.ok
+
+    def _evaluate(self, mutation: EvalMutation) -> Result:
+        with self._lock:
+            skip = mutation.skip or self._disposing
+        try:
+            if not skip:
+                if self._handler_timeout is None:
+                    mutation.fn()
+                else:  # under the same timeout as handlers, as in Go
+                    fn = mutation.fn
+                    self._run_handler(None, lambda _: fn(), None, "eval", "")
+                mutation.ok = True
+        except Exception as error:
+            self._err = error
+            log.error("machine %s: eval %r raised %r", self._id, mutation, error)
+            with self._lock:
+                if not self._disposing:
+                    args = {"err": error, "eval": mutation.fn}
+                    self._queue.appendleft(Mutation(ADD, (EXCEPTION,), args))
+        finally:
+            mutation.done.set()
+        return EXECUTED if mutation.ok else CANCELED
+
     def _repeats_last(self, mutation: Mutation) -> bool:
         """Go folds argument-less repeats of non-multi mutations into one.
 
         Only a repeat of the last queued mutation is folded, which can't
         change the outcome (Go folds any queued one, which can).
         """
-        if mutation.args or not self._queue:
+        if mutation.args or not self._queue or mutation.is_check:
             return False
         last = self._queue[-1]
         return (
@@ -223,7 +354,7 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         """Wait (lock held) until the full queue has room; False to refuse."""
         if EXCEPTION in mutation.called and not self.is_active(EXCEPTION):
             return True
-        if self._runner == threading.get_ident():
+        if self._on_runner():
             return False
         deadline = _monotonic() + self.queue_full_timeout
         self._blocked += 1
@@ -237,6 +368,14 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             self._blocked -= 1
         return True
 
+    def _on_runner(self) -> bool:
+        """True on the thread running the queue, or on its handler thread."""
+        ident = threading.get_ident()
+        if ident == self._runner:
+            return True
+        loop = self._handler_loop
+        return loop is not None and not loop.abandoned and loop.ident == ident
+
     def _drain(self, first_mutation: Mutation | None = None) -> Result:
         """Run ``first_mutation``, then the queue until it is empty.
 
@@ -248,6 +387,11 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         try:
             if first_mutation is not None:
                 first = self._execute(first_mutation)
+                tick = first_mutation.queue_tick
+                if tick:  # done: wake when_queue (inlined, a hot path)
+                    self._queue_tick = tick
+                    if self._subs._queue_ticks:
+                        self._subs.queue_ticked(tick)
             while True:
                 with lock:
                     if not queue or self._disposing:
@@ -262,6 +406,11 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
                     if self._blocked:
                         self._room.notify()
                 result = self._execute(mutation)
+                tick = mutation.queue_tick
+                if tick:
+                    self._queue_tick = tick
+                    if self._subs._queue_ticks:
+                        self._subs.queue_ticked(tick)
                 if first is None:
                     first = result
         except BaseException:
@@ -281,6 +430,8 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
     # -- running a transition --------------------------------------------
 
     def _execute(self, mutation: Mutation) -> Result:
+        if mutation.is_check and type(mutation) is EvalMutation:
+            return self._evaluate(mutation)
         tx = Transition(self, mutation)
         self._transition = tx
         trace = self._trace
@@ -293,22 +444,30 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
         failure: HandlerRaisedError | None = None
         accepted = tx.is_accepted
         if accepted and self._negotiators:
-            targets = tx.target_states
             try:
                 accepted = tx.negotiate(table)
             except HandlerRaisedError as err:
                 accepted, failure = False, err
-            if accepted and mutation.is_auto and tx.target_states is not targets:
+            if accepted and tx._refused:
                 self._reresolve_auto(tx)
-        if not mutation.is_check:
-            if accepted:
-                self._apply(tx, tx.target_states, mutation.called)
-                if table:
-                    try:
-                        tx.finalize(table)
-                    except HandlerRaisedError as err:
-                        accepted, failure = False, err
-            tx.time_after = self._ticks
+        if not mutation.is_check and accepted:
+            self._apply(tx, tx.enters, tx.exits)
+            targets = tx._targets
+            if targets is not None and tx.time_after is self._ticks:
+                # fully resolved: the active states are known, keep them
+                index = self._index
+                active = tuple(sorted(targets, key=index.__getitem__))
+                self._active_memo = (self._ticks, active)
+            if not self._consistent:
+                self._consistent = True  # fully resolved: relations hold
+            if trace:
+                for fn in trace.get("transition_finals", ()):
+                    fn(tx)
+            if table:
+                try:
+                    tx.finalize(table)
+                except HandlerRaisedError as err:
+                    accepted, failure = False, err
         tx.is_accepted = accepted
         tx.is_completed = True
         if log.isEnabledFor(_DEBUG):
@@ -328,24 +487,19 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             and not self._disposing
             and self._resolver.auto_states
         ):
-            auto = self._resolver.auto_candidates(self._active)
+            auto = self._resolver.auto_candidates(ActiveView(self._ticks, self._index))
             if auto:
                 with self._lock:
                     self._queue.appendleft(Mutation(ADD, tuple(auto), is_auto=True))
         if changed and self._subs._count:
-            before, after = tx.time_before, tx.time_after
-            self._subs.process(
-                [n for n, b, a in zip(self._names, before, after) if b != a], tx
-            )
+            self._subs.process(tx.changed, tx)
 
         if not accepted:
             return CANCELED
         if mutation.is_check:
             if mutation.type is REMOVE:
-                targets = tx.target_states
-                return (
-                    CANCELED if any(s in targets for s in mutation.called) else EXECUTED
-                )
+                still = any(tx._in_targets(s) for s in mutation.called)
+                return CANCELED if still else EXECUTED
             return EXECUTED
         if mutation.type is REMOVE:
             ticks, index = self._ticks, self._index
@@ -359,46 +513,66 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
 
     def _reresolve_auto(self, tx: Transition) -> None:
         """Auto states refused by handlers are left out; targets are recomputed."""
-        kept = [s for s in tx.mutation.called if s in tx.target_states]
-        to_set = kept + list(tx._before)
-        tx.target_states = self._resolver.target_states(to_set, tx._before)
+        kept = [s for s in tx.mutation.called if tx._in_targets(s)]
+        before = tx._before
+        tx.target_states = self._resolver.target_states(kept + list(before), before)
         tx._setup_enters_exits()
 
-    def _apply(
-        self, tx: Transition, targets: list[str], called: tuple[str, ...]
-    ) -> None:
-        """Publish the new clock: +1 on (de)activation, +2 for a re-called multi."""
-        previous = self._active
-        old = self._ticks
-        ticks = old[:]
-        index = self._index
-        multi = self._resolver.multi
-        changed = False
-        for state in targets:
-            if state not in previous:
-                ticks[index[state]] += 1
-                changed = True
-            elif state in multi and state in called:
-                ticks[index[state]] += 2
-                changed = True
-        if previous:
-            lookup = targets if len(targets) < 8 else set(targets)
-            for state in previous:
-                if state not in lookup:
-                    ticks[index[state]] += 1
-                    changed = True
-        if not changed:
+    def _apply(self, tx: Transition, enters: list[str], exits: list[str]) -> None:
+        """Publish the new clock: +1 on (de)activation, +2 for a re-called multi.
+
+        Costs the states that change (and one copy of the clock's list), not
+        the states that stay active.
+        """
+        if not enters and not exits:
             return  # same clock: publish nothing, so nothing looks changed
+        if len(enters) + len(exits) == 1:  # one state: its tick, in place
+            ticks = self._ticks[:]
+            for state in enters or exits:
+                i = self._index[state]
+                ticks[i] += 2 if enters and ticks[i] & 1 else 1
+        else:
+            ticks = advanced_clock(self._ticks, enters, exits, self._index)
         self._ticks = ticks
         tx.time_after = ticks
-        if len(targets) < 2:
-            self._active = tuple(targets)
-        else:
-            self._active = tuple(sorted(targets, key=index.__getitem__))
+        changed = enters + exits
+        tx.changed = tx.changed + changed if tx.changed else changed
         if self._contexts:
-            self._expire_contexts(
-                [n for n, a, b in zip(self._names, old, ticks) if a != b]
-            )
+            self._expire_contexts(changed)
+
+    def _run_handler(
+        self,
+        tx: Transition | None,
+        handler: Handler,
+        event: Any,
+        name: str,
+        state: str,
+    ) -> Any:
+        """Call one handler; under ``handler_timeout``, on the handler thread.
+
+        A handler that overruns raises :class:`HandlerTimeoutError` here (so
+        its transition ends like one that raised), after the contexts of its
+        state are cancelled and the tracers told; the handler itself goes on
+        in its abandoned thread (see ``_handler_loop.py``).
+        """
+        timeout = self._handler_timeout
+        if timeout is None:
+            return handler(event)
+        loop = self._handler_loop
+        if loop is None or loop.abandoned:
+            loop = HandlerLoop(f"asyncmachine-handlers-{self._id}")
+            self._handler_loop = loop
+        call = HandlerCall(handler, event)
+        if loop.call(call, timeout):
+            if call.error is not None:
+                raise call.error
+            return call.result
+        error = HandlerTimeoutError(self._id, name, state, timeout)
+        if state:
+            self._cancel_contexts(state)
+        for fn in self._trace.get("handler_timeout", ()):
+            fn(tx, name, error)
+        raise error
 
     def _handler_failed(self, tx: Transition, failure: HandlerRaisedError) -> None:
         error = failure.error
@@ -462,7 +636,6 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots):
             old = self._ticks
             ticks = list(time)
             self._ticks = ticks
-            self._active = tuple(n for n, t in zip(names, ticks) if t & 1)
         changed = [n for n, a, b in zip(names, old, ticks) if a != b]
         if changed:
             if self._contexts:

@@ -28,12 +28,9 @@ instead of being re-checked until nothing changes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 
 from ._schema import State
-
-#: up to this many names, a tuple's ``in`` beats building a set
-_SCAN = 8
 
 
 class Resolver:
@@ -43,6 +40,7 @@ class Resolver:
         "adds",
         "after",
         "auto_states",
+        "free",
         "multi",
         "multi_adders",
         "plain",
@@ -52,6 +50,7 @@ class Resolver:
         "required_by",
         "requires",
         "trivial",
+        "unrequired",
     )
 
     def __init__(self, schema: dict[str, State]) -> None:
@@ -66,7 +65,7 @@ class Resolver:
         for name, state in schema.items():
             for target in state.remove:
                 removed_by.setdefault(target, []).append(name)
-        self.removed_by = {k: tuple(v) for k, v in removed_by.items()}
+        self.removed_by = {k: frozenset(v) for k, v in removed_by.items()}
         required_by: dict[str, list[str]] = {}
         for name, reqs in self.requires.items():
             for target in reqs:
@@ -80,6 +79,13 @@ class Resolver:
             n for n, spec in schema.items() if not spec.add and not spec.remove
         )
         self.multi_adders = frozenset(n for n in self.multi if n in self.adds)
+        # with no active multi adder: adding one of these changes only itself
+        # (no relations at all, nobody removes it), removing one of these
+        # only itself (nobody requires it)
+        self.free = frozenset(
+            n for n in self.plain if n not in self.requires and n not in self.removed_by
+        )
+        self.unrequired = frozenset(n for n in names if n not in self.required_by)
 
     def _require_order(self, names: list[str]) -> dict[str, int]:
         """Rank the states in require and after relations: what comes first first.
@@ -127,7 +133,7 @@ class Resolver:
                     order.append(name)
         return {name: i for i, name in enumerate(order)}
 
-    def _unmet(self, states: list[str], met: set[str] | None = None) -> set[str]:
+    def _unmet(self, states: list[str], met: Container[str] | None = None) -> set[str]:
         """The states of ``states`` whose requirements can't all be met.
 
         A requirement is met by a state of ``met`` (already active) or by
@@ -138,20 +144,22 @@ class Resolver:
         """
         requires, required_by = self.requires, self.required_by
         listed = set(states)
-        present = listed | met if met else listed
+        if met is None:
+            met = ()
         unmet = {
             s
             for s in states
-            if s in requires and any(r not in present for r in requires[s])
+            if s in requires
+            and any(r not in listed and r not in met for r in requires[s])
         }
         if not unmet:
             return unmet
-        pending = [s for s in unmet if not met or s not in met]
+        pending = [s for s in unmet if s not in met]
         while pending:
             for dependant in required_by.get(pending.pop(), ()):
                 if dependant in listed and dependant not in unmet:
                     unmet.add(dependant)
-                    if not met or dependant not in met:
+                    if dependant not in met:
                         pending.append(dependant)
         return unmet
 
@@ -212,51 +220,93 @@ class Resolver:
             removed_by = self.removed_by
             for name in reversed(states):
                 blockers = removed_by.get(name)
-                if blockers and any(
-                    b in present and b not in blocked for b in blockers
+                # walk the smaller side: a state of a big exclusive group has
+                # many removers, of which few are present
+                if blockers and (
+                    any(b in blockers and b not in blocked for b in present)
+                    if len(present) < len(blockers)
+                    else any(b in present and b not in blocked for b in blockers)
                 ):
                     blocked.add(name)
                 else:
                     survivors.append(name)
             survivors.reverse()
-            dropped: set[str] = set()
-            for name in survivors:
-                dropped |= self.removes.get(name, frozenset())
-            expanded = self.expand_adds(survivors, active, removing)
-            states = [s for s in dict.fromkeys(expanded) if s not in dropped]
+            removes = self.removes
+            removers = [removes[n] for n in survivors if n in removes]
+            expanded = list(
+                dict.fromkeys(self.expand_adds(survivors, active, removing))
+            )
+            if sum(map(len, removers)) <= len(expanded) * len(removers):
+                dropped: set[str] = set().union(*removers)
+                states = [s for s in expanded if s not in dropped]
+            else:  # few states against long remove lists: ask each state
+                states = [s for s in expanded if not any(s in r for r in removers)]
             states = self.drop_unmet_requires(states)
 
         return self.sort(states)
 
-    def simple_add(self, called: tuple[str, ...], active: tuple[str, ...]) -> bool:
+    def simple_add(
+        self, called: tuple[str, ...], ticks: list[int], index: dict[str, int]
+    ) -> bool:
         """True when adding ``called`` needs no resolution: the targets are
         simply the active states plus the called ones.
 
         That holds when the called states add and remove nothing, are
         removed by no active state, find their requirements active, and no
         active multi state would add more. The active set is consistent
-        after every transition, so nothing else can change.
+        after every transition, so nothing else can change. Activity is read
+        from the clock (``ticks``, odd = active), in constant time.
         """
-        if self.multi_adders and any(a in self.multi_adders for a in active):
+        if self.multi_adders and any(ticks[index[a]] & 1 for a in self.multi_adders):
             return False
         plain, requires, removed_by = self.plain, self.requires, self.removed_by
-        # membership in long tuples would make a long call quadratic
-        in_active: Collection[str] = active
-        in_called: Collection[str] = called
-        if len(active) > _SCAN:
-            in_active = frozenset(active)
-        if len(called) > _SCAN:
-            in_called = frozenset(called)
+        # membership in a long tuple would make a long call quadratic
+        in_called: Container[str] = called if len(called) < 9 else frozenset(called)
         for state in called:
             if state not in plain:
                 return False
             for req in requires.get(state, ()):
-                if req not in in_active and req not in in_called:
+                if not ticks[index[req]] & 1 and req not in in_called:
                     return False
             for remover in removed_by.get(state, ()):
-                if remover in in_active or remover in in_called:
+                if ticks[index[remover]] & 1 or remover in in_called:
                     return False
         return True
+
+    def simple_remove_exits(
+        self, called: tuple[str, ...], ticks: list[int], index: dict[str, int]
+    ) -> list[str] | None:
+        """The states a ``remove`` of ``called`` deactivates, found by deltas.
+
+        With consistent active states, removing some takes away exactly the
+        active states requiring them, transitively: a walk along
+        ``required_by`` from the removed ones, linear in what leaves. None
+        when an active multi state adds others (it re-adds on every
+        mutation), which needs the full resolution. Sorted for handler
+        order: schema order, then :meth:`sort`.
+        """
+        if self.multi_adders and any(ticks[index[a]] & 1 for a in self.multi_adders):
+            return None
+        if len(called) == 1:  # no comprehension: a frame of its own
+            gone = [called[0]] if ticks[index[called[0]]] & 1 else []
+        else:
+            gone = [s for s in called if ticks[index[s]] & 1]
+        if not gone:
+            return gone
+        required_by = self.required_by
+        if required_by:
+            seen = set(gone)
+            pending = list(gone)
+            while pending:
+                for dependant in required_by.get(pending.pop(), ()):
+                    if ticks[index[dependant]] & 1 and dependant not in seen:
+                        seen.add(dependant)
+                        gone.append(dependant)
+                        pending.append(dependant)
+        if len(gone) > 1:
+            gone.sort(key=index.__getitem__)
+            return self.sort(gone)
+        return gone
 
     def sort(self, states: list[str]) -> list[str]:
         """Handler order: required and after-ed states first (one stable sort)."""
@@ -265,18 +315,19 @@ class Resolver:
         rank = self.rank
         return sorted(states, key=lambda s: rank.get(s, -1))
 
-    def auto_candidates(self, is_active: Iterable[str]) -> list[str]:
+    def auto_candidates(self, active: Container[str]) -> list[str]:
         """Inactive auto states that no active state removes.
 
         A candidate whose requirements can't be met (neither active nor
         another candidate) is left out, so a hopeless auto pass isn't queued.
+        ``active`` answers ``in`` in constant time.
         """
-        active = set(is_active)
         candidates = []
+        removed_by = self.removed_by
         for name in self.auto_states:
             if name in active:
                 continue
-            blockers = self.removed_by.get(name, ())
+            blockers = removed_by.get(name, ())
             if any(b in active for b in blockers):
                 continue
             candidates.append(name)
@@ -286,3 +337,17 @@ class Resolver:
         if not unmet:
             return candidates
         return [c for c in candidates if c not in unmet]
+
+
+class ActiveView:
+    """``in`` on a clock: active means an odd tick. No copy, constant time."""
+
+    __slots__ = ("_index", "_ticks")
+
+    def __init__(self, ticks: list[int], index: dict[str, int]) -> None:
+        self._ticks = ticks
+        self._index = index
+
+    def __contains__(self, name: object) -> bool:
+        i = self._index.get(name)  # type: ignore[call-overload]
+        return i is not None and bool(self._ticks[i] & 1)

@@ -69,9 +69,7 @@ class Snapshots(MachineFields):
             parent=data.get("parent") or None,
         )
         machine._ticks = ticks
-        machine._active = tuple(
-            n for n, t in zip(machine._names, ticks, strict=True) if t & 1
-        )
+        machine._consistent = False  # trusted, but not resolved here
         return machine
 
     def export_to(self, target: object, **opts: Any) -> Any:

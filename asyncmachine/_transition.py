@@ -22,7 +22,8 @@ error is queued as the ``Exception`` state and never reaches the caller.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ class Relation(Enum):
 class Mutation:
     """A queued request to change the active states."""
 
-    __slots__ = ("args", "called", "is_auto", "is_check", "type")
+    __slots__ = ("args", "called", "is_auto", "is_check", "queue_tick", "type")
 
     def __init__(
         self,
@@ -72,10 +73,33 @@ class Mutation:
         self.args: dict[str, Any] = {} if args is None else args
         self.is_auto = is_auto
         self.is_check = is_check
+        #: its place in the queue's history (1, 2, ...); 0 for the machine's
+        #: own mutations (auto states, Exception) and dry runs
+        self.queue_tick = 0
 
     def __repr__(self) -> str:
         auto = " auto" if self.is_auto else ""
         return f"<Mutation {self.type.value}{auto} {' '.join(self.called)}>"
+
+
+class EvalMutation(Mutation):
+    """``Machine.eval``: ``fn`` to run on the queue, and how that went.
+
+    Marked ``is_check`` (it changes no state), so nothing that reads the
+    queue for mutations (``will_be``, folding repeats) takes it for one.
+    """
+
+    __slots__ = ("done", "fn", "ok", "skip")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        super().__init__(MutationType.SET, (), is_check=True)
+        self.fn = fn
+        self.done = threading.Event()
+        self.ok = False
+        self.skip = False  # the caller gave up waiting before it ran
+
+    def __repr__(self) -> str:
+        return f"<Mutation eval {getattr(self.fn, '__name__', self.fn)}>"
 
 
 class Event:
@@ -109,79 +133,189 @@ class HandlerRaisedError(Exception):
 
 
 class Transition:
-    """One mutation being executed: before, target and after, and its handlers."""
+    """One mutation being executed: before, target and after, and its handlers.
 
-    __slots__ = (
-        "_before",
-        "_id",
-        "enters",
-        "exits",
-        "is_accepted",
-        "is_completed",
-        "machine",
-        "mutation",
-        "target_states",
-        "time_after",
-        "time_before",
-    )
+    Most mutations are resolved by deltas: ``enters`` and ``exits`` come
+    from the called states and the relations of those alone, and the full
+    ``target_states`` list is only built if someone reads it. The full
+    resolution (``Resolver.target_states``) runs only when relations could
+    reach further, so a transition costs what it changes, not what is active.
+    """
+
+    # no __slots__: the fields below are class-level defaults, so the common
+    # transition (resolved by deltas, nothing refused) never assigns them
+    _before_memo: tuple[str, ...] | None = None
+    _targets: list[str] | None = None
+    _target_set: set[str] | None = None
+    _refused = False
+    is_completed = False
+    #: the states whose ticks this transition changed, once applied
+    changed: list[str] = []
 
     def __init__(self, machine: Machine, mutation: Mutation) -> None:
         self._id = next(_tx_ids)
         self.machine = machine
         self.mutation = mutation
-        self.time_before: list[int] = machine._ticks
-        self.time_after: list[int] = self.time_before
-        active = machine._active
-        self._before: tuple[str, ...] = active
-        self.is_completed = False
+        ticks = machine._ticks
+        self.time_before: list[int] = ticks
+        self.time_after: list[int] = ticks
 
         called = mutation.called
         kind = mutation.type
         resolver = machine._resolver
+        if machine._consistent:
+            index = machine._index
+            if len(called) == 1 and not resolver.multi_adders:
+                # one state that reaches nothing else: the common toggle
+                state = called[0]
+                if kind is MutationType.ADD and state in resolver.free:
+                    on = ticks[index[state]] & 1
+                    new = not on or state in resolver.multi
+                    self.enters: list[str] = [state] if new else []
+                    self.exits: list[str] = []
+                    self.is_accepted = True
+                    return
+                if kind is MutationType.REMOVE and state in resolver.unrequired:
+                    self.enters = []
+                    self.exits = [state] if ticks[index[state]] & 1 else []
+                    self.is_accepted = True
+                    return
+            if kind is MutationType.ADD and resolver.simple_add(called, ticks, index):
+                multi = resolver.multi
+                if len(called) == 1:  # no comprehension: a frame of its own
+                    state = called[0]
+                    new = not ticks[index[state]] & 1 or state in multi
+                    enters = [state] if new else []
+                else:
+                    enters = [
+                        s for s in called if not ticks[index[s]] & 1 or s in multi
+                    ]
+                self.enters = resolver.sort(enters) if len(enters) > 1 else enters
+                self.exits = []
+                self.is_accepted = True
+                return
+            if kind is MutationType.REMOVE:
+                exits = resolver.simple_remove_exits(called, ticks, index)
+                if exits is not None:
+                    self.enters = []
+                    self.exits = exits
+                    self.is_accepted = True
+                    return
+
+        active = machine._active
+        self._before_memo = active
         if kind is MutationType.ADD:
-            if resolver.trivial or resolver.simple_add(called, active):
-                targets = resolver.sort(list(dict.fromkeys([*called, *active])))
-            else:
-                targets = resolver.target_states([*called, *active], active)
-            if len(called) == 1:
-                accepted = called[0] in targets
-            elif mutation.is_auto:
-                accepted = any(c in targets for c in called)
-            else:
-                accepted = all(c in targets for c in called)
+            targets = resolver.target_states([*called, *active], active)
         elif kind is MutationType.REMOVE:
-            to_set = [s for s in active if s not in called]
+            removing = set(called)
+            to_set = [s for s in active if s not in removing]
             targets = resolver.target_states(to_set, active, called)
-            accepted = True
         else:
             targets = resolver.target_states(list(called), active)
-            accepted = all(c in targets for c in called)
-        self.target_states: list[str] = targets
+        self._targets = targets
+        if kind is MutationType.REMOVE:
+            accepted = True
+        else:
+            in_targets = self._in_targets
+            if len(called) == 1:
+                accepted = in_targets(called[0])
+            elif mutation.is_auto:
+                accepted = any(in_targets(c) for c in called)
+            else:
+                accepted = all(in_targets(c) for c in called)
         self.is_accepted = accepted
         if not accepted:
-            self.enters: list[str] = []
-            self.exits: list[str] = []
-        elif len(targets) == 1 and not active:
-            state = targets[0]
-            self.enters = [state]
-            self.exits = []
-        elif not targets and len(active) == 1:
             self.enters = []
-            self.exits = [active[0]]
+            self.exits = []
         else:
             self._setup_enters_exits()
 
     def _setup_enters_exits(self) -> None:
+        """``enters`` and ``exits`` from fully resolved ``target_states``."""
         targets = self.target_states
-        before = self._before
+        ticks, index = self.time_before, self.machine._index
         resolver = self.machine._resolver
         multi = resolver.multi
         called = self.mutation.called
         self.enters = [
-            s for s in targets if s not in before or (s in multi and s in called)
+            s
+            for s in targets
+            if not ticks[index[s]] & 1 or (s in multi and s in called)
         ]
-        exits = [s for s in before if s not in targets]
+        target_set = self._targets_as_set()
+        exits = [s for s in self._before if s not in target_set]
         self.exits = resolver.sort(exits) if len(exits) > 1 else exits
+
+    # -- membership without listing every target ----------------------------
+
+    def _was_active(self, state: str) -> bool:
+        return bool(self.time_before[self.machine._index[state]] & 1)
+
+    def _in_targets(self, state: str) -> bool:
+        """True when ``state`` is (still) among the states this ends with."""
+        if self._targets is not None or len(self.exits) > 8:
+            return state in self._targets_as_set()
+        if state in self.exits:
+            return False
+        return self._was_active(state) or state in self.enters
+
+    def _ordered(self, candidates: Iterable[str]) -> list[str]:
+        """Those of ``candidates`` (schema order) that are targets, in target order.
+
+        Without listing every target: the called states come first, then the
+        rest in schema order, then :meth:`Resolver.sort`, as the full list.
+        """
+        if self._targets is not None:
+            wanted = set(candidates)
+            return [s for s in self._targets if s in wanted]
+        called = self.mutation.called
+        first = set(called)
+        listed = [s for s in called if s in candidates]
+        listed += [s for s in candidates if s not in first]
+        in_targets = self._in_targets
+        return self.machine._resolver.sort([s for s in listed if in_targets(s)])
+
+    def _targets_as_set(self) -> set[str]:
+        target_set = self._target_set
+        if target_set is None:
+            target_set = self._target_set = set(self.target_states)
+        return target_set
+
+    @property
+    def target_states(self) -> list[str]:
+        """The active states this transition ends with, in handler order."""
+        targets = self._targets
+        if targets is None:
+            # resolved by deltas: what the full resolution would have listed
+            m = self.machine
+            resolver = m._resolver
+            exits = set(self.exits)
+            if self.mutation.type is MutationType.ADD:
+                listed = dict.fromkeys([*self.mutation.called, *self._before])
+                targets = resolver.sort([s for s in listed if s not in exits])
+            else:
+                targets = resolver.sort([s for s in self._before if s not in exits])
+            self._targets = targets
+        return targets
+
+    @target_states.setter
+    def target_states(self, targets: list[str]) -> None:
+        self._targets = targets
+        self._target_set = None
+
+    @property
+    def _before(self) -> tuple[str, ...]:
+        """Active states when the transition started, in schema order."""
+        before = self._before_memo
+        if before is None:
+            m = self.machine
+            if m._ticks is self.time_before:
+                before = m._active
+            else:
+                ticks = self.time_before
+                before = tuple(n for n, t in zip(m._names, ticks) if t & 1)
+            self._before_memo = before
+        return before
 
     # -- read-only views -------------------------------------------------
 
@@ -227,18 +361,9 @@ class Transition:
         """``time_after`` once applied; before that, what applying would give."""
         if self.time_after is not self.time_before or not self.is_accepted:
             return self.time_after
-        m = self.machine
-        ticks = list(self.time_before)
-        multi, called = m._resolver.multi, self.mutation.called
-        for state in self.target_states:
-            if state not in self._before:
-                ticks[m._index[state]] += 1
-            elif state in multi and state in called:
-                ticks[m._index[state]] += 2
-        for state in self._before:
-            if state not in self.target_states:
-                ticks[m._index[state]] += 1
-        return ticks
+        return advanced_clock(
+            self.time_before, self.enters, self.exits, self.machine._index
+        )
 
     def __repr__(self) -> str:
         return (
@@ -249,7 +374,10 @@ class Transition:
     # -- execution -------------------------------------------------------
 
     def _call(self, name: str, state: str, handlers: list[Any]) -> bool:
-        event = Event(name, self.machine, self)
+        m = self.machine
+        event = Event(name, m, self)
+        if m._watch_handlers:
+            return self._call_watched(name, state, handlers, event)
         for handler in handlers:
             try:
                 if handler(event) is False:
@@ -258,17 +386,45 @@ class Transition:
                 raise HandlerRaisedError(name, state, error) from error
         return True
 
+    def _call_watched(
+        self, name: str, state: str, handlers: list[Any], event: Event
+    ) -> bool:
+        """``_call`` with tracers told of each handler, and the timeout kept."""
+        m = self.machine
+        trace = m._trace
+        emitters = m._emitters.get(name, ())
+        for i, handler in enumerate(handlers):
+            emitter = emitters[i] if i < len(emitters) else ""
+            for fn in trace.get("handler_start", ()):
+                fn(self, emitter, name)
+            try:
+                result = m._run_handler(self, handler, event, name, state)
+            except Exception as error:
+                raise HandlerRaisedError(name, state, error) from error
+            finally:
+                for fn in trace.get("handler_end", ()):
+                    fn(self, emitter, name)
+            if result is False:
+                return False
+        return True
+
     def _refuse(self, state: str) -> bool:
         """A handler of ``state`` said no: drop it (auto) or cancel (False)."""
         m = self.machine
         if self.mutation.is_auto and m._schema[state].auto:
-            if state in self.target_states:
+            if self._in_targets(state):
                 self.target_states = [s for s in self.target_states if s != state]
+                self._refused = True
             return True
         return False
 
     def negotiate(self, table: dict[str, list[Any]]) -> bool:
-        """Run negotiation handlers; False when the transition is canceled."""
+        """Run negotiation handlers; False when the transition is canceled.
+
+        The handlers of states staying active (``Foo_Foo``) and of pairs
+        (``Foo_Bar``) are looked up from what is bound, not by walking every
+        active state.
+        """
         m = self.machine
         names = m._handler_names
         for state in self.exits:
@@ -283,33 +439,46 @@ class Transition:
                 and not self._refuse(state)
             ):
                 return False
-        if self.mutation.type is not MutationType.REMOVE:
-            before = self._before
-            for state in list(self.target_states):
-                if state not in before:
-                    continue
+        if m._self_handlers and self.mutation.type is not MutationType.REMOVE:
+            was_active = self._was_active
+            staying = [s for s in m._self_handlers if was_active(s)]
+            for state in self._ordered(staying) if staying else ():
                 name = names[state][4]
                 if (
-                    name in table
+                    name in table  # bound meanwhile in another thread: skipped
                     and not self._call(name, state, table[name])
                     and not self._refuse(state)
                 ):
                     return False
         if m._pair_handlers:
-            pairs = m._pair_handlers
-            for src in self._before:
-                for dst in list(self.target_states):
-                    pair = pairs.get((src, dst)) if src != dst else None
-                    if (
-                        pair is not None
-                        and not self._call(pair, dst, table[pair])
-                        and not self._refuse(dst)
-                    ):
-                        return False
+            for _src, dst, pair in self._pairs(m._pair_handlers):
+                if pair not in table or not self._in_targets(dst):
+                    continue  # an auto state refused meanwhile
+                if not self._call(pair, dst, table[pair]) and not self._refuse(dst):
+                    return False
         if self.mutation.is_auto and not self.target_states:
             return False
         any_enter = table.get("any_enter")
         return not (any_enter and not self._call("any_enter", "", any_enter))
+
+    def _pairs(self, pairs: dict[tuple[str, str], str]) -> list[tuple[str, str, str]]:
+        """Bound ``Foo_Bar`` handlers that apply: Foo was active, Bar a target.
+
+        In Go's order: by ``Foo`` in schema order, then ``Bar`` in target order.
+        """
+        was_active, in_targets = self._was_active, self._in_targets
+        found = [
+            (src, dst, name)
+            for (src, dst), name in pairs.items()
+            if was_active(src) and in_targets(dst)
+        ]
+        if len(found) < 2:
+            return found
+        index = self.machine._index
+        dsts = sorted({dst for _, dst, _ in found}, key=index.__getitem__)
+        position = {dst: i for i, dst in enumerate(self._ordered(dsts))}
+        found.sort(key=lambda f: (index[f[0]], position[f[1]]))
+        return found
 
     def finalize(self, table: dict[str, list[Any]]) -> None:
         """Run final handlers; on an error the unfinished states are reverted."""
@@ -338,7 +507,19 @@ class Transition:
     def _revert(self, exits: Iterable[str], enters: Iterable[str]) -> None:
         """Put back the states whose final handlers didn't run."""
         m = self.machine
-        active = set(m._active)
-        active.update(exits)
-        active.difference_update(enters)
-        m._apply(self, [s for s in m._names if s in active], ())
+        m._apply(self, list(exits), list(enters))
+        # half a transition may leave a state without its requirement
+        m._consistent = False
+
+
+def advanced_clock(
+    ticks: list[int], enters: list[str], exits: list[str], index: dict[str, int]
+) -> list[int]:
+    """A new clock: +1 per (de)activation, +2 for a multi state re-entered."""
+    new = ticks[:]
+    for state in enters:
+        i = index[state]
+        new[i] += 2 if new[i] & 1 else 1
+    for state in exits:
+        new[index[state]] += 1
+    return new

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import heapq
 import logging
 import sys
 import threading
@@ -276,17 +277,109 @@ def _asyncio_running() -> bool:
 
 Ref = weakref.ref[Waiter]
 
+#: what a :class:`ClockCondition` needs of a state's tick
+ACTIVE, INACTIVE = -1, -2
+
+
+class ClockCondition:
+    """A waiter's check on the clock that also says when to look again.
+
+    ``needs`` pairs a state with what it needs: ``ACTIVE``, ``INACTIVE``, or
+    a tick to reach. :meth:`park` names the first state still short of it
+    and the tick that state must reach before the condition can change, so
+    the waiter is filed under that one state, in a heap ordered by that
+    tick, and a transition only looks at waiters whose tick it reached.
+    ``on_change`` conditions (``when_args``) look again at every change of
+    their one state, and also check the transition.
+    """
+
+    __slots__ = ("_machine", "needs", "tx_check")
+
+    def __init__(
+        self,
+        machine: Machine,
+        needs: list[tuple[str, int]],
+        tx_check: Callable[[Transition | None], bool] | None = None,
+    ) -> None:
+        self._machine = machine
+        self.needs = needs
+        self.tx_check = tx_check
+
+    def _unmet(self) -> tuple[str, int] | None:
+        """The first state short of its need, and the tick it must reach."""
+        m = self._machine
+        ticks, index = m._ticks, m._index
+        for state, need in self.needs:
+            tick = ticks[index[state]]
+            if need == ACTIVE:
+                if not tick & 1:
+                    return state, tick + 1
+            elif need == INACTIVE:
+                if tick & 1:
+                    return state, tick + 1
+            elif tick < need:
+                return state, need
+        return None
+
+    def park(self) -> tuple[str, int] | None:
+        """(state, tick) to look again at; None when the condition holds now.
+
+        A condition on the transition too looks again at the next change of
+        its first state, whatever the clock says.
+        """
+        where = self._unmet()
+        if where is None and self.tx_check is not None:
+            state = self.needs[0][0]
+            m = self._machine
+            return state, m._ticks[m._index[state]] + 1
+        return where
+
+    def __call__(self, tx: Transition | None) -> bool:
+        if self._unmet() is not None:
+            return False
+        return self.tx_check is None or self.tx_check(tx)
+
+
+#: a parked waiter: (tick to reach, registration order, the waiter)
+Parked = tuple[int, int, Ref]
+
 
 class Subscriptions:
-    """The waiters of one machine, filed by the states they depend on."""
+    """The waiters of one machine, filed by the states they depend on.
 
-    __slots__ = ("_by_state", "_count", "_disposed", "_every", "_lock", "_queue_end")
+    A waiter with a :class:`ClockCondition` sits in one heap, of the state
+    it waits on, keyed by the tick that state must reach; a transition pops
+    from the heaps of the states it changed only the waiters whose tick came,
+    and files each again (or wakes it). So a pending waiter costs nothing
+    to transitions that don't reach it. Other checks are filed under their
+    states and looked at on every change of them, or after every transition
+    (``states=None``, e.g. ``when_query``).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "_by_state",
+        "_count",
+        "_disposed",
+        "_every",
+        "_lock",
+        "_marks",
+        "_parked",
+        "_queue_end",
+        "_queue_ticks",
+        "_serial",
+        "_tick_of",
+    )
+
+    def __init__(self, tick_of: Callable[[str], int]) -> None:
+        self._tick_of = tick_of
         self._lock = threading.RLock()
+        self._parked: dict[str, list[Parked]] = {}
+        self._marks: dict[str, int] = {}  # heap size after its last sweep
+        self._serial = 0
         self._by_state: dict[str, list[Ref]] = {}
         self._every: list[Ref] = []
         self._queue_end: list[Ref] = []
+        self._queue_ticks: list[Parked] = []  # when_queue: a heap by tick
         self._disposed: list[Ref] = []
         self._count = 0
 
@@ -296,40 +389,116 @@ class Subscriptions:
         return self._count
 
     def add(self, waiter: Waiter, states: tuple[str, ...] | None) -> None:
-        """File a waiter under states, or under every transition when None."""
+        """File a waiter under what it depends on (see the class docstring).
+
+        A clock condition that holds already fires at once: its state may
+        change back before anyone looks again.
+        """
         ref = weakref.ref(waiter)
+        check = waiter._check
+        met = False
         with self._lock:
-            if states is None:
-                _prune_append(self._every, ref)
+            if isinstance(check, ClockCondition):
+                where = check.park()
+                if where is None:
+                    met = True
+                else:
+                    self._park(where, ref)
+            elif states is None:
+                self._count += 1 - _prune_append(self._every, ref)
             else:
                 for state in states:
-                    _prune_append(self._by_state.setdefault(state, []), ref)
-            self._count += 1
+                    refs = self._by_state.setdefault(state, [])
+                    self._count += 1 - _prune_append(refs, ref)
+        if met:
+            waiter._fire(True)
+
+    def _park(self, where: tuple[str, int], ref: Ref) -> None:
+        """File under a state's heap (lock held); sweep a heap grown stale."""
+        state, tick = where
+        heap = self._parked.get(state)
+        if heap is None:
+            heap = self._parked[state] = []
+        self._serial += 1
+        heapq.heappush(heap, (tick, self._serial, ref))
+        self._count += 1
+        if len(heap) > 2 * self._marks.get(state, 0) + 64:
+            # waiters dropped or done without their tick coming: forget them
+            live = [p for p in heap if (w := p[2]()) is not None and not w.done]
+            self._count -= len(heap) - len(live)
+            heapq.heapify(live)
+            self._parked[state] = live
+            self._marks[state] = len(live)
 
     def add_queue_end(self, waiter: Waiter) -> None:
         with self._lock:
-            _prune_append(self._queue_end, weakref.ref(waiter))
-            self._count += 1
+            self._count += 1 - _prune_append(self._queue_end, weakref.ref(waiter))
 
     def add_disposed(self, waiter: Waiter) -> None:
         with self._lock:
-            _prune_append(self._disposed, weakref.ref(waiter))
-            self._count += 1
+            self._count += 1 - _prune_append(self._disposed, weakref.ref(waiter))
 
     def process(self, changed: list[str], tx: Transition | None) -> None:
-        """Check the waiters filed under changed states, and the every-time ones."""
+        """Look at the waiters a change of these states may concern.
+
+        From each changed state's heap, only the waiters whose tick came;
+        then those filed under the states, and the every-time ones.
+        """
         with self._lock:
-            lists = [self._by_state[s] for s in changed if s in self._by_state]
+            parked, by_state = self._parked, self._by_state
+            for state in changed:
+                heap = parked.get(state)
+                if heap:
+                    self._wake_parked(state, heap, tx)
+                refs = by_state.get(state)
+                if refs:
+                    self._count -= _check_refs(refs, tx)
             if self._every:
-                lists.append(self._every)
-            for refs in lists:
-                _check_refs(refs, tx)
-            self._count = (
-                sum(len(v) for v in self._by_state.values())
-                + len(self._every)
-                + len(self._queue_end)
-                + len(self._disposed)
-            )
+                self._count -= _check_refs(self._every, tx)
+
+    def _wake_parked(
+        self, state: str, heap: list[Parked], tx: Transition | None
+    ) -> None:
+        tick = self._tick_of(state)
+        due: list[Ref] = []
+        while heap and heap[0][0] <= tick:
+            due.append(heapq.heappop(heap)[2])
+        self._count -= len(due)
+        for ref in due:
+            waiter = ref()
+            if waiter is None or waiter.done:
+                continue
+            check = waiter._check
+            if not isinstance(check, ClockCondition):
+                continue  # pragma: no cover - only clock conditions are parked
+            try:
+                met = check(tx)
+                where = None if met else check.park()
+            except Exception:
+                log.exception("a waiter condition (%s) raised", waiter.description)
+                waiter._fire(False)
+                continue
+            if met:
+                waiter._fire(True)
+            elif where is not None:
+                self._park(where, ref)
+
+    def add_queue_tick(self, waiter: Waiter, tick: int) -> None:
+        with self._lock:
+            self._serial += 1
+            heapq.heappush(self._queue_ticks, (tick, self._serial, weakref.ref(waiter)))
+
+    def queue_ticked(self, tick: int) -> None:
+        """Wake the ``when_queue`` waiters of ticks up to ``tick``."""
+        due: list[Ref] = []
+        with self._lock:
+            heap = self._queue_ticks
+            while heap and heap[0][0] <= tick:
+                due.append(heapq.heappop(heap)[2])
+        for ref in due:
+            waiter = ref()
+            if waiter is not None:
+                waiter._fire(True)
 
     def queue_ended(self) -> None:
         with self._lock:
@@ -340,6 +509,14 @@ class Subscriptions:
             if waiter is not None:
                 waiter._fire(True)
 
+    def _take_state_waiters(self) -> list[Ref]:
+        """Unfile every state waiter (lock held)."""
+        refs = [p[2] for heap in self._parked.values() for p in heap]
+        refs += [r for refs in self._by_state.values() for r in refs]
+        refs += self._every
+        self._parked, self._marks, self._by_state, self._every = {}, {}, {}, []
+        return refs
+
     def cancel(self, reason: WaiterCancelled | None) -> None:
         """End every pending condition waiter unmet, with ``reason``.
 
@@ -347,9 +524,7 @@ class Subscriptions:
         about the machine itself, not about its states.
         """
         with self._lock:
-            refs = [r for refs in self._by_state.values() for r in refs]
-            refs += self._every
-            self._by_state, self._every = {}, []
+            refs = self._take_state_waiters()
             self._count = len(self._queue_end) + len(self._disposed)
         for ref in refs:
             waiter = ref()
@@ -360,9 +535,9 @@ class Subscriptions:
         """Release every waiter: False, except ``when_disposed`` ones (True)."""
         with self._lock:
             disposed, self._disposed = self._disposed, []
-            others = [r for refs in self._by_state.values() for r in refs]
-            others += self._every + self._queue_end
-            self._by_state, self._every, self._queue_end = {}, [], []
+            others = self._take_state_waiters() + self._queue_end
+            others += [p[2] for p in self._queue_ticks]
+            self._queue_end, self._queue_ticks = [], []
             self._count = 0
         for ref in disposed:
             waiter = ref()
@@ -374,13 +549,19 @@ class Subscriptions:
                 waiter._fire(False)
 
 
-def _prune_append(refs: list[Ref], ref: Ref) -> None:
+def _prune_append(refs: list[Ref], ref: Ref) -> int:
+    """Append; at each power of two, drop the dead first. Returns how many."""
+    dropped = 0
     if len(refs) >= 32 and len(refs) & (len(refs) - 1) == 0:
-        refs[:] = [r for r in refs if (w := r()) is not None and not w.done]
+        kept = [r for r in refs if (w := r()) is not None and not w.done]
+        dropped = len(refs) - len(kept)
+        refs[:] = kept
     refs.append(ref)
+    return dropped
 
 
-def _check_refs(refs: list[Ref], tx: Transition | None) -> None:
+def _check_refs(refs: list[Ref], tx: Transition | None) -> int:
+    """Check and wake; keep the rest. Returns how many left the list."""
     keep: list[Ref] = []
     for ref in refs:
         waiter = ref()
@@ -397,7 +578,9 @@ def _check_refs(refs: list[Ref], tx: Transition | None) -> None:
             waiter._fire(True)
         else:
             keep.append(ref)
+    gone = len(refs) - len(keep)
     refs[:] = keep
+    return gone
 
 
 class StateContext:
@@ -407,12 +590,14 @@ class StateContext:
     to stop once the state that started it was left or re-entered.
     """
 
-    __slots__ = ("_callbacks", "_machine", "state", "tick")
+    __slots__ = ("_callbacks", "_epoch", "_machine", "state", "tick")
 
     def __init__(self, machine: Machine, state: str) -> None:
         self._machine = machine
         self.state = state
         self.tick = machine.tick(state)
+        # a handler timeout of the state cancels its contexts (bumps this)
+        self._epoch = machine._ctx_epochs.get(state, 0)
         self._callbacks: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
@@ -422,7 +607,11 @@ class StateContext:
     @property
     def expired(self) -> bool:
         m = self._machine
-        return m.is_disposed or m._ticks[m._index[self.state]] != self.tick
+        return (
+            m.is_disposed
+            or m._ticks[m._index[self.state]] != self.tick
+            or m._ctx_epochs.get(self.state, 0) != self._epoch
+        )
 
     def on_expire(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once the context expires (now, if it already has)."""

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any, cast
 from ._checking import Checking
 from ._schema import EXCEPTION, Names
 from ._transition import Transition
-from ._waiting import StateContext, Waiter, WaiterCancelled
+from ._waiting import (
+    ACTIVE,
+    INACTIVE,
+    ClockCondition,
+    StateContext,
+    Waiter,
+    WaiterCancelled,
+)
 
 if TYPE_CHECKING:
     from ._machine import Machine
@@ -38,7 +45,9 @@ class WaitingAPI(Checking):
         """Done once all the states are active."""
         names = self._parse(states)
         return self._waiter(
-            f"when({' '.join(names)})", names, lambda _tx: self._all_active(names)
+            f"when({' '.join(names)})",
+            names,
+            self._condition([(n, ACTIVE) for n in names]),
         )
 
     def when_not(self, states: Names) -> Waiter:
@@ -47,7 +56,7 @@ class WaitingAPI(Checking):
         return self._waiter(
             f"when_not({' '.join(names)})",
             names,
-            lambda _tx: not any(self._ticks[self._index[s]] & 1 for s in names),
+            self._condition([(n, INACTIVE) for n in names]),
         )
 
     def when_err(self) -> Waiter:
@@ -61,11 +70,16 @@ class WaitingAPI(Checking):
             raise ValueError(
                 f"when_time got {len(names)} states but {len(wanted)} ticks"
             )
-        pairs = [(self._index[n], t) for n, t in zip(names, wanted, strict=True)]
+        for tick in wanted:
+            if not isinstance(tick, int) or isinstance(tick, bool):
+                raise TypeError(f"when_time needs ticks as ints, got {tick!r}")
         return self._waiter(
             f"when_time({names}, {wanted})",
             names,
-            lambda _tx: all(self._ticks[i] >= t for i, t in pairs),
+            # ticks are never negative: a wanted one below 0 holds like 0
+            self._condition(
+                [(n, max(t, 0)) for n, t in zip(names, wanted, strict=True)]
+            ),
         )
 
     def when_ticks(self, state: str, ticks: int) -> Waiter:
@@ -76,19 +90,28 @@ class WaitingAPI(Checking):
         """Done once ``state`` is activated by a mutation carrying these args."""
         name = self._parse(state)[0]
         wanted = dict(args)
-        i = self._index[name]
 
-        def check(tx: Transition | None) -> bool:
-            if tx is None or not self._ticks[i] & 1:
+        def carries_args(tx: Transition | None) -> bool:
+            if tx is None:
                 return False
             given = tx.mutation.args
             return all(k in given and given[k] == v for k, v in wanted.items())
 
-        waiter = Waiter(f"when_args({name}, {wanted})", check)
+        waiter = Waiter(
+            f"when_args({name}, {wanted})",
+            self._condition([(name, ACTIVE)], carries_args),
+        )
         self._subs.add(waiter, (name,))
         if self._disposed:
             waiter._fire(False)
         return waiter
+
+    def _condition(
+        self,
+        needs: list[tuple[str, int]],
+        tx_check: Callable[[Transition | None], bool] | None = None,
+    ) -> ClockCondition:
+        return ClockCondition(cast("Machine", self), needs, tx_check)
 
     def when_query(self, query: Callable[[dict[str, int]], bool]) -> Waiter:
         """Done once ``query(clock)`` returns true; checked after each change."""
@@ -119,16 +142,34 @@ class WaitingAPI(Checking):
             waiter._fire(not self._disposed)
         return waiter
 
+    def when_queue(self, tick: int) -> Waiter:
+        """Done once the mutation of queue tick ``tick`` has been processed.
+
+        See ``Machine.queue_tick`` and ``Machine.last_queue_tick``. Done at
+        once for a tick already processed; released (False) on disposal.
+        """
+        if not isinstance(tick, int) or isinstance(tick, bool):
+            raise TypeError(f"when_queue needs a queue tick (int), got {tick!r}")
+        waiter = Waiter(f"when_queue({tick})")
+        if self._disposed:
+            waiter._fire(False)
+            return waiter
+        with self._lock:
+            passed = self._queue_tick >= tick
+            if not passed:
+                self._subs.add_queue_tick(waiter, tick)
+        if passed:
+            waiter._fire(True)
+        elif self._disposed:
+            waiter._fire(False)
+        return waiter
+
     def _cancel_waiters(self, reason: WaiterCancelled | None) -> None:
         """End every pending state waiter unmet, with ``reason`` (None: release).
 
         ``when_disposed`` and ``when_queue_end`` waiters are not touched.
         """
         self._subs.cancel(reason)
-
-    def _all_active(self, names: tuple[str, ...]) -> bool:
-        ticks, index = self._ticks, self._index
-        return all(ticks[index[s]] & 1 for s in names)
 
     def _waiter(
         self,
@@ -156,6 +197,12 @@ class WaitingAPI(Checking):
     def _watch_context(self, ctx: StateContext) -> None:
         with self._lock:
             self._contexts.setdefault(ctx.state, []).append(ctx)
+
+    def _cancel_contexts(self, state: str) -> None:
+        """Expire every context of ``state`` made so far, its tick unchanged."""
+        with self._lock:
+            self._ctx_epochs[state] = self._ctx_epochs.get(state, 0) + 1
+        self._expire_contexts([state])
 
     def _expire_contexts(self, changed: list[str]) -> None:
         expired: list[StateContext] = []

@@ -16,6 +16,12 @@ Measures toggles per second, side by side in one run, for three scenarios:
                  and after-transition callbacks for Add, Remove and the
                  removal cascade (see the note printed with the results).
 
+Then the scaling cases (``--only s``): microseconds per operation of one
+transition as the machine around it grows -- states, active states, require
+chains (k=32 vs 128), an exclusive group of 200 (vs pytransitions' 200-state
+machine), 10,000 pending waiters, 8 threads -- each measured interleaved
+with its baseline, printed as ratios against the targets of issue 15.
+
 Every measurement: warm-up, calibration of the loop length, then R timed runs
 (time.perf_counter, gc enabled, libraries interleaved run by run); the best
 and the median ops/s are reported.  After the runs each case verifies the
@@ -25,10 +31,12 @@ so a broken benchmark fails instead of printing numbers.
 Usage:
   python benchmarks/core_bench.py            # full run (a few seconds per case)
   python benchmarks/core_bench.py --quick    # short runs, CI smoke test
+  python benchmarks/core_bench.py --only s   # only the scaling cases
   python benchmarks/core_bench.py --profile  # cProfile asyncmachine (a) and (c)
 
 Exit status: 0 on success, 1 when a library or case could not run,
-2 with --check-target when asyncmachine < 2x pytransitions on (a).
+2 with --check-target when a target is not met ((a) >= 2.5x, (b) >= 2.2x
+pytransitions, and the scaling targets).
 Plain script, no pytest; optional pretty output with `rich` when installed.
 """
 
@@ -52,7 +60,8 @@ from functools import partial
 from typing import Any
 
 LIBS = ("asyncmachine", "transitions", "python-statemachine")
-TARGET_RATIO = 2.0  # asyncmachine / pytransitions on scenario (a)
+#: asyncmachine / pytransitions wanted, per scenario (issue 15)
+TARGETS = {"a": 2.5, "b": 2.2}
 
 
 def check(cond: bool, msg: str) -> None:
@@ -607,6 +616,365 @@ SCENARIOS: list[tuple[str, str, dict[str, Callable[[], Case]]]] = [
 
 
 # ---------------------------------------------------------------------------
+# scaling: what one transition costs as the machine around it grows
+# ---------------------------------------------------------------------------
+
+SCALING_NOTE = (
+    "scaling: microseconds per operation (median of the timed runs); every "
+    "case is measured interleaved with its baseline in this run. pytransitions "
+    "has one active state per model and no relations or waiters, so only the "
+    "exclusive group (one active state out of 200) and the plain toggle have "
+    "an equivalent there; the other ratios are asyncmachine against itself."
+)
+
+
+@dataclass
+class Op:
+    """One scaling case: ``run(n)`` performs n operations; ``verify()`` checks."""
+
+    name: str
+    run: Callable[[int], None]
+    verify: Callable[[], None] = lambda: None
+    times: list[float] = field(default_factory=list)  # seconds per operation
+
+    @property
+    def median_us(self) -> float:
+        return statistics.median(self.times) * 1e6
+
+    @property
+    def best_us(self) -> float:
+        return min(self.times) * 1e6
+
+
+def _am_toggler(n_states: int, active: int, name: str) -> Op:
+    """Toggle S0 in a machine of ``n_states`` flat states, ``active`` others on."""
+    from asyncmachine import Machine, State
+
+    m = Machine({f"S{i}": State() for i in range(n_states)}, id=name)
+    if active:
+        m.add([f"S{i}" for i in range(1, active + 1)])
+    base = m.tick("S0")
+    done = [0]
+
+    def run(n: int, toggle: Any = m.toggle) -> None:
+        for _ in range(n):
+            toggle("S0")
+        done[0] += n
+
+    def verify() -> None:
+        check(m.tick("S0") == base + done[0], f"{name}: tick of S0")
+        check(len(m.active_states) == active + done[0] % 2, f"{name}: active")
+
+    return Op(name, run, verify)
+
+
+def _am_handler_toggler() -> Op:
+    from asyncmachine import Machine, State
+
+    class Handlers:
+        calls = 0
+
+        def S0_state(self, e: Any) -> None:
+            Handlers.calls += 1
+
+    m = Machine({"S0": State()}, id="handler")
+    m.bind(Handlers())
+
+    def run(n: int, toggle: Any = m.toggle) -> None:
+        for _ in range(n):
+            toggle("S0")
+
+    return Op("am: toggle + 1 handler", run, lambda: check(Handlers.calls > 0, "h"))
+
+
+def _tr_toggler(with_handler: bool) -> Op:
+    calls = [0]
+
+    def on_enter() -> None:
+        calls[0] += 1
+
+    on = {"name": "on", "on_enter": on_enter} if with_handler else "on"
+    model = _tr_toggle_machine(["off", on])
+
+    def run(n: int, toggle: Any = model.toggle) -> None:
+        for _ in range(n):
+            toggle()
+
+    def verify() -> None:
+        check(model.state in ("on", "off"), "transitions: state")
+        check(not with_handler or calls[0] > 0, "transitions: handler")
+
+    name = "pytransitions: toggle" + (" + 1 handler" if with_handler else "")
+    return Op(name, run, verify)
+
+
+def _am_chain(k: int) -> Op:
+    """A require chain C0 <- C1 <- ... (each also adds the previous one):
+    one op adds the top (the whole chain comes), the next removes the root
+    (the whole chain goes)."""
+    from asyncmachine import Machine, State
+
+    names = [f"C{i}" for i in range(k)]
+    schema = {names[0]: State()}
+    for i in range(1, k):
+        schema[names[i]] = State(require=[names[i - 1]], add=[names[i - 1]])
+    m = Machine(schema, id=f"chain{k}")
+    top, root = names[-1], names[0]
+    done = [0]
+
+    def run(n: int, add: Any = m.add, remove: Any = m.remove) -> None:
+        for i in range(n):
+            if (done[0] + i) % 2:
+                remove(root)
+            else:
+                add(top)
+        done[0] += n
+
+    def verify() -> None:
+        want = k if done[0] % 2 else 0
+        check(len(m.active_states) == want, f"chain {k}: {len(m.active_states)}")
+
+    return Op(f"am: require chain k={k}", run, verify)
+
+
+def _am_group(size: int) -> Op:
+    """An exclusive group: each state removes all the others; add cycles."""
+    from asyncmachine import Machine, State
+
+    names = [f"G{i}" for i in range(size)]
+    m = Machine(
+        {n: State(remove=[o for o in names if o != n]) for n in names}, id="group"
+    )
+    done = [0]
+
+    def run(n: int, add: Any = m.add) -> None:
+        start = done[0]
+        for i in range(start, start + n):
+            add(names[i % size])
+        done[0] += n
+
+    def verify() -> None:
+        want = [names[(done[0] - 1) % size]]
+        check(m.active_states == want, f"group: {m.active_states} != {want}")
+
+    return Op(f"am: exclusive group of {size}", run, verify)
+
+
+def _tr_group(size: int) -> Op:
+    from transitions import Machine
+
+    names = [f"G{i}" for i in range(size)]
+    model = _TrModel()
+    Machine(model=model, states=names, initial=names[0], auto_transitions=True)
+    # to_G<i> triggers, one per state, cycled like the asyncmachine case
+    triggers = [getattr(model, f"to_{n}") for n in names]
+    done = [0]
+
+    def run(n: int) -> None:
+        start = done[0]
+        for i in range(start, start + n):
+            triggers[i % size]()
+        done[0] += n
+
+    def verify() -> None:
+        want = names[(done[0] - 1) % size]
+        check(model.state == want, f"transitions group: {model.state} != {want}")
+
+    return Op(f"pytransitions: {size} states, to_<state>", run, verify)
+
+
+def _am_waiters(count: int, on_toggled: bool) -> Op:
+    """Toggle S0 with ``count`` pending waiters: when() on as many other
+    states, or when_ticks on S0 itself that never come due."""
+    from asyncmachine import Machine, State
+
+    m = Machine({f"S{i}": State() for i in range(count + 1)}, id="waiters")
+    if on_toggled:
+        waiters = [m.when_ticks("S0", 10**9 + i) for i in range(count)]
+        name = f"am: toggle, {count:,} when_ticks on it"
+    else:
+        waiters = [m.when(f"S{i}") for i in range(1, count + 1)]
+        name = f"am: toggle, {count:,} when() on others"
+
+    def run(n: int, toggle: Any = m.toggle) -> None:
+        for _ in range(n):
+            toggle("S0")
+
+    def verify() -> None:
+        check(not any(w.done for w in waiters), "waiters: none may be done")
+
+    return Op(name, run, verify)
+
+
+def _am_threads(threads: int) -> Op:
+    """Mutations spread over ``threads`` threads, each on its own state, one
+    machine; ``run(n)`` performs n in total (n / threads per thread).
+
+    Each thread alternates add and remove (not toggle: a toggle decides from
+    the state now, while a mutation from another thread may still wait in
+    the queue), so every one of them ticks once and the clocks stay exact.
+    """
+    import threading
+
+    from asyncmachine import Machine, State
+
+    m = Machine({f"T{i}": State() for i in range(threads)}, id=f"threads{threads}")
+    done = [0]
+
+    def worker(state: str, count: int) -> None:
+        add, remove = m.add, m.remove
+        for _ in range(count // 2):
+            add(state)
+            remove(state)
+
+    def run(n: int) -> None:
+        per = max(2, n // threads) & ~1  # even: every state ends inactive
+        if threads == 1:
+            worker("T0", per)
+        else:
+            pool = [
+                threading.Thread(target=worker, args=(f"T{i}", per))
+                for i in range(threads)
+            ]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+        done[0] += per
+
+    def verify() -> None:
+        for i in range(threads):
+            tick = m.tick(f"T{i}")
+            check(tick == done[0], f"threads: tick of T{i} {tick} != {done[0]}")
+
+    return Op(f"am: {threads} thread(s), add/remove", run, verify)
+
+
+#: (title, case, baseline, target): ratio = case / baseline in time per op;
+#: a target "<= x" caps it, ">= x" is a speed-up wanted (baseline / case)
+SCALING: list[tuple[str, Callable[[], Op], Callable[[], Op], str | None]] = [
+    (
+        "plain toggle vs pytransitions",
+        partial(_am_toggler, 1, 0, "am: toggle"),
+        partial(_tr_toggler, False),
+        ">= 2.5",
+    ),
+    (
+        "one handler vs pytransitions",
+        _am_handler_toggler,
+        partial(_tr_toggler, True),
+        ">= 2.2",
+    ),
+    (
+        "1,000 states (none active) vs 1",
+        partial(_am_toggler, 1000, 0, "am: 1,000 states"),
+        partial(_am_toggler, 1, 0, "am: toggle"),
+        None,
+    ),
+    (
+        "10,000 states (none active) vs 1",
+        partial(_am_toggler, 10_000, 0, "am: 10,000 states"),
+        partial(_am_toggler, 1, 0, "am: toggle"),
+        None,
+    ),
+    (
+        "999 others active vs plain toggle",
+        partial(_am_toggler, 1000, 999, "am: 999 others active"),
+        partial(_am_toggler, 1, 0, "am: toggle"),
+        "<= 3",
+    ),
+    (
+        "require chain k=128 vs k=32",
+        partial(_am_chain, 128),
+        partial(_am_chain, 32),
+        "<= 4.5",
+    ),
+    (
+        "exclusive group of 200 vs pytransitions",
+        partial(_am_group, 200),
+        partial(_tr_group, 200),
+        None,
+    ),
+    (
+        "10,000 waiters on other states vs none",
+        partial(_am_waiters, 10_000, False),
+        partial(_am_toggler, 10_001, 0, "am: 10,001 states, no waiters"),
+        "<= 1.1",
+    ),
+    (
+        "10,000 when_ticks on the toggled state vs none",
+        partial(_am_waiters, 10_000, True),
+        partial(_am_toggler, 10_001, 0, "am: 10,001 states, no waiters"),
+        None,
+    ),
+    (
+        "8 threads vs 1 (time per toggle)",
+        partial(_am_threads, 8),
+        partial(_am_threads, 1),
+        None,
+    ),
+]
+
+
+def measure_ops(ops: list[Op], st: Settings) -> None:
+    """Calibrate each op to ~st.seconds, then st.repeat interleaved runs."""
+    sizes = []
+    for op in ops:
+        n = 16
+        while True:
+            t0 = time.perf_counter()
+            op.run(n)
+            dt = time.perf_counter() - t0
+            if dt >= st.seconds / 4 or n >= st.max_ops:
+                break
+            n *= 4
+        sizes.append(max(2, min(st.max_ops, int(n * st.seconds / max(dt, 1e-9)))))
+    for _ in range(st.repeat):
+        for op, n in zip(ops, sizes, strict=True):
+            gc.collect()
+            t0 = time.perf_counter()
+            op.run(n)
+            op.times.append((time.perf_counter() - t0) / n)
+    for op in ops:
+        op.verify()
+
+
+def run_scaling(st: Settings) -> list[tuple[str, Op, Op, str | None, float]]:
+    results = []
+    for title, case_f, base_f, target in SCALING:
+        case, base = case_f(), base_f()
+        measure_ops([case, base], st)
+        results.append((title, case, base, target, case.median_us / base.median_us))
+    return results
+
+
+def render_scaling(results: list[tuple[str, Op, Op, str | None, float]]) -> int:
+    print("scaling (us per op, median of the timed runs; best in brackets)")
+    missed = 0
+    for title, case, base, target, ratio in results:
+        verdict = ""
+        if target is not None:
+            kind, bound = target.split()
+            if kind == ">=":
+                value, ok = 1 / ratio, 1 / ratio >= float(bound)
+                shown = f"speed-up {value:.2f}x (target {target})"
+            else:
+                value, ok = ratio, ratio <= float(bound)
+                shown = f"ratio {value:.2f}x (target {target})"
+            verdict = f"  {shown} {'MET' if ok else 'NOT MET'}"
+            missed += not ok
+        else:
+            verdict = f"  ratio {ratio:.2f}x"
+        print(f"- {title}:{verdict}")
+        print(
+            f"    {case.name}: {case.median_us:.2f} ({case.best_us:.2f}) | "
+            f"{base.name}: {base.median_us:.2f} ({base.best_us:.2f})"
+        )
+    print(textwrap.fill(SCALING_NOTE, width=100, subsequent_indent="  "))
+    return missed
+
+
+# ---------------------------------------------------------------------------
 # running
 # ---------------------------------------------------------------------------
 
@@ -802,11 +1170,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="target duration of one timed run (default 0.25, quick 0.01)",
     )
-    p.add_argument("--only", default="", help="scenarios to run, e.g. 'ac'")
+    p.add_argument(
+        "--only", default="", help="scenarios to run, e.g. 'ac'; 's': scaling"
+    )
     p.add_argument(
         "--check-target",
         action="store_true",
-        help=f"exit 2 unless asyncmachine >= {TARGET_RATIO}x transitions on (a)",
+        help="exit 2 unless every target is met",
     )
     args = p.parse_args(argv)
 
@@ -826,39 +1196,46 @@ def main(argv: list[str] | None = None) -> int:
         profile_asyncmachine(st)
         return 0
 
+    only = set(args.only) if args.only else None
     print(
         f"{st.repeat} timed runs per case of ~{st.seconds}s each after {st.warmup} "
         f"warm-up toggles; gc enabled; best / median ops/s\n"
     )
-    results = run_benchmarks(st, set(args.only) if args.only else None)
-    render_table(results)
-    print()
     status = 0
+    results = run_benchmarks(st, only)
+    if results:
+        render_table(results)
+        print()
     for key, _title, cases in results:
         for c in cases.values():
             if c.error:
                 print(f"error ({key}) {c.lib}: {c.error}")
                 status = 1
-    print(
-        "verified: final states"
-        " (+ clocks for asyncmachine, handler counts in (b)) after every case"
-    )
-    print("ratios: asyncmachine ops/s divided by the baseline's, median (best)")
+    if results:
+        print(
+            "verified: final states"
+            " (+ clocks for asyncmachine, handler counts in (b)) after every case"
+        )
+        print("ratios: asyncmachine ops/s divided by the baseline's, median (best)")
     if any(k == "c" for k, _, _ in results):
         print(textwrap.fill("note: " + REL_NOTE, width=100, subsequent_indent="  "))
+    missed = 0
     for key, _title, cases in results:
-        if key != "a":
-            continue
+        target = TARGETS.get(key)
         am, tr = cases.get("asyncmachine"), cases.get("transitions")
-        if am and tr and am.median and tr.median:
+        if target and am and tr and am.median and tr.median:
             ratio = am.median / tr.median
-            ok = ratio >= TARGET_RATIO
+            ok = ratio >= target
+            missed += not ok
             print(
-                f"target (a) asyncmachine >= {TARGET_RATIO:.0f}x transitions: "
+                f"target ({key}) asyncmachine >= {target}x transitions: "
                 f"{'MET' if ok else 'NOT MET'} ({ratio:.2f}x median)"
             )
-            if args.check_target and not ok:
-                status = status or 2
+    if only is None or "s" in only:
+        print()
+        missed += render_scaling(run_scaling(st))
+    if args.check_target and missed:
+        status = status or 2
     return status
 
 

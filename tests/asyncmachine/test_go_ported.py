@@ -8,32 +8,30 @@ Go's log-text assertions are dropped (there is no log capture in our API),
 and handler assertions are recorded inside handlers and checked by the test
 body, because an exception raised in a handler becomes the Exception state.
 
+Ported elsewhere (issue 15): TestEval, TestEvalNested, TestWhenQueue,
+TestSetStates and TestGroups in ``test_go_machine_rest.py``, TestHandlerTimeout
+in ``test_handler_timeout.py``.
+
 Go tests NOT ported, with the reason:
 
 - TestAutoStatesHeartbeat: an empty t.Skip("TODO") in Go.
 - TestDisposeForce: no forced (queue-skipping) disposal in our API.
 - TestLogArgs: checks Go's logger args mapper; we have no logger API.
-- TestEval: Machine.Eval (run a func on the queue) has no counterpart.
-- TestEvalNested: Machine.Eval has no counterpart.
-- TestEvalNestedHandlers: Machine.Eval and Fork have no counterpart.
+- TestEvalNestedHandlers: needs Go's Fork (a handler forking a goroutine
+  through the machine), which has no counterpart.
 - TestBreakpoints: debugging breakpoints have no counterpart.
 - TestDoubleHandlers: an empty t.Skip("TODO") in Go.
 - TestChanReuse: checks identity of reused Go channels, an internal detail.
 - TestNewCommon: NewCommon constructor with Opts has no counterpart.
-- TestNewCommonLessCommon: NewCommon / Opts / handler timeouts, Go-only.
+- TestNewCommonLessCommon: NewCommon / Opts, Go-only.
 - TestQueueLimit: an empty t.Skip() in Go.
 - TestSubmachines: an empty t.Skip() in Go.
-- TestSetStates: SetSchema (replacing a live schema) has no counterpart.
 - TestNilCtx: checks a nil Go context.Context argument.
-- TestWhenQueue: waits on a queue tick returned by a mutation; our mutations
-  return the constant Result.QUEUED and there is no when_queue(tick).
-- TestVerifyStates: VerifyStates (re-ordering the state index) has no
-  counterpart; our order is the schema's.
+- TestVerifyStates: VerifyStates re-orders Go's state index; our order is
+  the schema's (set_schema keeps it and only appends).
 - TestLogger: checks Go's semantic logger setters.
 - TestAnyEnterHandler: an empty t.Skip() in Go.
-- TestHandlerTimeout: goroutine handler timeouts are Go-specific.
 - TestHandlerDeadline: an empty t.Skip("TODO") in Go (handler deadlines).
-- TestGroups: state groups from Go struct embedding have no counterpart.
 """
 
 from __future__ import annotations
