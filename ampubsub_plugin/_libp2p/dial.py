@@ -9,7 +9,8 @@ Rules:
 3. Dials run concurrently, at most :data:`MAX_PARALLEL_DIALS` at once, each
    bounded by the transport's ``connect_timeout``. A failed dial is logged;
    only when no peer could be reached is :class:`TransportError` raised,
-   naming every failure by the addresses given.
+   naming every failure by the addresses given, in our words
+   (:mod:`.errors`: what failed and what to try, one line).
 4. An explicit dial uses exactly the addresses it was given: py-libp2p's
    memory of earlier dials is reset first (:func:`forget_stale_dial_state`).
 
@@ -29,6 +30,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 
 from ..transport import TransportError
+from .errors import Problem, explain
 from .logs import log
 
 #: Dials in flight at once in :meth:`Libp2pTransport.connect`.
@@ -55,10 +57,14 @@ class DialPlan:
                 self.addrs.setdefault(info.peer_id, []).extend(info.addrs)
                 self.texts.setdefault(info.peer_id, []).append(text)
 
-    async def dial(self, host: IHost, timeout: float, name: str) -> int:
+    async def dial(
+        self, host: IHost, timeout: float, name: str, *, psk: bool = False
+    ) -> int:
         """Dial every peer; return how many peers are now connected.
 
-        Raises :class:`TransportError` naming every failure when none is.
+        Raises :class:`TransportError` naming every failure when none is, in
+        our words (:func:`errors.explain`; ``psk``: a key is configured, so a
+        hang or a failed handshake is reported as a likely key mismatch).
         ``name`` (this peer's id) labels the log lines.
         """
         limiter = trio.CapacityLimiter(MAX_PARALLEL_DIALS)
@@ -69,17 +75,22 @@ class DialPlan:
             nonlocal connected
             async with limiter:
                 forget_stale_dial_state(host, peer)
-                reason = f"timed out after {timeout} s"
+                target = " ".join(self.texts[peer])
+                reason = explain(
+                    None,
+                    f"{target} (after {timeout:g} s)",
+                    problem=Problem.PSK_MISMATCH if psk else Problem.TIMEOUT,
+                )
                 with trio.move_on_after(timeout):
                     try:
                         await host.connect(PeerInfo(peer, peer_addrs))
                     except Exception as error:  # any dial failure is a failure
-                        reason = f"{type(error).__name__}: {error}"
+                        reason = explain(error, target, psk=psk)
                     else:
                         if host.get_network().get_connections(peer):
                             connected += 1
                             return
-                        reason = "no connection after dial"
+                        reason = f"{target}: no connection after the dial"
                 failures[peer] = reason
 
         started = trio.current_time()
@@ -96,9 +107,7 @@ class DialPlan:
         for peer, reason in failures.items():
             log.info("%s could not dial %s: %s", name, peer, reason)
         if not connected:
-            detail = "; ".join(
-                f"{' '.join(self.texts[p])}: {r}" for p, r in failures.items()
-            )
+            detail = " | ".join(failures.values())
             raise TransportError(f"could not connect to any peer: {detail}")
         return connected
 

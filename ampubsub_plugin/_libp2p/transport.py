@@ -44,6 +44,7 @@ from libp2p.pubsub.pb import rpc_pb2
 
 from ..transport import Transport, TransportError, TransportHandler
 from .dial import DialPlan, parse_multiaddr
+from .errors import explain
 from .inbox import Inbox
 from .keys import PublicKeys
 from .logs import log
@@ -198,10 +199,9 @@ class Libp2pTransport(Transport):
             self._stack = None
         if stack.error is not None:
             listen = ", ".join(str(a) for a in self._config.listen)
-            stage = "failed" if stack.started else "failed to start"
-            cause = _innermost(stack.error)
+            stage = "failed" if stack.started else "could not start"
             raise TransportError(
-                f"libp2p on {listen} {stage}: {cause!r}"
+                explain(stack.error, f"libp2p on {listen} {stage}")
             ) from stack.error
 
     @property
@@ -379,9 +379,3 @@ class Libp2pTransport(Transport):
                 f"{self.peer_id} could not publish on {topic!r}: {error!r}"
             ) from error
 
-
-def _innermost(error: BaseException) -> BaseException:
-    """The one exception inside nested single-member exception groups."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
