@@ -231,8 +231,7 @@ def serve_prometheus(
         from prometheus_client import CollectorRegistry, start_http_server
     except ImportError as error:
         raise ImportError(
-            "Prometheus metrics need prometheus_client: "
-            "pip install 'ampubsub[metrics]'"
+            "Prometheus metrics need prometheus_client: pip install 'ampubsub[metrics]'"
         ) from error
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PrometheusCollector(topics))

@@ -31,7 +31,7 @@ class Problem(Enum):
     REFUSED = "nothing is listening there"
     UNREACHABLE = "no route to that host"
     WRONG_PEER_ID = "a different peer answered"
-    TIMEOUT = "no answer in time"
+    TIMEOUT = "timed out with no answer"
     PSK_MISMATCH = "the private-network key (PSK) differs"
     ADDRESS_IN_USE = "the port is already in use"
     ADDRESS_NOT_LOCAL = "that IP address is not on this host"

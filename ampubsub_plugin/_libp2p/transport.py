@@ -48,6 +48,7 @@ from .errors import explain
 from .inbox import Inbox
 from .keys import PublicKeys
 from .logs import log
+from .mdns import run_mdns
 from .pubsub import MAX_PAYLOAD, MUXERS, HostConfig
 from .stack import Running, Stack
 
@@ -65,6 +66,8 @@ class Libp2pTransport(Transport):
     identity is made, once per transport object. ``degree*`` and
     ``heartbeat_interval`` (seconds) configure gossipsub; ``muxer`` is
     ``"mplex"`` or ``"yamux"``. ``connect_timeout`` bounds each dial.
+    ``mdns`` announces this peer on the LAN and dials the peers found there
+    (``_libp2p/mdns.py``).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class Libp2pTransport(Transport):
         heartbeat_interval: float = 1.0,
         muxer: str = "mplex",
         connect_timeout: float = 5.0,
+        mdns: bool = False,
     ) -> None:
         if isinstance(listen, str):
             listen = (listen,)
@@ -112,6 +116,7 @@ class Libp2pTransport(Transport):
         #: the handler's validator (see AcceptingHandler), while serving
         self._accept: Callable[[str, bytes], bool] | None = None
         self._connect_timeout = connect_timeout
+        self._mdns = bool(mdns)
         # The stack of the serve() call entered and not finished, if any.
         self._stack: Stack | None = None
         # The joined topic (inbox.topic) and the entries on their way in.
@@ -188,12 +193,16 @@ class Libp2pTransport(Transport):
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stack.run, handler, self._unsubscribe)
+                discovery = trio.CancelScope()
                 try:
                     await stack.ready.wait()
                     if stack.error is None:
+                        if self._mdns and stack.running is not None:
+                            nursery.start_soon(self._run_mdns, stack.running, discovery)
                         task_status.started()
                         await stack.finished.wait()
                 finally:
+                    discovery.cancel()
                     stack.stop.set()
         finally:
             self._stack = None
@@ -203,6 +212,10 @@ class Libp2pTransport(Transport):
             raise TransportError(
                 explain(stack.error, f"libp2p on {listen} {stage}")
             ) from stack.error
+
+    async def _run_mdns(self, run: Running, scope: trio.CancelScope) -> None:
+        with scope:
+            await run_mdns(run.host, self._connect_timeout, self.peer_id)
 
     @property
     def _run(self) -> Running | None:
@@ -306,6 +319,27 @@ class Libp2pTransport(Transport):
         peers = self._run.pubsub.peer_topics.get(topic, ())
         return frozenset(p.to_base58() for p in peers)
 
+    def network_topics(self) -> dict[str, int]:
+        """Topics the connected peers are on -> how many (a wrong-topic hint)."""
+        if self._run is None:
+            return {}
+        return {t: len(p) for t, p in self._run.pubsub.peer_topics.items() if p}
+
+    def peer_address(self, peer_id: str) -> str | None:
+        """The remote address of our connection to ``peer_id``, if connected."""
+        run = self._run
+        if run is None:
+            return None
+        try:
+            conns = run.host.get_network().get_connections(ID.from_base58(peer_id))
+        except Exception:  # not a peer id we can parse: not connected either
+            return None
+        for conn in conns:
+            addrs: list[object] = list(getattr(conn, "get_transport_addresses", list)())
+            if addrs:
+                return str(addrs[0])
+        return None
+
     def mesh_peers(self) -> frozenset[str]:
         """Peers in this node's gossipsub mesh for the joined topic."""
         topic = self._inbox.topic
@@ -378,4 +412,3 @@ class Libp2pTransport(Transport):
             raise TransportError(
                 f"{self.peer_id} could not publish on {topic!r}: {error!r}"
             ) from error
-
