@@ -78,6 +78,7 @@ class Topic:
         id: str | None = None,
         ready_peers: int = 1,
         connect_attempts: int = 5,
+        mdns: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a topic name must be a non-empty str, got {name!r}")
@@ -88,7 +89,9 @@ class Topic:
         if transport is None:
             from .libp2p_transport import Libp2pTransport
 
-            transport = Libp2pTransport(listen=list(listen))
+            transport = Libp2pTransport(listen=list(listen), mdns=mdns)
+        elif mdns:
+            raise ValueError("mdns=True makes its own transport: pass one or the other")
         self.transport = transport
         self.config = config or GossipConfig()
         self.ready_peers = ready_peers
