@@ -164,6 +164,18 @@ def wrong_topic_hint(topic: Topic, waited: float) -> Failure:
     )
 
 
+def default_listen(bootstrap: list[str]) -> list[str]:
+    """TCP on loopback, and QUIC too when a bootstrap peer is on QUIC.
+
+    py-libp2p dials only with the transports it listens on, and QUIC dials
+    from its listening socket (so on all interfaces, to reach other hosts).
+    """
+    listen = ["/ip4/127.0.0.1/tcp/0"]
+    if any("/quic" in addr for addr in bootstrap):
+        listen.append("/ip4/0.0.0.0/udp/0/quic-v1")
+    return listen
+
+
 def watch(args: argparse.Namespace) -> int:
     """Show the topic live (or once) until interrupted or ``--seconds``."""
     bootstrap = check_addrs(args.bootstrap, "--bootstrap", dialable=True)
@@ -177,7 +189,7 @@ def watch(args: argparse.Namespace) -> int:
     topic = make_topic(
         args.topic,
         kind=args.transport,
-        listen=args.listen or ["/ip4/127.0.0.1/tcp/0"],
+        listen=args.listen or default_listen(bootstrap),
         bootstrap=bootstrap,
         timeout=args.timeout,
         mdns=args.mdns,
