@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -163,3 +165,20 @@ def test_metrics_port_serves_counters_and_convergence_lag(demo_peer: object) -> 
     ]
     assert len(lag) == 1, text
     assert 0 <= float(lag[0].rsplit(" ", 1)[1]) < 30
+
+
+def test_debug_logging_leaves_multiaddr_out() -> None:
+    program = (
+        "import logging, multiaddr;"
+        "logging.basicConfig(level=logging.DEBUG);"
+        "import ampubsub_plugin.libp2p_transport as t;"
+        "t.Libp2pTransport(['/ip4/127.0.0.1/tcp/0']);"
+        "str(multiaddr.Multiaddr('/ip4/127.0.0.1/tcp/1/p2p/" + NOBODY + "'));"
+        "logging.getLogger('ampubsub.libp2p').debug('ours')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ampubsub.libp2p:ours" in done.stderr
+    assert "multiaddr" not in done.stderr
