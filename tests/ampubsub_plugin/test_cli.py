@@ -50,13 +50,14 @@ def test_a_refused_dial_is_one_line_within_the_timeout() -> None:
     port = closed.getsockname()[1]
     closed.close()
     addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{NOBODY}"
-    ran = run("watch", "--bootstrap", addr, "--timeout", "8")
+    # generous: the clock counts the process's start too, slow on a busy machine
+    ran = run("watch", "--bootstrap", addr, "--timeout", "20")
     assert ran.code == Exit.NETWORK
     line = one_line(ran.err)
     assert line.startswith("ampubsub watch: connecting")
     assert addr in line and "nothing is listening there" in line
     assert len(line) > 80  # not wrapped though not a terminal
-    assert ran.seconds < 8 + 1, ran.seconds
+    assert ran.seconds < 20 + 1, ran.seconds
 
 
 def test_a_malformed_address_is_a_usage_error() -> None:
@@ -94,7 +95,7 @@ def test_a_peer_on_0000_prints_dialable_addresses(demo_peer: object) -> None:
     assert not any("/0.0.0.0/" in a for a in peer.addrs), peer.addrs
     assert all("/p2p/" in a for a in peer.addrs)
     for addr in peer.addrs:  # every printed address is dialled and answers
-        ran = run("watch", "--bootstrap", addr, "--once", "--json", "--timeout", "20")
+        ran = run("watch", "--bootstrap", addr, "--once", "--json")
         assert ran.code == 0, ran
         picture = json.loads(one_line(ran.out))
         assert picture["peer_count"] == 1
@@ -109,7 +110,7 @@ def test_quic_between_two_processes(demo_peer: object) -> None:
     )
     (addr,) = peer.addrs
     assert "/quic-v1/" in addr
-    ran = run("watch", "--bootstrap", addr, "--once", "--json", "--timeout", "20")
+    ran = run("watch", "--bootstrap", addr, "--once", "--json")
     assert ran.code == 0, ran
     picture = json.loads(one_line(ran.out))
     assert [m["id"] for m in picture["machines"]] == ["q-worker0"]
@@ -134,7 +135,7 @@ def test_watch_filters_and_ticks(demo_peer: object) -> None:
 def test_watch_on_a_wrong_topic_says_so(demo_peer: object) -> None:
     peer = demo_peer("--demo", "1")  # type: ignore[operator]
     ran = run(
-        "watch", "--bootstrap", peer.addrs[0], "--topic", "nope", "--timeout", "4"
+        "watch", "--bootstrap", peer.addrs[0], "--topic", "nope", "--timeout", "15"
     )
     assert ran.code == Exit.NOTHING_FOUND
     line = one_line(ran.err)
