@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,34 @@ def test_debug_logging_leaves_multiaddr_out() -> None:
     assert done.returncode == 0, done.stderr
     assert "ampubsub.libp2p:ours" in done.stderr
     assert "multiaddr" not in done.stderr
+
+
+FACTORY = """
+import threading
+from asyncmachine import Machine, State
+
+def make(stop):
+    schema = {"A": State(remove=["B"]), "B": State(remove=["A"])}
+    m = Machine(schema, id="made", tags=["mine"])
+    def flip():
+        while not stop.wait(0.2):
+            m.add("B" if m.is_active("A") else "A")
+    threading.Thread(target=flip, daemon=True).start()
+    return [m]
+"""
+
+
+def test_peer_exports_a_factory_that_changes_its_machines(
+    demo_peer: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "myfactory.py").write_text(FACTORY)
+    monkeypatch.chdir(tmp_path)  # the factory's module is found from the cwd
+    peer = demo_peer("--expose", "myfactory:make")  # type: ignore[operator]
+    ticks = []
+    for _ in range(2):  # two pictures: the machine moved between them
+        ran = run("watch", "--bootstrap", peer.addrs[0], "--once", "--json")
+        assert ran.code == 0, ran
+        (machine,) = json.loads(one_line(ran.out))["machines"]
+        assert machine["id"] == "made" and machine["tags"] == ["mine"]
+        ticks.append(sum(machine["ticks"].values()))
+    assert ticks[1] > ticks[0]

@@ -12,13 +12,14 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from .cliutil import run, start_peer
 
-pytestmark = pytest.mark.skipif(
+needs_netns = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
     reason="network namespaces need root and iproute2 (ip netns)",
 )
@@ -51,6 +52,7 @@ def two_namespaces() -> Iterator[tuple[str, str]]:
         ip("netns", "del", a)
 
 
+@needs_netns
 def test_two_peers_in_two_namespaces_find_each_other_by_mdns(
     two_namespaces: tuple[str, str],
 ) -> None:
@@ -84,3 +86,55 @@ def test_two_peers_in_two_namespaces_find_each_other_by_mdns(
         assert picture["peers"][0]["address"].startswith("/ip4/10.77.")
     finally:
         peer.proc.kill()
+
+
+TOPIC_PROGRAM = """
+import sys
+from ampubsub_plugin import Topic
+topic = Topic("ampubsub-demo", listen=["/ip4/0.0.0.0/tcp/0"], mdns=True)
+topic.start()
+topic.mach.when("Connected").wait(30)
+topic.join()
+found = topic.mach.when_query(
+    lambda _: [r.id for r in topic.list_machines()] == ["nsa-worker0"]
+).wait(30)
+print("found" if found else "not found", flush=True)
+topic.dispose().wait(5)
+sys.exit(0 if found else 1)
+"""
+
+
+@needs_netns
+def test_topic_with_mdns_true_finds_a_peer_in_another_namespace(
+    two_namespaces: tuple[str, str],
+) -> None:
+    a, b = two_namespaces
+    peer = start_peer(
+        "--mdns",
+        "--listen",
+        "/ip4/0.0.0.0/tcp/0",
+        "--demo",
+        "1",
+        "--id-prefix",
+        "nsa",
+        ns=a,
+    )
+    try:
+        done = subprocess.run(
+            ["ip", "netns", "exec", b, sys.executable, "-c", TOPIC_PROGRAM],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "found"
+    finally:
+        peer.proc.kill()
+
+
+def test_mdns_with_a_transport_of_ones_own_is_refused() -> None:
+    from ampubsub_plugin import Topic
+    from ampubsub_plugin.memory_transport import MemoryNetwork
+
+    with pytest.raises(ValueError, match="mdns=True makes its own transport"):
+        Topic("t", transport=MemoryNetwork().transport(), mdns=True)
