@@ -116,8 +116,14 @@ def make_topic(
     )
 
 
-def _problem(topic: Topic, stage: str, deadline_hit: bool, timeout: float) -> Failure:
-    """The failure of ``stage`` in one line: the topic's error, or the last dial's."""
+def _problem(
+    topic: Topic, stage: str, deadline_hit: bool, timeout: float, started_for: float
+) -> Failure:
+    """The failure of ``stage`` in one line: the topic's error, or the last dial's.
+
+    ``started_for``: seconds from the command's start to the topic's start
+    (imports, on a busy machine: part of ``--timeout`` all the same).
+    """
     if stage == "connecting" and not topic.mach.is_active("Started"):
         stage = "listening"
     err = _our_error(topic.mach.err)
@@ -132,7 +138,10 @@ def _problem(topic: Topic, stage: str, deadline_hit: bool, timeout: float) -> Fa
             f"{' '.join(topic.bootstrap)}; is the host reachable (firewall, wrong "
             "IP)? raise --timeout for a slow network"
         )
-    return network(f"{stage} took over {timeout:g} s; raise --timeout")
+    return network(
+        f"{stage} not done {timeout:g} s after the command started (start-up "
+        f"took {started_for:.1f} s of it); raise --timeout"
+    )
 
 
 def _our_error(error: BaseException | None) -> BaseException | None:
@@ -148,7 +157,12 @@ def _our_error(error: BaseException | None) -> BaseException | None:
 
 
 def wait_state(
-    topic: Topic, state: str, deadline: float, stage: str, timeout: float
+    topic: Topic,
+    state: str,
+    deadline: float,
+    stage: str,
+    timeout: float,
+    started_for: float = 0.0,
 ) -> None:
     waiter = topic.mach.when([state])
     failed = topic.mach.when_err()
@@ -157,9 +171,9 @@ def wait_state(
         if waiter.wait(max(0.0, min(0.05, left))):
             return
         if failed.done:
-            raise _problem(topic, stage, False, timeout)
+            raise _problem(topic, stage, False, timeout, started_for)
         if left <= 0:
-            raise _problem(topic, stage, True, timeout)
+            raise _problem(topic, stage, True, timeout, started_for)
 
 
 def start(topic: Topic, timeout: float, since: float | None = None) -> None:
@@ -168,8 +182,10 @@ def start(topic: Topic, timeout: float, since: float | None = None) -> None:
     ``since`` (monotonic) is when the clock started: the command's start, so
     that importing py-libp2p counts too.
     """
-    deadline = (time.monotonic() if since is None else since) + timeout
+    now = time.monotonic()
+    since = now if since is None else since
+    deadline = since + timeout
     topic.start()
-    wait_state(topic, "Connected", deadline, "connecting", timeout)
+    wait_state(topic, "Connected", deadline, "connecting", timeout, now - since)
     topic.join()
-    wait_state(topic, "Joined", deadline, "joining", timeout)
+    wait_state(topic, "Joined", deadline, "joining", timeout, now - since)

@@ -180,7 +180,10 @@ def watch(args: argparse.Namespace) -> int:
     """Show the topic live (or once) until interrupted or ``--seconds``."""
     bootstrap = check_addrs(args.bootstrap, "--bootstrap", dialable=True)
     if not bootstrap and not args.mdns:
-        raise usage("watch needs --bootstrap ADDR (a peer's full address) or --mdns")
+        raise usage(
+            "watch needs at least one --bootstrap ADDR (a peer's full address) "
+            "or --mdns"
+        )
     try:
         filters = Filters(args.peer, re.compile(args.id) if args.id else None, args.tag)
     except re.error as err:
