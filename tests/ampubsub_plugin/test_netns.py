@@ -1,8 +1,10 @@
-"""mDNS between two network namespaces the test creates and removes.
+"""Two hosts for real: two network namespaces the tests create and remove.
 
 Two namespaces joined by a veth pair (10.77.x.1 and 10.77.x.2, a multicast
-route on each side): a peer in one announces itself, ``watch --mdns`` in the
-other finds it with no bootstrap address and shows its machine.
+route on each side) stand for two hosts on one LAN. A peer in namespace A
+listens on 0.0.0.0; from namespace B, ``watch`` finds it by mDNS (no
+address given) or dials the address it printed over QUIC, and
+``Topic(..., mdns=True)`` finds it too.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from .cliutil import run, start_peer
+from .cliutil import Peer, run, start_peer
 
 needs_netns = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
@@ -52,38 +55,47 @@ def two_namespaces() -> Iterator[tuple[str, str]]:
         ip("netns", "del", a)
 
 
+def peer_in(ns: str, listen: str, *more: str) -> Peer:
+    """A demo peer (one machine, ``nsa-worker0``) in namespace ``ns``."""
+    peer = start_peer(
+        "--listen", listen, "--demo", "1", "--id-prefix", "nsa", *more, ns=ns
+    )
+    # on 0.0.0.0 it prints the namespace's addresses, never 0.0.0.0
+    assert peer.addrs and all("/10.77." in x or "/127.0.0.1/" in x for x in peer.addrs)
+    return peer
+
+
+def watch_once(ns: str, *args: str) -> dict[str, Any]:
+    ran = run("watch", *args, "--once", "--json", "--timeout", "30", ns=ns)
+    assert ran.code == 0, ran
+    picture: dict[str, Any] = json.loads(ran.out)
+    return picture
+
+
 @needs_netns
 def test_two_peers_in_two_namespaces_find_each_other_by_mdns(
     two_namespaces: tuple[str, str],
 ) -> None:
     a, b = two_namespaces
-    peer = start_peer(
-        "--mdns",
-        "--listen",
-        "/ip4/0.0.0.0/tcp/0",
-        "--demo",
-        "1",
-        "--id-prefix",
-        "nsa",
-        ns=a,
-    )
+    peer = peer_in(a, "/ip4/0.0.0.0/tcp/0", "--mdns")
     try:
-        assert all("/10.77." in x or "/127.0.0.1/" in x for x in peer.addrs)
-        ran = run(
-            "watch",
-            "--mdns",
-            "--listen",
-            "/ip4/0.0.0.0/tcp/0",
-            "--once",
-            "--json",
-            "--timeout",
-            "30",
-            ns=b,
-        )
-        assert ran.code == 0, ran
-        picture = json.loads(ran.out)
+        picture = watch_once(b, "--mdns", "--listen", "/ip4/0.0.0.0/tcp/0")
         assert [m["id"] for m in picture["machines"]] == ["nsa-worker0"]
-        assert picture["peers"][0]["address"].startswith("/ip4/10.77.")
+        (seen,) = picture["peers"]
+        assert seen["address"].startswith("/ip4/10.77.")
+    finally:
+        peer.proc.kill()
+
+
+@needs_netns
+def test_quic_between_two_namespaces(two_namespaces: tuple[str, str]) -> None:
+    a, b = two_namespaces
+    peer = peer_in(a, "/ip4/0.0.0.0/udp/0/quic-v1")
+    try:
+        (outside,) = [x for x in peer.addrs if "/10.77." in x]
+        assert "/udp/" in outside and "/quic-v1/" in outside
+        picture = watch_once(b, "--bootstrap", outside)
+        assert [m["id"] for m in picture["machines"]] == ["nsa-worker0"]
     finally:
         peer.proc.kill()
 
@@ -109,16 +121,7 @@ def test_topic_with_mdns_true_finds_a_peer_in_another_namespace(
     two_namespaces: tuple[str, str],
 ) -> None:
     a, b = two_namespaces
-    peer = start_peer(
-        "--mdns",
-        "--listen",
-        "/ip4/0.0.0.0/tcp/0",
-        "--demo",
-        "1",
-        "--id-prefix",
-        "nsa",
-        ns=a,
-    )
+    peer = peer_in(a, "/ip4/0.0.0.0/tcp/0", "--mdns")
     try:
         done = subprocess.run(
             ["ip", "netns", "exec", b, sys.executable, "-c", TOPIC_PROGRAM],
