@@ -23,7 +23,7 @@ from asyncmachine import Machine
 from .. import hooks
 from ..remote import RemoteMachine
 from ..topic import Topic
-from .network import CliTransport, start
+from .network import make_transport, start
 from .output import Exit, console, usage
 from .workload import DEMO_SCHEMA, TOPIC
 
@@ -79,7 +79,7 @@ def demo(args: argparse.Namespace) -> int:
             boot = [a for t in topics[-4:] for a in t.addrs]
             topic = Topic(
                 TOPIC,
-                transport=CliTransport.make(
+                transport=make_transport(
                     args.transport, ["/ip4/127.0.0.1/tcp/0"], timeout=30, memory=memory
                 ),
                 bootstrap=boot,

@@ -56,41 +56,41 @@ def connect_attempts(timeout: float) -> int:
     return attempts
 
 
-class CliTransport:
-    """Makes the command's transports and remembers the last dial failure."""
+def make_transport(
+    kind: str,
+    listen: Sequence[str],
+    *,
+    timeout: float,
+    memory: Any = None,
+    mdns: bool = False,
+) -> Any:
+    """The command's transport; over libp2p it keeps its last dial failure.
 
-    @staticmethod
-    def make(
-        kind: str,
-        listen: Sequence[str],
-        *,
-        timeout: float,
-        memory: Any = None,
-        mdns: bool = False,
-    ) -> Any:
-        if kind == "memory":
-            from ..memory_transport import MemoryNetwork
+    ``last_error`` is what a deadline reports when the dials are still being
+    retried (the topic reports only the final failure).
+    """
+    if kind == "memory":
+        from ..memory_transport import MemoryNetwork
 
-            return (memory or MemoryNetwork()).transport()
-        from ..libp2p_transport import Libp2pTransport
+        return (memory or MemoryNetwork()).transport()
+    from ..libp2p_transport import Libp2pTransport
 
-        class Recording(Libp2pTransport):
-            last_error: Exception | None = None
+    class Recording(Libp2pTransport):
+        last_error: Exception | None = None
 
-            async def connect(self, addrs: Sequence[str]) -> int:
-                try:
-                    return await super().connect(addrs)
-                except (TransportError, ValueError) as error:
-                    self.last_error = error
-                    raise
+        async def connect(self, addrs: Sequence[str]) -> int:
+            try:
+                return await super().connect(addrs)
+            except (TransportError, ValueError) as error:
+                self.last_error = error
+                raise
 
-        options: dict[str, Any] = {"connect_timeout": max(0.1, min(timeout, 5.0))}
-        if mdns:
-            options["mdns"] = True
-        try:
-            return Recording(listen=list(listen), **options)
-        except ValueError as error:
-            raise usage(str(error)) from None
+    try:
+        return Recording(
+            listen=list(listen), connect_timeout=max(0.1, min(timeout, 5.0)), mdns=mdns
+        )
+    except ValueError as error:
+        raise usage(str(error)) from None
 
 
 def make_topic(
@@ -104,9 +104,7 @@ def make_topic(
     mdns: bool = False,
     memory: Any = None,
 ) -> Topic:
-    transport = CliTransport.make(
-        kind, listen, timeout=timeout, memory=memory, mdns=mdns
-    )
+    transport = make_transport(kind, listen, timeout=timeout, memory=memory, mdns=mdns)
     return Topic(
         name,
         transport=transport,
