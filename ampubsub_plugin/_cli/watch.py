@@ -1,8 +1,9 @@
 """``ampubsub watch``: join a topic and show the network as a debugger would.
 
-It shows the peers on the topic (count, address, when their newest clock
-arrived), the machines with their active states and per-state ticks
-(changes since the last refresh highlighted), filtered by ``--peer``,
+It shows the peers on the topic (count, connection address, when we last
+heard from each and when its newest clock arrived), the machines with
+their active states and per-state ticks (changes since the last refresh
+highlighted), filtered by ``--peer``,
 ``--id`` (a regex) and ``--tag``. ``--once`` prints one picture and exits,
 ``--json`` prints JSON (one object per refresh, or one with ``--once``).
 
@@ -91,6 +92,7 @@ def take_picture(topic: Topic, filters: Filters) -> Picture:
     on_topic = set(topic.transport.topic_peers())
     peers = sorted(on_topic | {r.peer_id for r in remotes})
     address = getattr(topic.transport, "peer_address", lambda _: None)
+    heard_ago: dict[str, float] = dict(getattr(topic.transport, "last_heard", dict)())
     for peer in peers:
         heard = last_clock.get(peer)
         picture.peers.append(
@@ -99,6 +101,9 @@ def take_picture(topic: Topic, filters: Filters) -> Picture:
                 "address": address(peer),
                 "direct": peer in on_topic,
                 "machines": sum(1 for r in remotes if r.peer_id == peer),
+                "last_heard_age": (
+                    round(heard_ago[peer], 3) if peer in heard_ago else None
+                ),
                 "last_clock_age": None if heard is None else round(now - heard, 3),
             }
         )
@@ -122,15 +127,15 @@ def take_picture(topic: Topic, filters: Filters) -> Picture:
 def render(picture: Picture, before: Picture | None) -> Group:
     old = {(m["peer_id"], m["id"]): m for m in (before.machines if before else [])}
     peers = Table(title=f"topic {picture.topic!r}: {len(picture.peers)} peer(s)")
-    for column in ("peer", "address", "machines", "last clock"):
+    for column in ("peer", "address", "machines", "last heard", "last clock"):
         peers.add_column(column)
     for p in picture.peers:
-        age = p["last_clock_age"]
         peers.add_row(
             p["peer_id"][-8:],
             p["address"] or ("-" if p["direct"] else "(via others)"),
             str(p["machines"]),
-            "-" if age is None else f"{age:.1f}s ago",
+            _ago(p["last_heard_age"]),
+            _ago(p["last_clock_age"]),
         )
     machines = Table(title=f"{len(picture.machines)} machine(s)")
     for column in ("peer", "machine", "tags", "active (tick)", "conn"):
@@ -147,6 +152,10 @@ def render(picture: Picture, before: Picture | None) -> Group:
             "yes" if m["connected"] else Text("no", style="red"),
         )
     return Group(peers, machines)
+
+
+def _ago(age: float | None) -> str:
+    return "-" if age is None else f"{age:.1f}s ago"
 
 
 def wrong_topic_hint(topic: Topic, waited: float) -> Failure:

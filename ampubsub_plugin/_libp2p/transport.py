@@ -34,6 +34,7 @@ Things the topic must know:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,6 +52,9 @@ from .logs import log
 from .mdns import run_mdns
 from .pubsub import MAX_PAYLOAD, MUXERS, HostConfig
 from .stack import Running, Stack
+
+#: Peers whose last message time :meth:`Libp2pTransport.last_heard` keeps.
+HEARD_LIMIT = 10_000
 
 #: How often :meth:`Libp2pTransport.wait_mesh` looks at the mesh (py-libp2p
 #: has no event for mesh changes).
@@ -117,6 +121,8 @@ class Libp2pTransport(Transport):
         self._accept: Callable[[str, bytes], bool] | None = None
         self._connect_timeout = connect_timeout
         self._mdns = bool(mdns)
+        #: originator peer id -> when its last accepted message arrived
+        self._heard: dict[str, float] = {}
         # The stack of the serve() call entered and not finished, if any.
         self._stack: Stack | None = None
         # The joined topic (inbox.topic) and the entries on their way in.
@@ -128,14 +134,23 @@ class Libp2pTransport(Transport):
         """gossipsub's topic validator: what the handler refuses isn't forwarded."""
         own = self._peer_id.to_bytes()
 
+        heard = self._heard
+
         def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
             if msg.from_id == own:
                 return True
             try:
-                return bool(accept(ID(msg.from_id).to_base58(), msg.data))
+                sender = ID(msg.from_id).to_base58()
+                accepted = bool(accept(sender, msg.data))
             except Exception:  # a validator must not break py-libp2p's loop
                 log.debug("%s: validator failed", self.peer_id, exc_info=True)
                 return False
+            if accepted:  # most recent last; the least recent go past the cap
+                heard.pop(sender, None)
+                heard[sender] = time.monotonic()
+                if len(heard) > HEARD_LIMIT:
+                    del heard[next(iter(heard))]
+            return accepted
 
         return validate
 
@@ -318,6 +333,11 @@ class Libp2pTransport(Transport):
             return frozenset()
         peers = self._run.pubsub.peer_topics.get(topic, ())
         return frozenset(p.to_base58() for p in peers)
+
+    def last_heard(self) -> dict[str, float]:
+        """Peer id -> seconds since its last accepted message (relayed or not)."""
+        now = time.monotonic()
+        return {peer: now - at for peer, at in list(self._heard.items())}
 
     def network_topics(self) -> dict[str, int]:
         """Topics the connected peers are on -> how many (a wrong-topic hint)."""

@@ -126,6 +126,8 @@ def test_watch_filters_and_ticks(demo_peer: object) -> None:
     assert ran.code == 0, ran
     picture = json.loads(one_line(ran.out))
     (machine,) = picture["machines"]
+    (seen,) = picture["peers"]
+    assert 0 <= seen["last_heard_age"] < 30  # its updates reached us just now
     assert machine["id"] == "f-worker1"
     assert machine["ticks"]["Healthy"] == 1
     assert set(machine["active"]) <= set(machine["ticks"])

@@ -34,6 +34,7 @@ def test_a_changed_machine_is_highlighted_and_an_unchanged_one_is_not() -> None:
         "address": None,
         "direct": True,
         "machines": 2,
+        "last_heard_age": 0.2,
         "last_clock_age": 0.5,
     }
     before = Picture("t", "me", [peer], [machine({"Idle": 1}), machine({"A": 1}, "w1")])
@@ -46,7 +47,7 @@ def test_a_changed_machine_is_highlighted_and_an_unchanged_one_is_not() -> None:
     bold_yellow = re.compile(r"\x1b\[1;33m")
     assert bold_yellow.search(changed)
     assert not bold_yellow.search(same)
-    assert "0.5s ago" in shown and "1 peer(s)" in shown
+    assert "0.2s ago" in shown and "0.5s ago" in shown and "1 peer(s)" in shown
     assert after.as_json()["peer_count"] == 1
 
 
