@@ -15,6 +15,8 @@ behaviour it works around:
   the handler, one reader task, generations;
 - ``_libp2p/stack.py``: one ``serve`` call's host, services and shutdown;
 - ``_libp2p/dial.py``: multiaddrs and ``connect``'s dials;
+- ``_libp2p/addresses.py``, ``errors.py``, ``mdns.py``: listen checks and
+  announced addresses, failures in our words, mDNS discovery;
 - ``_libp2p/logs.py``: py-libp2p's logging kept off the root logger.
 
 Importing this module imports trio and py-libp2p; importing

@@ -297,3 +297,16 @@ class RemoteMachine(Machine):
 
     def export_to(self, target: object, **opts: Any) -> Any:
         raise ReadOnlyError(f"remote machine {self.id!r} can't be exported again")
+
+    def set_schema(self, schema: Mapping[str, State]) -> None:
+        raise ReadOnlyError(
+            f"remote machine {self.id!r}: its schema is its owner's (it follows it)"
+        )
+
+    def set_groups(self, groups: Mapping[str, Names]) -> None:
+        raise ReadOnlyError(f"remote machine {self.id!r}: its groups are its owner's")
+
+    def eval(self, fn: Callable[[], object], timeout: float | None = None) -> bool:
+        raise ReadOnlyError(
+            f"remote machine {self.id!r} has no queue of its own to run code on"
+        )

@@ -84,6 +84,7 @@ class Topic:
         connect_attempts: int = 5,
         psk: bytes | str | os.PathLike[str] | None = None,
         allow_peers: AllowPeers = None,
+        mdns: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a topic name must be a non-empty str, got {name!r}")
@@ -94,9 +95,11 @@ class Topic:
         if transport is None:
             from .libp2p_transport import Libp2pTransport
 
-            transport = Libp2pTransport(listen=list(listen), psk=psk)
+            transport = Libp2pTransport(listen=list(listen), psk=psk, mdns=mdns)
         elif psk is not None:
             raise ValueError("psk is a Libp2pTransport option; pass it there")
+        elif mdns:
+            raise ValueError("mdns=True makes its own transport: pass one or the other")
         self.transport = transport
         self.config = config or GossipConfig()
         self.ready_peers = ready_peers

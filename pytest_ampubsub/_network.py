@@ -839,8 +839,8 @@ def _traced_topic_class() -> Any:
         class TracedTopic(Topic):
             on_export: Callable[[], None] | None = None
 
-            def export(self, machine: Machine) -> int:
-                index = super().export(machine)
+            def export(self, machine: Machine, **options: Any) -> int:
+                index = super().export(machine, **options)
                 if self.on_export is not None:
                     self.on_export()
                 return index

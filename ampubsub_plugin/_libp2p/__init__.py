@@ -14,6 +14,10 @@ around:
 - ``stack``: the libp2p stack of one ``serve`` call, built, run and torn
   down;
 - ``dial``: multiaddrs, and dialing peers in ``connect``;
+- ``addresses``: listen addresses tried before py-libp2p binds them, and
+  ``0.0.0.0`` / ``::`` announced as the host's interface addresses;
+- ``errors``: py-libp2p's failures in our words (what failed, what to try);
+- ``mdns``: announcing on the LAN and dialling the peers found there;
 - ``transport``: :class:`Libp2pTransport`, the :class:`Transport` facade.
 
 Names shared between these modules have no leading underscore; the package

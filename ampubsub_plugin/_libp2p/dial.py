@@ -9,7 +9,8 @@ Rules:
 3. Dials run concurrently, at most :data:`MAX_PARALLEL_DIALS` at once, each
    bounded by the transport's ``connect_timeout``. A failed dial is logged;
    only when no peer could be reached is :class:`TransportError` raised,
-   naming every failure by the addresses given.
+   naming every failure by the addresses given, in our words
+   (:mod:`.errors`: what failed and what to try, one line).
 4. An explicit dial uses exactly the addresses it was given: py-libp2p's
    memory of earlier dials is reset first (:func:`forget_stale_dial_state`).
 
@@ -36,6 +37,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 
 from ..transport import TransportError
+from .errors import Problem, explain
 from .logs import log
 from .psk import PskMismatchError
 
@@ -72,10 +74,10 @@ class DialPlan:
     ) -> int:
         """Dial every peer; return how many peers are now connected.
 
-        Raises :class:`TransportError` naming every failure when none is.
-        ``name`` (this peer's id) labels the log lines. ``psk`` names our
-        private-network key (its fingerprint, or "none") in the
-        :class:`PskMismatchError` of rule 5.
+        Raises :class:`TransportError` naming every failure when none is, in
+        our words (:func:`errors.explain`). ``name`` (this peer's id) labels
+        the log lines. ``psk`` names our private-network key (its
+        fingerprint, or "none") in the :class:`PskMismatchError` of rule 5.
         """
         limiter = trio.CapacityLimiter(MAX_PARALLEL_DIALS)
         failures: dict[ID, str] = {}
@@ -90,13 +92,16 @@ class DialPlan:
             nonlocal connected
             async with limiter:
                 forget_stale_dial_state(host, peer)
-                reason = f"timed out after {timeout} s"
+                target = " ".join(self.texts[peer])
+                reason = explain(
+                    None, f"{target} (after {timeout:g} s)", problem=Problem.TIMEOUT
+                )
                 stalled.append(peer)
                 with trio.move_on_after(budget):
                     try:
                         await host.connect(PeerInfo(peer, peer_addrs))
                     except Exception as error:  # any dial failure is a failure
-                        reason = f"{type(error).__name__}: {error}"
+                        reason = explain(error, target, psk=psk != "none")
                         if not _is_handshake_failure(error):
                             stalled.remove(peer)
                     else:
@@ -104,7 +109,7 @@ class DialPlan:
                         if host.get_network().get_connections(peer):
                             connected += 1
                             return
-                        reason = "no connection after dial"
+                        reason = f"{target}: no connection after the dial"
                 failures[peer] = reason
 
         started = trio.current_time()
@@ -127,9 +132,7 @@ class DialPlan:
                 texts = [t for p in opened for t in self.texts[p]]
                 raise PskMismatchError(texts, timeout, psk)
         if not connected:
-            detail = "; ".join(
-                f"{' '.join(self.texts[p])}: {r}" for p, r in failures.items()
-            )
+            detail = " | ".join(failures.values())
             raise TransportError(f"could not connect to any peer: {detail}")
         return connected
 

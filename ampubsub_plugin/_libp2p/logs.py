@@ -8,6 +8,8 @@ Rules:
    ``logging.lastResort``. Two py-libp2p habits are corrected here, once, at
    import (with ``LIBP2P_DEBUG`` set, libp2p installs its own handlers, which
    still work).
+3. The chatty dependencies (multiaddr, zeroconf) log at WARNING and up
+   unless the application set their level itself.
 """
 
 from __future__ import annotations
@@ -34,3 +36,12 @@ if getattr(_swarm_connection, "logging", None) is logging:
     setattr(  # noqa: B010 - a module global, replaced on purpose
         _swarm_connection, "logging", logging.getLogger(_swarm_connection.__name__)
     )
+
+#: Loggers of py-libp2p's dependencies that log every address parsed at
+#: DEBUG (multiaddr: ~90% of a DEBUG log). Set to WARNING unless the
+#: application chose a level for them (then theirs stands).
+QUIET_LOGGERS = ("multiaddr", "zeroconf")
+for _name in QUIET_LOGGERS:
+    _quiet = logging.getLogger(_name)
+    if _quiet.level == logging.NOTSET:
+        _quiet.setLevel(logging.WARNING)

@@ -40,6 +40,8 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize
 
+from .addresses import expand_unspecified
+
 #: Largest payload ``publish`` accepts. py-libp2p's outbound RPC queue drops
 #: RPCs over 1 MiB without an error; the signed envelope adds ~300-400 bytes.
 MAX_PAYLOAD = 1_000_000
@@ -67,8 +69,12 @@ class HostConfig:
 
 
 def new_libp2p_host(config: HostConfig) -> IHost:
-    """A host with our identity, muxer and one connection per peer (and pnet key)."""
+    """A host with our identity, muxer and one connection per peer (and pnet key).
+
+    It announces this host's interface addresses for ``0.0.0.0`` / ``::``.
+    """
     return new_host(
+        addrs_factory=expand_unspecified,
         key_pair=config.key_pair,
         psk=None if config.psk is None else config.psk.hex(),
         listen_addrs=config.listen,

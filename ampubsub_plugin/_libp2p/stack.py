@@ -34,6 +34,7 @@ from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.tools.anyio_service import background_trio_service
 
 from ..transport import TransportHandler
+from .addresses import check_can_listen
 from .inbox import Event, Inbox
 from .logs import log
 from .pubsub import EventPubsub, HostConfig, new_gossipsub, new_libp2p_host
@@ -116,6 +117,7 @@ class Stack:
         scope: trio.CancelScope,
     ) -> None:
         config, inbox = self._config, self._inbox
+        check_can_listen(config.listen)  # py-libp2p's SO_REUSEPORT hides a taken port
         host = new_libp2p_host(config)
         gossipsub = new_gossipsub(config)
         send, receive = trio.open_memory_channel[Event](math.inf)

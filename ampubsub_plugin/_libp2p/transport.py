@@ -35,6 +35,7 @@ Things the topic must know:
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,13 +54,18 @@ from ..transport import (
 from .dial import DialPlan, parse_multiaddr
 from .direct import DirectServer
 from .direct import request as direct_request
+from .errors import explain
 from .gate import PeerGate
 from .inbox import Inbox
 from .keys import PublicKeys
 from .logs import log
+from .mdns import run_mdns
 from .psk import load_psk, psk_fingerprint
 from .pubsub import MAX_PAYLOAD, MUXERS, HostConfig
 from .stack import Running, Stack
+
+#: Peers whose last message time :meth:`Libp2pTransport.last_heard` keeps.
+HEARD_LIMIT = 10_000
 
 #: How often :meth:`Libp2pTransport.wait_mesh` looks at the mesh (py-libp2p
 #: has no event for mesh changes).
@@ -80,6 +86,8 @@ class Libp2pTransport(Transport):
     only; py-libp2p's pnet doesn't cover QUIC, so QUIC listen addresses are
     refused with a key). A dial that opens but never completes its
     handshake under the key raises :class:`PskMismatchError`.
+    ``mdns`` announces this peer on the LAN and dials the peers found there
+    (``_libp2p/mdns.py``).
     """
 
     def __init__(
@@ -94,6 +102,7 @@ class Libp2pTransport(Transport):
         muxer: str = "mplex",
         connect_timeout: float = 5.0,
         psk: bytes | str | os.PathLike[str] | None = None,
+        mdns: bool = False,
     ) -> None:
         if isinstance(listen, str):
             listen = (listen,)
@@ -137,6 +146,9 @@ class Libp2pTransport(Transport):
         #: the handler's validator (see AcceptingHandler), while serving
         self._accept: Callable[[str, bytes], bool] | None = None
         self._connect_timeout = connect_timeout
+        self._mdns = bool(mdns)
+        #: originator peer id -> when its last accepted message arrived
+        self._heard: dict[str, float] = {}
         # The stack of the serve() call entered and not finished, if any.
         self._stack: Stack | None = None
         # The joined topic (inbox.topic) and the entries on their way in.
@@ -151,14 +163,23 @@ class Libp2pTransport(Transport):
         """gossipsub's topic validator: what the handler refuses isn't forwarded."""
         own = self._peer_id.to_bytes()
 
+        heard = self._heard
+
         def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
             if msg.from_id == own:
                 return True
             try:
-                return bool(accept(ID(msg.from_id).to_base58(), msg.data))
+                sender = ID(msg.from_id).to_base58()
+                accepted = bool(accept(sender, msg.data))
             except Exception:  # a validator must not break py-libp2p's loop
                 log.debug("%s: validator failed", self.peer_id, exc_info=True)
                 return False
+            if accepted:  # most recent last; the least recent go past the cap
+                heard.pop(sender, None)
+                heard[sender] = time.monotonic()
+                if len(heard) > HEARD_LIMIT:
+                    del heard[next(iter(heard))]
+            return accepted
 
         return validate
 
@@ -224,26 +245,33 @@ class Libp2pTransport(Transport):
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stack.run, handler, self._unsubscribe)
+                discovery = trio.CancelScope()
                 try:
                     await stack.ready.wait()
                     running = stack.running
                     if stack.error is None and running is not None:
                         self._direct.attach(running.host)
                         self._gate.attach(running.host, nursery)
+                        if self._mdns:
+                            nursery.start_soon(self._run_mdns, running, discovery)
                         task_status.started()
                         await stack.finished.wait()
                 finally:
+                    discovery.cancel()
                     stack.stop.set()
         finally:
             self._stack = None
             self._gate.detach()
         if stack.error is not None:
             listen = ", ".join(str(a) for a in self._config.listen)
-            stage = "failed" if stack.started else "failed to start"
-            cause = _innermost(stack.error)
+            stage = "failed" if stack.started else "could not start"
             raise TransportError(
-                f"libp2p on {listen} {stage}: {cause!r}"
+                explain(stack.error, f"libp2p on {listen} {stage}")
             ) from stack.error
+
+    async def _run_mdns(self, run: Running, scope: trio.CancelScope) -> None:
+        with scope:
+            await run_mdns(run.host, self._connect_timeout, self.peer_id)
 
     @property
     def _run(self) -> Running | None:
@@ -363,6 +391,32 @@ class Libp2pTransport(Transport):
         peers = self._run.pubsub.peer_topics.get(topic, ())
         return frozenset(p.to_base58() for p in peers)
 
+    def last_heard(self) -> dict[str, float]:
+        """Peer id -> seconds since its last accepted message (relayed or not)."""
+        now = time.monotonic()
+        return {peer: now - at for peer, at in list(self._heard.items())}
+
+    def network_topics(self) -> dict[str, int]:
+        """Topics the connected peers are on -> how many (a wrong-topic hint)."""
+        if self._run is None:
+            return {}
+        return {t: len(p) for t, p in self._run.pubsub.peer_topics.items() if p}
+
+    def peer_address(self, peer_id: str) -> str | None:
+        """The remote address of our connection to ``peer_id``, if connected."""
+        run = self._run
+        if run is None:
+            return None
+        try:
+            conns = run.host.get_network().get_connections(ID.from_base58(peer_id))
+        except Exception:  # not a peer id we can parse: not connected either
+            return None
+        for conn in conns:
+            addrs: list[object] = list(getattr(conn, "get_transport_addresses", list)())
+            if addrs:
+                return str(addrs[0])
+        return None
+
     def mesh_peers(self) -> frozenset[str]:
         """Peers in this node's gossipsub mesh for the joined topic."""
         topic = self._inbox.topic
@@ -435,10 +489,3 @@ class Libp2pTransport(Transport):
             raise TransportError(
                 f"{self.peer_id} could not publish on {topic!r}: {error!r}"
             ) from error
-
-
-def _innermost(error: BaseException) -> BaseException:
-    """The one exception inside nested single-member exception groups."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error

@@ -99,6 +99,19 @@ def test_bind_when_args_and_export_to_raise_read_only_error() -> None:
         r.export_to(object())
 
 
+def test_schema_changes_and_eval_raise_read_only_error() -> None:
+    """The owner's schema and queue aren't ours to change or run on."""
+    r = remote()
+    before = r.schema
+    with pytest.raises(ReadOnlyError, match="'w1': its schema is its owner's"):
+        r.set_schema({"Other": State()})
+    with pytest.raises(ReadOnlyError, match="'w1': its groups are its owner's"):
+        r.set_groups({"g": ["Foo"]})
+    with pytest.raises(ReadOnlyError, match="'w1' has no queue of its own"):
+        r.eval(lambda: None)
+    assert r.schema == before
+
+
 # -- clocks ----------------------------------------------------------------------
 
 
