@@ -25,6 +25,9 @@ from ..protocol import GossipMsg, Message, Proof, UpdatesMsg
 from .config import Shared
 from .roster import Roster
 
+#: owners acknowledged per gossip (a message names at most MAX_PEERS_PER_MSG)
+ACKS_PER_MSG = 512
+
 
 def rank(peer: str, subject: str) -> bytes:
     """A peer's place for answering about ``subject``: lower answers first."""
@@ -171,4 +174,11 @@ class Answers:
                 sums[peer] = view.sums()
         if not sums:
             return []
-        return [GossipMsg(peer_gossips=sums, incarnation=self._shared.incarnation)]
+        peers = list(sums)
+        return [
+            GossipMsg(
+                peer_gossips={p: sums[p] for p in peers[start : start + ACKS_PER_MSG]},
+                incarnation=self._shared.incarnation,
+            )
+            for start in range(0, len(peers), ACKS_PER_MSG)
+        ]

@@ -258,9 +258,13 @@ class Discovery:
         """Another peer asked for a snapshot: the answer reaches us, too.
 
         (If none comes, we settle by waiting as planned, and then the
-        responders among us owe it.)
+        responders among us owe it.) Our hello's repeat waits for it too:
+        the snapshot shows whether we were heard.
         """
         self.ask_due = None
+        if self.hello_due is not None and self.phase is Phase.JOINING:
+            wait = self._shared.stretch(self._shared.config.snapshot_wait, 2)
+            self.hello_due = max(self.hello_due, self._settle_at + wait)
 
     def ask_again(self) -> None:
         """Our explicit ask was held back: ask as soon as possible."""

@@ -74,10 +74,9 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """``pytest -p no:cacheprovider *args`` in a subprocess, in pytester's dir."""
     if not (pytester.path / "pytest.ini").exists():
         write_ini(pytester)
-    # -p no:asyncio: pytest-asyncio, when installed, warns at configure time
-    # and the inner "filterwarnings = error" would stop the session
+    # (pytest-asyncio, a test dependency, is configured by write_ini)
     return pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-p", "no:asyncio", *args, timeout=PROCESS_TIMEOUT
+        "-p", "no:cacheprovider", *args, timeout=PROCESS_TIMEOUT
     )
 
 
