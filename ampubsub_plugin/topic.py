@@ -436,9 +436,18 @@ class Topic:
             except ValueError as err:  # a malformed address won't get better
                 self.mach.add_err_state("ErrConnecting", err)
                 return
-            except PskMismatchError as err:  # nor will another key
-                self.mach.add_err_state("ErrConnecting", err)
-                return
+            except PskMismatchError as err:
+                if err.fingerprint != "none":  # another key won't get better
+                    self.mach.add_err_state("ErrConnecting", err)
+                    return
+                # without a key of our own, a stalled handshake is as likely a
+                # busy peer (seen at 100 peers on 2 cores) as a private one
+                error = err
+                log.debug("%s: connect attempt %d stalled: %s", self, attempt, err)
+                if attempt < self.connect_attempts:
+                    await trio.sleep(delay)
+                    delay *= 2
+                continue
             except TransportError as err:
                 error = err
                 log.debug("%s: connect attempt %d failed: %s", self, attempt, err)

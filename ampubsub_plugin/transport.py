@@ -52,6 +52,9 @@ class PskMismatchError(TransportError):
     def __init__(self, addrs: list[str], timeout: float, fingerprint: str) -> None:
         self.addrs = addrs
         self.timeout = timeout
+        #: our key's fingerprint, "none" without one: then a busy peer whose
+        #: handshake timed out looks the same, so the topic retries
+        self.fingerprint = fingerprint
         where = " ".join(addrs)
         if fingerprint == "none":
             text = (
