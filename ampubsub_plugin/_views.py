@@ -147,28 +147,35 @@ class RemoteViews:
         ``tag`` matches a tag equal to it or a ``key:value`` tag with it as key.
         """
         pattern = re.compile(id_regex) if isinstance(id_regex, str) else id_regex
-        found = []
-        for remote in self.all():
-            if remote.is_disposed:
-                continue
-            if id is not None and remote.id != id:
-                continue
-            if id_partial is not None and id_partial not in remote.id:
-                continue
-            if pattern is not None and not pattern.search(remote.id):
-                continue
-            if peer_id is not None and remote.peer_id != peer_id:
-                continue
-            if parent is not None and remote.parent_id != parent:
-                continue
-            if tag is not None and not any(
-                t == tag or t.startswith(tag + ":") for t in remote.tags
-            ):
-                continue
-            if connected is not None and remote.is_connected != connected:
-                continue
-            found.append(remote)
-        return found
+
+        def wanted(peer: str, record: MachineRecord) -> bool:
+            # on the core's record: only the matches get a view built
+            mid = record.id
+            return (
+                (id is None or mid == id)
+                and (id_partial is None or id_partial in mid)
+                and (pattern is None or pattern.search(mid) is not None)
+                and (peer_id is None or peer == peer_id)
+                and (parent is None or (record.parent or None) == parent)
+                and (
+                    tag is None
+                    or any(t == tag or t.startswith(tag + ":") for t in record.tags)
+                )
+            )
+
+        with self._lock:
+            matches = [
+                remote
+                for peer, index, record in self._core.records()
+                if wanted(peer, record)
+                and (remote := self._built((peer, index))) is not None
+            ]
+        return [
+            remote
+            for remote in matches
+            if not remote.is_disposed
+            and (connected is None or remote.is_connected == connected)
+        ]
 
     def apply(self, events: list[Event], hooks: ViewHooks) -> None:
         """Apply each event; one that fails never stops the others.

@@ -31,6 +31,17 @@ def test_a_discovered_machine_is_a_record_until_someone_asks() -> None:
     assert peer.views.built == 50
 
 
+def test_a_filtered_listing_builds_only_the_machines_it_returns() -> None:
+    peer = make("A")
+    peer.joined(0.0, alone=True)
+    discover(peer, 50)
+    found = peer.views.find(id_partial="b4")  # b4, b40..b49
+    assert sorted(r.id for r in found) == ["b4", *(f"b4{i}" for i in range(10))]
+    assert peer.views.built == 11
+    assert peer.views.find(peer_id="C") == []
+    assert peer.views.built == 11
+
+
 def test_plugins_that_look_at_remotes_get_them_built_at_once() -> None:
     rec = Recorder()
     peer = make("A", listener=rec)
