@@ -154,7 +154,7 @@ class Shared:
 
     def late(self, due: float, factor: float = 1.0) -> float:
         """A moment planned earlier, put off by the lag as it is now."""
-        return due + factor * self.config.back_pressure * self.lag
+        return self.stretch(due, factor)
 
     def prove(self, index: int, time: list[int], identity: bytes) -> bytes | None:
         """Our signature of one of our clocks (None without a signer)."""
