@@ -38,7 +38,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from time import monotonic as _monotonic
-from typing import Any, cast
+from typing import Any
 
 from . import hooks
 
@@ -144,17 +144,17 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
 
     def toggle(self, states: Names, args: dict[str, Any] | None = None) -> Result:
         """Remove the states when all are active, add them otherwise."""
-        i = self._index.get(states) if isinstance(states, str) else None
-        if i is None:
-            kind = REMOVE if self.is_active(states) else ADD
-            return self._mutate(kind, states, args)
-        # one known name, the common case: no parsing needed
-        if args is not None and not isinstance(args, dict):
-            raise TypeError(f"args must be a dict, not {type(args).__name__}")
-        if self._disposing:
-            return CANCELED
-        kind = REMOVE if self._ticks[i] & 1 else ADD
-        return self._enqueue(Mutation(kind, (cast("str", states),), args))
+        if isinstance(states, str):
+            i = self._index.get(states)
+            if i is not None:  # one known name, the common case: no parsing
+                if args is not None and not isinstance(args, dict):
+                    raise TypeError(f"args must be a dict, not {type(args).__name__}")
+                if self._disposing:
+                    return CANCELED
+                kind = REMOVE if self._ticks[i] & 1 else ADD
+                return self._enqueue(Mutation(kind, (states,), args))
+        kind = REMOVE if self.is_active(states) else ADD
+        return self._mutate(kind, states, args)
 
     def add_err(self, exc: BaseException, args: dict[str, Any] | None = None) -> Result:
         """Activate ``Exception`` with ``args["err"] = exc``."""
@@ -492,10 +492,10 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
         changed = tx.time_after is not tx.time_before
         if (
             changed
+            and self._resolver.auto_states
             and accepted
             and not mutation.is_auto
             and not self._disposing
-            and self._resolver.auto_states
         ):
             auto = self._resolver.auto_candidates(ActiveView(self._ticks, self._index))
             if auto:

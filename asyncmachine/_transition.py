@@ -489,21 +489,23 @@ class Transition:
         """Run final handlers; on an error the unfinished states are reverted."""
         names = self.machine._handler_names
         exits, enters = self.exits, self.enters
-        for i, state in enumerate(exits):
+        # no enumerate(): the position is only needed on an error, and the
+        # states are unique, so index() finds it then
+        for state in exits:
             name = names[state][3]
             if name in table:
                 try:
                     self._call(name, state, table[name])
                 except HandlerRaisedError:
-                    self._revert(exits[i:], enters)
+                    self._revert(exits[exits.index(state) :], enters)
                     raise
-        for i, state in enumerate(enters):
+        for state in enters:
             name = names[state][2]
             if name in table:
                 try:
                     self._call(name, state, table[name])
                 except HandlerRaisedError:
-                    self._revert((), enters[i:])
+                    self._revert((), enters[enters.index(state) :])
                     raise
         any_state = table.get("any_state")
         if any_state:
