@@ -206,6 +206,25 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                 emit({"ev": "synced", "t": time.time()})
                 return
 
+    async def report_progress(every: float) -> None:
+        """--mp-progress: how far each local peer got, for the tail's shape."""
+        while True:
+            await trio.sleep(every)  # a sampling period, not a wait on state
+            if not topics:
+                continue
+            seen = sorted(len(t.list_machines()) for t in topics.values())
+            out = counters_sum(list(topics.values()), "out_")
+            emit(
+                {
+                    "ev": "progress",
+                    "t": time.time(),
+                    "seen": seen,
+                    "of": expected,
+                    "lag": round(max(t.core.lag for t in topics.values()), 2),
+                    "out": {k2: v for k2, v in sorted(out.items()) if v},
+                }
+            )
+
     def totals() -> dict[str, Any]:
         out = counters_sum(list(topics.values()), "out_")
         inbound = counters_sum(list(topics.values()), "in_")
@@ -225,6 +244,8 @@ async def mp_child_main(a: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         raw_nursery = await nursery.start(raw_host)
         nursery.start_soon(watch_sync)
+        if a.mp_progress > 0:
+            nursery.start_soon(report_progress, a.mp_progress)
         emit({"ev": "ready", "k": k})
         while True:
             line = await trio.to_thread.run_sync(

@@ -37,6 +37,8 @@ class Children:
                 str(a.machines),
                 "--connect-attempts",
                 str(a.connect_attempts),
+                "--mp-progress",
+                str(a.mp_progress),
             ]
             proc = subprocess.Popen(
                 cmd,
