@@ -86,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         "(machines seen per peer, lag, requests; diagnostic, 0 = off)",
     )
     p.add_argument(
+        "--mp-profile",
+        metavar="DIR",
+        default="",
+        help="multi-process run: cProfile each process, stats to DIR/proc-K.prof "
+        "(diagnostic; slows every process down)",
+    )
+    p.add_argument(
         "--no-multiproc", action="store_true", help="skip the multi-process run"
     )
     p.add_argument(

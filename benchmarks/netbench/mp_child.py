@@ -39,6 +39,12 @@ async def mp_child_main(a: argparse.Namespace) -> None:
 
     quiet_logging()
     n, m_per, k = a.procs_peers, a.machines, a.mp_child
+    profiler = None
+    if a.mp_profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     schema = make_schema()
     rss_base = proc_status_kb("VmRSS")
     topics: dict[int, Any] = {}
@@ -302,6 +308,9 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                     mach.add(state)
                 emit({"ev": "changed", "id": mach.id, "sum": sum(mach.time()), "t": t0})
             elif op == "stop":
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(os.path.join(a.mp_profile, f"proc-{k}.prof"))
                 counters = counters_sum(list(topics.values()), "")
                 emit(
                     {

@@ -39,6 +39,8 @@ class Children:
                 str(a.connect_attempts),
                 "--mp-progress",
                 str(a.mp_progress),
+                "--mp-profile",
+                a.mp_profile,
             ]
             proc = subprocess.Popen(
                 cmd,
