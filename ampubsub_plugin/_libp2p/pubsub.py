@@ -40,6 +40,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize
 
+from . import records
 from .addresses import expand_unspecified
 
 #: Largest payload ``publish`` accepts. py-libp2p's outbound RPC queue drops
@@ -85,6 +86,7 @@ def new_libp2p_host(config: HostConfig) -> IHost:
 
 def new_gossipsub(config: HostConfig) -> GossipSub:
     """The gossipsub router, tuned as the module docstring explains."""
+    records.install()  # signed peer records checked once per peer
     return GossipSub(
         [PROTOCOL_ID_V11],
         degree=config.degree,
