@@ -394,3 +394,19 @@ def test_a_failed_pull_falls_back_to_asking_everyone() -> None:
         await dispose_all([*topics, late])
 
     run(main)
+
+
+def test_lost_introductions_are_pulled_from_a_neighbour() -> None:
+    """One-to-one repair: a peer that missed others' hellos (30 % loss)
+    fetches their infos from one neighbour over a direct request."""
+
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, loss=0.3, seed=11)
+        topics = await start_network(net, 8, 1)
+        await until(topics, sees(7), timeout=120)
+        served = sum(t.counters.get("out_pulled_infos", 0) for t in topics)
+        pulled_ok = sum(t.counters.get("pull_ok", 0) for t in topics)
+        assert served >= 1 and pulled_ok >= served
+        await dispose_all(topics)
+
+    run(main)
