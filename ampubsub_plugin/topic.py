@@ -337,21 +337,27 @@ class Topic:
         peers = sorted(self.transport.topic_peers())
         if runtime is None or not peers:
             self.core.counters["pull_no_peer"] += 1
-            return  # the requests to everyone cover it
+            if payload == PULL_REQUEST:  # called inside the topic machine
+                self.core.pull_failed(self._now())
+            return  # the requests to everyone cover the others
         peer = hint if hint in peers else self.core.discovery.pick(peers)
         runtime.spawn(self._pull, peer, payload, name=f"{self.name}:pull")
 
     async def _pull(self, peer: str, payload: bytes) -> None:
         counters = self.core.counters
+        # a busy neighbour answers late, not never: give it our lag, too
+        config = self.config
+        timeout = 2 * config.snapshot_wait + config.back_pressure * self.core.lag
         try:
-            reply = await self.transport.request(
-                peer, payload, 2 * self.config.snapshot_wait
-            )
+            reply = await self.transport.request(peer, payload, timeout)
             messages = decode_reply(reply)
         except (TransportError, ProtocolError, ValueError) as err:
             counters["pull_failed"] += 1
+            counters[f"pull_failed_{type(err).__name__}"] += 1
             log.debug("%s: pulling from %s failed: %s", self.name, peer, err)
-            return  # the requests to everyone cover it
+            if payload == PULL_REQUEST:  # another neighbour, or ask everyone
+                self.mach.add("PullFailed")
+            return  # missing peers: the requests to everyone cover them
         counters["pull_ok"] += 1
         arrived = self._now()
         for msg in messages:
@@ -751,6 +757,9 @@ class _Handlers:
             if peers is None
             else core.pulled_infos(peers)
         )
+
+    def PullFailed_state(self, e: Event) -> None:
+        self.t.core.pull_failed(self.t._now())
 
     def ListMachines_state(self, e: Event) -> None:
         """Go-style listing: args ``filters`` (dict) and ``callback(list)``."""

@@ -177,6 +177,10 @@ class GossipCore:
         and hands each message of the reply to ``receive``.)"""
         return self.discovery.pull_now(now)
 
+    def pull_failed(self, now: float) -> None:
+        """Our snapshot pull failed: the topic says so; we retry or ask."""
+        self.discovery.pull_failed(now)
+
     def pulled_snapshot(self, now: float) -> list[Message] | None:
         """Our snapshot for a newcomer that asked us directly (None: not yet)."""
         return self._outbox.pulled_snapshot(now)

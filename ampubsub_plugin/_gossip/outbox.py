@@ -72,6 +72,8 @@ class Outbox(Flow):
                 bucket.spend(now, len(messages))
                 for msg in messages:
                     counters[f"out_{msg.TYPE}"] += 1
+                    if isinstance(msg, ReqInfoMsg) and not msg.peer_ids:
+                        counters["out_reqinfo_snapshot"] += 1  # of them, asks
                 out.extend(messages)
         if out:
             self._pacing.last_sent = now

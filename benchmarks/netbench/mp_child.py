@@ -219,7 +219,13 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             if not topics:
                 continue
             seen = sorted(len(t.list_machines()) for t in topics.values())
+            # the peer that sees least: is it cut off (no topic peers, no mesh)?
+            low = min(topics.items(), key=lambda it: len(it[1].list_machines()))
+            tr = low[1].transport
+            run = getattr(tr, "_run", None)
+            conns = len(run.host.get_network().connections) if run else -1
             out = counters_sum(list(topics.values()), "out_")
+            out.update(counters_sum(list(topics.values()), "pull_"))
             emit(
                 {
                     "ev": "progress",
@@ -227,6 +233,14 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                     "seen": seen,
                     "of": expected,
                     "lag": round(max(t.core.lag for t in topics.values()), 2),
+                    "low": [
+                        low[0],
+                        len(tr.topic_peers()),
+                        len(tr.mesh_peers()),
+                        conns,
+                        sorted(low[1].mach.active_states),
+                        repr(low[1].mach.err),
+                    ],
                     "out": {k2: v for k2, v in sorted(out.items()) if v},
                 }
             )
