@@ -338,7 +338,7 @@ class Topic:
         if runtime is None or not peers:
             self.core.counters["pull_no_peer"] += 1
             if payload == PULL_REQUEST:  # called inside the topic machine
-                self.core.pull_failed(self._now())
+                self.core.pull_failed(self._now(), no_neighbour=True)
             return  # the requests to everyone cover the others
         peer = hint if hint in peers else self.core.discovery.pick(peers)
         runtime.spawn(self._pull, peer, payload, name=f"{self.name}:pull")

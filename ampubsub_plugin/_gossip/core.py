@@ -177,9 +177,10 @@ class GossipCore:
         and hands each message of the reply to ``receive``.)"""
         return self.discovery.pull_now(now)
 
-    def pull_failed(self, now: float) -> None:
-        """Our snapshot pull failed: the topic says so; we retry or ask."""
-        self.discovery.pull_failed(now)
+    def pull_failed(self, now: float, *, no_neighbour: bool = False) -> None:
+        """Our snapshot pull failed (or found no neighbour to ask): the
+        topic says so; we retry or ask everyone."""
+        self.discovery.pull_failed(now, no_neighbour=no_neighbour)
 
     def pulled_snapshot(self, now: float) -> list[Message] | None:
         """Our snapshot for a newcomer that asked us directly (None: not yet)."""

@@ -54,6 +54,8 @@ PULL_AFTER = 0.1
 PULL_RETRY = 1.0
 #: ... this many pulls in all before asking everyone
 MAX_PULLS = 3
+#: with no neighbour on the topic yet, a pull waits this many PULL_RETRYs
+MAX_PULL_WAITS = 5
 
 
 class Phase(Enum):
@@ -120,6 +122,7 @@ class Discovery:
         #: and how many pulls may still be made before asking everyone
         self.pull_due: float | None = None
         self._pulls_left = 0
+        self._pull_waits = 0
         self._pulled_from: set[str] = set()
         #: a snapshot was asked for while we were joining: once settled by
         #: waiting (nobody else could answer either), the responders send it
@@ -169,6 +172,7 @@ class Discovery:
         if self.pull_due is not None:
             self.ask_due = None
             self._pulls_left = MAX_PULLS
+            self._pull_waits = 0
             self._pulled_from.clear()
         self._settle_at = (
             now + wait + spread + self._shared.stretch(cfg.snapshot_wait, 2)
@@ -263,11 +267,18 @@ class Discovery:
         self.pull_due = None
         return True
 
-    def pull_failed(self, now: float) -> None:
-        """Our snapshot pull failed (refused, timed out, nobody to ask):
-        another neighbour later, or, after ``MAX_PULLS``, ask everyone."""
+    def pull_failed(self, now: float, *, no_neighbour: bool = False) -> None:
+        """Our snapshot pull failed (refused, timed out): another neighbour
+        later, or, after ``MAX_PULLS``, ask everyone. With ``no_neighbour``
+        (no neighbour is on the topic yet: the subscriptions are still being
+        exchanged) it is tried again later, up to ``MAX_PULL_WAITS`` times,
+        without using up a pull."""
         if not self.joined or self._pulls_left <= 0:
             return  # a snapshot came meanwhile
+        if no_neighbour and self._pull_waits < MAX_PULL_WAITS:
+            self._pull_waits += 1
+            self.pull_due = now + self._shared.stretch(PULL_RETRY)
+            return
         self._pulls_left -= 1
         if self._pulls_left > 0:
             self.pull_due = now + self._shared.stretch(PULL_RETRY)

@@ -534,3 +534,24 @@ def test_a_newcomer_that_can_pull_asks_everyone_only_after_its_pulls_failed() ->
     a.pull_failed(now)  # the last one: ask everyone
     asks = [m for m in a.collect(now) if isinstance(m, ReqInfoMsg)]
     assert asks and not asks[0].peer_ids
+
+
+def test_a_pull_with_no_neighbour_yet_waits_without_using_up_a_pull() -> None:
+    from ampubsub_plugin._gossip.discovery import MAX_PULL_WAITS, MAX_PULLS
+    from ampubsub_plugin.protocol import ReqInfoMsg
+
+    a = make("A")
+    a.pull_snapshots(True)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    now = 0.2
+    for _ in range(MAX_PULL_WAITS + MAX_PULLS - 1):
+        assert a.pull_now(now)
+        a.pull_failed(now, no_neighbour=True)  # subscriptions not in yet
+        now += 1.5
+        assert not [m for m in a.collect(now) if isinstance(m, ReqInfoMsg)]
+    assert a.pull_now(now)
+    a.pull_failed(now, no_neighbour=True)  # the waits and pulls are used up
+    asks = [m for m in a.collect(now) if isinstance(m, ReqInfoMsg)]
+    assert asks and not asks[0].peer_ids
