@@ -42,6 +42,7 @@ from libp2p.pubsub.rpc_queue import OutBoundQueueSize
 
 from . import records
 from .addresses import expand_unspecified
+from .muxer import muxer_options
 
 #: Largest payload ``publish`` accepts. py-libp2p's outbound RPC queue drops
 #: RPCs over 1 MiB without an error; the signed envelope adds ~300-400 bytes.
@@ -79,7 +80,7 @@ def new_libp2p_host(config: HostConfig) -> IHost:
         key_pair=config.key_pair,
         psk=None if config.psk is None else config.psk.hex(),
         listen_addrs=config.listen,
-        muxer_preference=config.muxer,
+        muxer_opt=muxer_options(config.muxer),  # one bad link can't stop the host
         connection_config=ConnectionConfig(max_connections_per_peer=1),
     )
 

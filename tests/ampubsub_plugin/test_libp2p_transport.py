@@ -515,3 +515,32 @@ def test_a_full_inbox_sheds_the_author_with_the_most_queued(
 def test_what_the_inbox_shed_shows_in_the_transports_counters() -> None:
     transport = Libp2pTransport([TCP])
     assert transport.counters() == {"inbox_shed": 0}
+
+
+@pytest.mark.parametrize("muxer", ["mplex", "yamux"])
+def test_a_corrupt_frame_from_one_peer_ends_only_its_connection(muxer: str) -> None:
+    """A frame that fails the secure channel's authentication (a broken or
+    hostile peer) used to stop the whole mplex host; now only that link."""
+    from libp2p.peer.id import ID
+
+    async def main() -> None:
+        async with serving(3, muxer=muxer) as (a, b, c):
+            await join_all([a, b, c])
+            await a.t.connect(b.t.addrs)
+            await c.t.connect(b.t.addrs)
+            await b.rec.wait_event("joined", a.t.peer_id)
+            await b.rec.wait_event("joined", c.t.peer_id)
+            run_a = a.t._run
+            assert run_a is not None
+            network = run_a.host.get_network()
+            (conn,) = network.get_connections(ID.from_base58(b.t.peer_id))
+            secure_channel = conn.muxed_conn.secured_conn.conn
+            await secure_channel.read_writer.write_msg(bytes(48))  # no ciphertext
+            await b.rec.wait_event("left", a.t.peer_id)
+            # B still serves its other peer, both ways
+            await c.t.publish(b"from c")
+            await b.rec.wait_message(c.t.peer_id, b"from c")
+            await b.t.publish(b"from b")
+            await c.rec.wait_message(b.t.peer_id, b"from b")
+
+    run(main)
