@@ -20,7 +20,9 @@ measurements behind each choice are in the py-libp2p study):
 py-libp2p drops silently: payloads over about 1 MiB (hence
 :data:`MAX_PAYLOAD`) and RPCs beyond :data:`OUTBOUND_QUEUE_SIZE` queued per
 peer and link. :class:`EventPubsub` replaces the only other silent drop, the
-32-slot subscription channel per topic.
+32-slot subscription channel per topic, and puts received messages through
+:class:`~.shedding.Admission` (per-connection budgets and fair queues)
+before py-libp2p's expensive checks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import multiaddr  # type: ignore[import-untyped]
+import trio
 from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
@@ -41,6 +44,8 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize
 
 from .addresses import expand_unspecified
+from .logs import log
+from .shedding import Admission
 
 #: Largest payload ``publish`` accepts. py-libp2p's outbound RPC queue drops
 #: RPCs over 1 MiB without an error; the signed envelope adds ~300-400 bytes.
@@ -110,7 +115,15 @@ def _ignore_message(msg: rpc_pb2.Message) -> None:
 
 
 class EventPubsub(Pubsub):
-    """Pubsub that reports peer join/leave and hands messages over directly.
+    """Pubsub that sheds floods early, reports peer join/leave and hands
+    messages over directly.
+
+    py-libp2p's read loop starts one ``push_msg`` task per received message;
+    here ``push_msg`` only offers the message to :attr:`admission` (see
+    ``shedding.py``), and one worker task started by :meth:`run` serves what
+    it admitted, round-robin per connection, through py-libp2p's own
+    ``push_msg`` (seen-cache, signature, validators, forwarding). Own
+    publishes go straight through.
 
     py-libp2p has no topic event handler (as go's ``Topic.EventHandler``);
     ``peer_topics`` changes only in ``handle_subscription`` and
@@ -123,6 +136,39 @@ class EventPubsub(Pubsub):
     on_subscribed: Callable[[str, ID], None] = staticmethod(_ignore_topic_event)
     on_unsubscribed: Callable[[str, ID], None] = staticmethod(_ignore_topic_event)
     on_message: Callable[[rpc_pb2.Message], None] = staticmethod(_ignore_message)
+
+    def __init__(
+        self, host: IHost, router: GossipSub, admission: Admission | None = None
+    ) -> None:
+        super().__init__(host, router)
+        #: the stage before signature checks (``shedding.py``)
+        self.admission = admission or Admission()
+
+    async def run(self) -> None:
+        self.manager.run_daemon_task(self._serve_admitted)
+        await super().run()
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        if msg_forwarder == self.my_id:  # our own publish
+            await super().push_msg(msg_forwarder, msg)
+            return
+        self.admission.offer(msg_forwarder, msg, self._is_msg_seen(msg))
+
+    async def _serve_admitted(self) -> None:
+        """The one worker: py-libp2p's checks for each admitted message."""
+        admission = self.admission
+        while self.manager.is_running:
+            conn, msg = await admission.take()
+            try:
+                await super().push_msg(conn, msg)
+            except Exception:  # one bad message must not stop the worker
+                log.debug("push_msg failed for a message from %s", conn, exc_info=True)
+            # push_msg may not yield: let the read loops and the inbox run
+            await trio.lowlevel.checkpoint()
+
+    def _handle_dead_peer(self, peer_id: ID) -> None:
+        super()._handle_dead_peer(peer_id)
+        self.admission.forget(peer_id)
 
     def handle_subscription(
         self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts
