@@ -14,6 +14,9 @@ counters, never on a sleep.
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
@@ -180,5 +183,46 @@ def test_a_spoofed_author_sheds_only_on_the_spoofers_own_connection() -> None:
         # duplicates cost no budget
         assert not admission.offer(honest_conn, _message(owner, 1), seen=True)
         assert counters["drop_seen_early"] == 1
+
+    trio.run(main)
+
+
+class _Chunks:
+    """A stream whose reads return the given chunks, then b\"\"."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def read(self, n: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+def test_frames_are_cut_from_chunks_whatever_their_boundaries() -> None:
+    from libp2p.exceptions import ParseError
+    from libp2p.io.exceptions import IncompleteReadError, MessageTooLarge
+
+    from ampubsub_plugin._libp2p.frames import FrameReader
+
+    frames = [b"", b"a", b"b" * 300, b"c" * 70_000]
+    wire = b"".join(encode_uvarint(len(f)) + f for f in frames)
+
+    async def read_all(chunks: list[bytes], limit: int = 1 << 20) -> list[bytes]:
+        reader = FrameReader(_Chunks(chunks), limit)  # type: ignore[arg-type]
+        got = []
+        with contextlib.suppress(IncompleteReadError):
+            while True:
+                got.append(await reader.next())
+        return got
+
+    async def main() -> None:
+        assert await read_all([wire]) == frames
+        assert await read_all([wire[i : i + 1] for i in range(len(wire))]) == frames
+        assert await read_all([wire[:2], wire[2:9], wire[9:]]) == frames
+        with pytest.raises(MessageTooLarge):  # before the body is read
+            await read_all([encode_uvarint(5000)], limit=4096)
+        with pytest.raises(ParseError):
+            await read_all([b"\xff" * 11])
+        assert await read_all([wire[:-1]]) == frames[:3]  # cut short: ends
 
     trio.run(main)
