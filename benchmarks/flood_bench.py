@@ -65,7 +65,8 @@ COUNTER_KEYS = (
     "drop_author_budget",
     "drop_conn_budget",
     "drop_conn_queue",
-    "drop_seen_early",
+    "dup_early",
+    "unforwarded_budget",
     "inbox_shed",
     "missing_peers",
     "missing_updates",
@@ -723,7 +724,8 @@ def render(res: dict[str, Any]) -> str:
             "drop_author_budget",
             "drop_conn_budget",
             "drop_conn_queue",
-            "drop_seen_early",
+            "dup_early",
+            "unforwarded_budget",
             "inbox_shed",
         )
     }

@@ -96,9 +96,33 @@ def new_libp2p_host(config: HostConfig) -> IHost:
     )
 
 
-def new_gossipsub(config: HostConfig) -> GossipSub:
+class BudgetedGossipSub(GossipSub):
+    """GossipSub that forwards at most an honest peer's rate per author.
+
+    ``publish`` is the router's forwarding step, called once a received
+    message passed every check (and for our own publishes, always
+    forwarded); an author over its forwarding budget (``shedding.py``, rule
+    6) is delivered here but not forwarded, nor kept for IHAVE gossip, as
+    py-libp2p's own spam protection does.
+    """
+
+    admission: Admission | None = None
+
+    async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
+        admission, pubsub = self.admission, self.pubsub
+        if (
+            admission is not None
+            and pubsub is not None
+            and msg_forwarder != pubsub.my_id
+            and not admission.forwards(pubsub_msg.from_id)
+        ):
+            return
+        await super().publish(msg_forwarder, pubsub_msg)
+
+
+def new_gossipsub(config: HostConfig) -> BudgetedGossipSub:
     """The gossipsub router, tuned as the module docstring explains."""
-    return GossipSub(
+    return BudgetedGossipSub(
         [PROTOCOL_ID_V11],
         degree=config.degree,
         degree_low=config.degree_low,
@@ -151,6 +175,8 @@ class EventPubsub(Pubsub):
         super().__init__(host, router)
         #: the stage before signature checks (``shedding.py``)
         self.admission = admission or Admission()
+        if isinstance(router, BudgetedGossipSub):
+            router.admission = self.admission
 
     async def run(self) -> None:
         self.manager.run_daemon_task(self._serve_admitted)
@@ -217,10 +243,6 @@ class EventPubsub(Pubsub):
                 log.debug("push_msg failed for a message from %s", conn, exc_info=True)
             # push_msg may not yield: let the read loops and the inbox run
             await trio.lowlevel.checkpoint()
-
-    def _handle_dead_peer(self, peer_id: ID) -> None:
-        super()._handle_dead_peer(peer_id)
-        self.admission.forget(peer_id)
 
     def handle_subscription(
         self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts

@@ -19,8 +19,8 @@ exists to avoid.
 Rules:
 
 1. A message already in the seen-cache is dropped at once (py-libp2p would
-   drop it too, after the task); it spends no budget, so an honest relay's
-   duplicates cost it nothing.
+   drop it too, after the task; counted as ``dup_early``, a normal event);
+   it spends no budget, so an honest relay's duplicates cost it nothing.
 2. Each connection peer has a token bucket (:attr:`ShedConfig.conn_rate`,
    ``conn_burst``): past it, messages are dropped and counted
    (``drop_conn_budget``). It is a ceiling on what any one connection can
@@ -39,6 +39,15 @@ Rules:
    shed in its own queue when the peer can't keep up.
 5. Own publishes don't come through here (py-libp2p calls ``push_msg``
    directly for them).
+6. After the checks, the router forwards at most what an honest peer may
+   send per author (:attr:`ShedConfig.forward_rate`, ``forward_burst``:
+   our peers' outbound bucket, ``GossipConfig.rate``/``burst``, doubled in
+   burst); past it a message is still delivered here but not forwarded
+   (``unforwarded_budget``). The author is signature-checked by then. Every
+   honest neighbour forwarding the in-budget part of a flood to every mesh
+   peer is what multiplies its cost (each peer reads each message once per
+   neighbour, and writes it once per mesh peer); this keeps that part at an
+   honest peer's rate.
 
 What a shed message still costs: the read, the decryption, the protobuf
 parse and py-libp2p's task start. Stopping reading instead (back-pressure)
@@ -56,7 +65,8 @@ import trio
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
-#: Connection peers whose bucket is kept (the least recently heard go first).
+#: Connection peers (and authors) whose bucket is kept (the least recently
+#: heard go first; a reconnect doesn't refill a kept bucket).
 MAX_CONNECTIONS_TRACKED = 4096
 
 
@@ -76,12 +86,17 @@ class ShedConfig:
     #: messages (and payload bytes) waiting per connection peer
     conn_queue: int = 256
     conn_queue_bytes: int = 8 * 1024 * 1024
+    #: messages per second of one (signature-checked) author we forward
+    forward_rate: float = 30.0
+    forward_burst: int = 60
 
     def __post_init__(self) -> None:
         if not self.conn_rate > 0 or self.conn_burst < 1:
             raise ValueError("conn_rate must be > 0 and conn_burst >= 1")
         if self.conn_queue < 1 or self.conn_queue_bytes < 1:
             raise ValueError("conn_queue and conn_queue_bytes must be >= 1")
+        if not self.forward_rate > 0 or self.forward_burst < 1:
+            raise ValueError("forward_rate must be > 0 and forward_burst >= 1")
 
 
 class _Bucket:
@@ -130,6 +145,7 @@ class Admission:
     __slots__ = (
         "_buckets",
         "_config",
+        "_forward",
         "_lanes",
         "_ready",
         "_wake",
@@ -139,11 +155,13 @@ class Admission:
     def __init__(self, config: ShedConfig | None = None) -> None:
         self._config = config or ShedConfig()
         self._buckets: OrderedDict[ID, _Bucket] = OrderedDict()
+        #: forwarding budgets by author (raw ``from``)
+        self._forward: OrderedDict[bytes, _Bucket] = OrderedDict()
         self._lanes: dict[ID, _Lane] = {}
         #: connections with something queued, round-robin
         self._ready: deque[ID] = deque()
         self._wake = trio.Event()
-        #: drop_seen_early, drop_conn_budget, drop_conn_queue
+        #: dup_early, drop_conn_budget, drop_conn_queue, unforwarded_budget
         self.counters: Counter[str] = Counter()
 
     @property
@@ -154,7 +172,7 @@ class Admission:
     def offer(self, conn: ID, msg: rpc_pb2.Message, seen: bool) -> bool:
         """Queue ``msg`` received over ``conn``'s connection, or shed it."""
         if seen:
-            self.counters["drop_seen_early"] += 1
+            self.counters["dup_early"] += 1
             return False
         cfg = self._config
         now = trio.current_time()
@@ -235,6 +253,18 @@ class Admission:
             self._wake = trio.Event()
             await self._wake.wait()
 
-    def forget(self, conn: ID) -> None:
-        """``conn`` disconnected: its bucket goes (its queued messages stay)."""
-        self._buckets.pop(conn, None)
+    def forwards(self, author: bytes) -> bool:
+        """May a checked message of ``author`` be forwarded (rule 6)?"""
+        cfg, buckets = self._config, self._forward
+        now = trio.current_time()
+        bucket = buckets.get(author)
+        if bucket is None:
+            bucket = buckets[author] = _Bucket(cfg.forward_rate, cfg.forward_burst, now)
+            if len(buckets) > MAX_CONNECTIONS_TRACKED:
+                buckets.popitem(last=False)
+        else:
+            buckets.move_to_end(author)
+        if bucket.take(now):
+            return True
+        self.counters["unforwarded_budget"] += 1
+        return False

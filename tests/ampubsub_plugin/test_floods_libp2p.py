@@ -182,7 +182,21 @@ def test_a_spoofed_author_sheds_only_on_the_spoofers_own_connection() -> None:
         assert [m.from_id for m in honest[:2]] == [owner, other]
         # duplicates cost no budget
         assert not admission.offer(honest_conn, _message(owner, 1), seen=True)
-        assert counters["drop_seen_early"] == 1
+        assert counters["dup_early"] == 1
+
+    trio.run(main)
+
+
+def test_an_author_past_an_honest_peers_rate_is_delivered_but_not_forwarded() -> None:
+    from ampubsub_plugin._libp2p.shedding import Admission, ShedConfig
+
+    async def main() -> None:
+        admission = Admission(ShedConfig(forward_rate=30, forward_burst=60))
+        flooder, honest = b"flooder", b"honest"
+        forwarded = sum(admission.forwards(flooder) for _ in range(1000))
+        assert forwarded == 60  # its burst, then its rate (no time passed)
+        assert admission.forwards(honest)  # a budget per author
+        assert admission.counters["unforwarded_budget"] == 1000 - 60
 
     trio.run(main)
 
