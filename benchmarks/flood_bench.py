@@ -189,9 +189,12 @@ def run_watcher(args: argparse.Namespace) -> None:
     emit({"ev": "starting", "t": time.time()})
     topic.start()
     assert topic.mach.when("Connected").wait(TIMEOUT), topic.mach.err
+    emit({"ev": "connected", "t": time.time()})
     topic.join()
     assert topic.mach.when("Joined").wait(TIMEOUT), topic.mach.err
-    emit({"ev": "ready", "peer": topic.peer_id, "addr": topic.addrs[0]})
+    emit(
+        {"ev": "ready", "peer": topic.peer_id, "addr": topic.addrs[0], "t": time.time()}
+    )
     commands = stdin_lines()
     while True:
         c = topic.counters
@@ -475,7 +478,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 owner_peer,
                 "--bootstrap",
                 *addrs[-3:],
-                flooder_addr,
+                *([flooder_addr] if args.newcomer_dials_flooder else []),
             )
             children.append(newcomer)
         fe = flooder.wait_for("flood_end", args.flood + 60)
@@ -494,6 +497,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     res = analyse(args, info, marks, cpu, owner, watchers, flooder)
     if newcomer is not None:
         res["newcomer"] = newcomer_join(owner, newcomer)
+        if args.raw:
+            res["raw"]["newcomer"] = newcomer.events
     return res
 
 
@@ -516,10 +521,16 @@ def newcomer_join(owner: Child, newcomer: Child) -> dict[str, Any]:
         if ev["sum"] >= current:
             caught = ev["t"] - t0
             break
+    steps = {
+        f"{ev}_s": got[0]["t"] - t0
+        for ev in ("connected", "ready")
+        if (got := newcomer.of(ev)) and "t" in got[0]
+    }
     return {
         "caught_up_s": caught,
         "first_seen_s": seen[0]["t"] - t0 if seen else None,
         "views": len(seen),
+        **steps,
     }
 
 
@@ -778,6 +789,12 @@ def main() -> None:
     )
     ap.add_argument("--json-out", default="")
     ap.add_argument("--raw", action="store_true", help="keep every event in --json-out")
+    ap.add_argument(
+        "--newcomer-honest-only",
+        dest="newcomer_dials_flooder",
+        action="store_false",
+        help="the newcomer bootstraps from honest peers only (default: +flooder)",
+    )
     ap.add_argument("--owner-peer", default="")
     ap.add_argument("--bootstrap", nargs="*", default=[])
     args = ap.parse_args()

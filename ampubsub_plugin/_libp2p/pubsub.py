@@ -151,11 +151,11 @@ class EventPubsub(Pubsub):
     messages over directly.
 
     py-libp2p's read loop starts one ``push_msg`` task per received message;
-    here ``push_msg`` only offers the message to :attr:`admission` (see
-    ``shedding.py``), and one worker task started by :meth:`run` serves what
-    it admitted, round-robin per connection, through py-libp2p's own
-    ``push_msg`` (seen-cache, signature, validators, forwarding). Own
-    publishes go straight through.
+    ours (:meth:`continuously_read_stream`) offers each message to
+    :attr:`admission` instead (see ``shedding.py``), and one worker task
+    started by :meth:`run` serves what it admitted, round-robin per
+    connection, through py-libp2p's own ``push_msg`` (seen-cache, signature,
+    validators, forwarding). Own publishes go straight through.
 
     py-libp2p has no topic event handler (as go's ``Topic.EventHandler``);
     ``peer_topics`` changes only in ``handle_subscription`` and
