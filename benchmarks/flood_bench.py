@@ -119,12 +119,23 @@ def schema() -> dict[str, Any]:
     return {name: State() for name in STATES}
 
 
+def config(args: argparse.Namespace) -> Any:
+    """The honest peers' GossipConfig (``--author-rate``/``--author-burst``)."""
+    from ampubsub_plugin.gossip import GossipConfig
+
+    if args.author_rate <= 0:
+        return None
+    return GossipConfig(author_rate=args.author_rate, author_burst=args.author_burst)
+
+
 def run_owner(args: argparse.Namespace) -> None:
     from ampubsub_plugin import Libp2pTransport, Topic
     from asyncmachine import Machine
 
     machine = Machine(schema(), id="worker")
-    topic = Topic(TOPIC, transport=Libp2pTransport(), machines=[machine])
+    topic = Topic(
+        TOPIC, transport=Libp2pTransport(), machines=[machine], config=config(args)
+    )
     topic.start()
     assert topic.mach.when("Connected").wait(TIMEOUT), topic.mach.err
     topic.join()
@@ -184,7 +195,12 @@ def run_watcher(args: argparse.Namespace) -> None:
 
     hooks.register(Probe(), name="flood-bench-probe")
     by_sender = BySender()
-    topic = Topic(TOPIC, transport=Libp2pTransport(), bootstrap=args.bootstrap)
+    topic = Topic(
+        TOPIC,
+        transport=Libp2pTransport(),
+        bootstrap=args.bootstrap,
+        config=config(args),
+    )
     topic.mach.bind_tracer(by_sender)
     emit({"ev": "starting", "t": time.time()})
     topic.start()
@@ -307,11 +323,14 @@ def run_flooder(args: argparse.Namespace) -> None:
 class Child:
     """A child process; stdout JSON lines are collected with their arrival."""
 
+    #: options every child gets (set by run_bench)
+    common: tuple[str, ...] = ()
+
     def __init__(self, name: str, role: str, *extra: str) -> None:
         self.name = name
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE), "--role", role, *extra],
+            [sys.executable, str(HERE), "--role", role, *Child.common, *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -414,6 +433,17 @@ def machine_info() -> dict[str, Any]:
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     info = machine_info()
+    info["author_rate"] = args.author_rate
+    Child.common = (
+        (
+            "--author-rate",
+            str(args.author_rate),
+            "--author-burst",
+            str(args.author_burst),
+        )
+        if args.author_rate > 0
+        else ()
+    )
     children: list[Child] = []
     marks: dict[str, float] = {}
     cpu: dict[str, dict[str, float]] = {}
@@ -795,6 +825,13 @@ def main() -> None:
         action="store_false",
         help="the newcomer bootstraps from honest peers only (default: +flooder)",
     )
+    ap.add_argument(
+        "--author-rate",
+        type=float,
+        default=0.0,
+        help="honest peers' GossipConfig.author_rate (default: the library's)",
+    )
+    ap.add_argument("--author-burst", type=int, default=60)
     ap.add_argument("--owner-peer", default="")
     ap.add_argument("--bootstrap", nargs="*", default=[])
     args = ap.parse_args()
