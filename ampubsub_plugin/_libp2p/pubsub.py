@@ -179,6 +179,7 @@ class EventPubsub(Pubsub):
             router.admission = self.admission
 
     async def run(self) -> None:
+        self.admission.drop_queued()  # left by an earlier serve(), if any
         self.manager.run_daemon_task(self._serve_admitted)
         await super().run()
 

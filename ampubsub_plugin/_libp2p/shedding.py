@@ -253,6 +253,11 @@ class Admission:
             self._wake = trio.Event()
             await self._wake.wait()
 
+    def drop_queued(self) -> None:
+        """Forget what waits (a new stack starts; budgets and counts stay)."""
+        self._lanes.clear()
+        self._ready.clear()
+
     def forwards(self, author: bytes) -> bool:
         """May a checked message of ``author`` be forwarded (rule 6)?"""
         cfg, buckets = self._config, self._forward
