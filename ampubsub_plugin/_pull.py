@@ -1,4 +1,4 @@
-"""Pulled snapshots: a newcomer's snapshot over one direct stream.
+"""Pulled snapshots and pulled introductions, over one direct stream.
 
 A newcomer used to get its snapshot broadcast: every peer received (and
 paid the CPU for) a copy of everything, for one reader. Now the newcomer
@@ -8,6 +8,13 @@ wire, in a msgpack list. The reply comes over an authenticated stream, so
 its messages count as sent by that neighbour (relayed introductions still
 need their owners' signatures). Anything malformed fails the whole pull;
 the newcomer then asks everyone, as before.
+
+Pulled introductions work the same way for the repair room: a peer that
+misses some peers' infos (heard of them only through gossip or relays)
+asks one neighbour for exactly those (``PULL_PEERS`` and the ids), instead
+of a ``reqinfo`` whose request and answers every peer would receive. When
+the neighbour doesn't know them, or the pull fails, the next request for
+them goes to everyone.
 """
 
 from __future__ import annotations
@@ -16,14 +23,19 @@ from collections.abc import Sequence
 
 import msgpack  # type: ignore[import-untyped]
 
-from .protocol import Message, ProtocolError, decode, encode
+from .protocol import MAX_ID_LEN, Message, ProtocolError, decode, encode
 from .transport import DIRECT_MAX_REPLY
 
 #: the direct request that asks for a snapshot (a mutation is a msgpack
 #: map, which can't start with a zero byte)
 PULL_REQUEST = b"\x00ampubsub/pull-snapshot/1"
+#: the direct request that asks for some peers' introductions; a msgpack
+#: list of their ids follows
+PULL_PEERS = b"\x00ampubsub/pull-peers/1\x00"
 #: most messages one reply carries
 MAX_MESSAGES = 256
+#: most peers one pull asks about
+MAX_PULL_PEERS = 64
 
 
 def encode_reply(messages: Sequence[Message], limit: int = DIRECT_MAX_REPLY) -> bytes:
@@ -52,3 +64,29 @@ def decode_reply(data: bytes) -> list[Message]:
     if type(parts) is not list or any(type(p) is not bytes for p in parts):
         raise ProtocolError("field_type", "pulled snapshot: expected a list of bytes")
     return [decode(part, strict_relations=False) for part in parts]
+
+
+def encode_peers_request(peers: Sequence[str]) -> bytes:
+    """A ``PULL_PEERS`` request for these peers' introductions."""
+    ids: bytes = msgpack.packb(list(peers[:MAX_PULL_PEERS]), use_bin_type=True)
+    return PULL_PEERS + ids
+
+
+def decode_peers_request(payload: bytes) -> list[str]:
+    """The ids a ``PULL_PEERS`` request names; raises ProtocolError naming
+    what is wrong."""
+    body = payload[len(PULL_PEERS) :]
+    try:
+        ids = msgpack.unpackb(body, raw=False, max_array_len=MAX_PULL_PEERS)
+    except Exception as exc:
+        raise ProtocolError("msgpack", f"pull-peers request: {exc}") from None
+    if type(ids) is not list or not ids:
+        raise ProtocolError("field_type", "pull-peers request: expected a list of ids")
+    for peer in ids:
+        if type(peer) is not str or not 0 < len(peer) <= MAX_ID_LEN:
+            raise ProtocolError(
+                "limit",
+                f"pull-peers request: {peer!r} is not a peer id "
+                f"of 1..{MAX_ID_LEN} characters",
+            )
+    return ids

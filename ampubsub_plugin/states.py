@@ -51,6 +51,8 @@ TOPIC_STATES: dict[str, State] = {
     "Flush": State(multi=True, require=_J),
     # ours: a newcomer asked us directly for our snapshot (see _pull.py)
     "ServePull": State(multi=True, require=_J),
+    # ours: our snapshot pull from a neighbour failed (see _pull.py)
+    "PullFailed": State(multi=True, require=_J),
     "ProcessMsgs": State(multi=True, require=_J),
 }
 

@@ -43,7 +43,14 @@ from ._allow import AllowPeers, PeerAllowList
 from ._gossip import INTENT_STATES, GossipConfig, GossipCore
 from ._gossip import Event as CoreEvent
 from ._inbound import ExportTracer, Inbound
-from ._pull import PULL_REQUEST, decode_reply, encode_reply
+from ._pull import (
+    PULL_PEERS,
+    PULL_REQUEST,
+    decode_peers_request,
+    decode_reply,
+    encode_peers_request,
+    encode_reply,
+)
 from ._runtime import Runtime, Task, run_is_ending, runtime_for_caller
 from ._views import RemoteViews
 from .hooks import TopicHooks
@@ -291,13 +298,16 @@ class Topic:
         """A direct request: a newcomer's snapshot (``_pull``), or a mutation
         of one of our machines (sans-IO server)."""
         if payload == PULL_REQUEST:
-            return await self._serve_pull(caller)
+            return await self._serve_pull(caller, None)
+        if payload.startswith(PULL_PEERS):
+            return await self._serve_pull(caller, decode_peers_request(payload))
         if not self._mutation_server.active:
             raise PermissionError("no machine here is exported as mutable")
         return self._mutation_server.handle(caller, payload)
 
-    async def _serve_pull(self, caller: str) -> bytes:
-        """Our snapshot, built inside the topic machine (where the core runs)."""
+    async def _serve_pull(self, caller: str, peers: list[str] | None) -> bytes:
+        """Our snapshot (``peers`` None) or what we know of ``peers``, built
+        inside the topic machine (where the core runs)."""
         runtime = self.runtime
         if runtime is None:
             raise PermissionError("not serving")
@@ -311,36 +321,43 @@ class Topic:
             else:
                 runtime.call_soon(done.set)
 
-        if self.mach.add("ServePull", {"reply": reply}) == 1:  # canceled
+        if self.mach.add("ServePull", {"reply": reply, "peers": peers}) == 1:
             raise PermissionError("not joined")
         with trio.move_on_after(self.config.snapshot_wait):
             await done.wait()
         if not built or built[0] is None:
             raise PermissionError("still joining: no complete view to send")
-        log.debug("%s: snapshot pulled by %s", self.name, caller)
+        log.debug("%s: %s pulled by %s", self.name, peers or "snapshot", caller)
         return encode_reply(built[0])
 
-    def _start_pull(self) -> None:
-        """Fetch our snapshot from one neighbour (see ``_pull``)."""
+    def _start_pull(self, payload: bytes, hint: str | None = None) -> None:
+        """Fetch a snapshot or some peers' infos from one neighbour (see
+        ``_pull``): ``hint`` if it is one, else any."""
         runtime = self.runtime
         peers = sorted(self.transport.topic_peers())
         if runtime is None or not peers:
             self.core.counters["pull_no_peer"] += 1
-            return  # the ask planned at joining covers it
-        peer = self.core.discovery.pick(peers)
-        runtime.spawn(self._pull, peer, name=f"{self.name}:pull")
+            if payload == PULL_REQUEST:  # called inside the topic machine
+                self.core.pull_failed(self._now(), no_neighbour=True)
+            return  # the requests to everyone cover the others
+        peer = hint if hint in peers else self.core.discovery.pick(peers)
+        runtime.spawn(self._pull, peer, payload, name=f"{self.name}:pull")
 
-    async def _pull(self, peer: str) -> None:
+    async def _pull(self, peer: str, payload: bytes) -> None:
         counters = self.core.counters
+        # a busy neighbour answers late, not never: give it our lag, too
+        config = self.config
+        timeout = 2 * config.snapshot_wait + config.back_pressure * self.core.lag
         try:
-            reply = await self.transport.request(
-                peer, PULL_REQUEST, 2 * self.config.snapshot_wait
-            )
+            reply = await self.transport.request(peer, payload, timeout)
             messages = decode_reply(reply)
         except (TransportError, ProtocolError, ValueError) as err:
             counters["pull_failed"] += 1
-            log.debug("%s: pulling a snapshot from %s failed: %s", self.name, peer, err)
-            return  # the ask planned at joining covers it
+            counters[f"pull_failed_{type(err).__name__}"] += 1
+            log.debug("%s: pulling from %s failed: %s", self.name, peer, err)
+            if payload == PULL_REQUEST:  # another neighbour, or ask everyone
+                self.mach.add("PullFailed")
+            return  # missing peers: the requests to everyone cover them
         counters["pull_ok"] += 1
         arrived = self._now()
         for msg in messages:
@@ -690,7 +707,10 @@ class _Handlers:
         now = t._now()
         t._outbox.extend(t.core.collect(now))
         if t.core.pull_now(now):
-            t._start_pull()
+            t._start_pull(PULL_REQUEST)
+        pull = t.core.peers_to_pull()
+        if pull is not None:
+            t._start_pull(encode_peers_request(pull[0]), pull[1])
         t._due = t.core.next_due(now)
         t._sync_intents()
         runtime = t.runtime
@@ -728,8 +748,18 @@ class _Handlers:
     MsgBye_state = _receive
 
     def ServePull_state(self, e: Event) -> None:
-        """A newcomer asked us directly for our snapshot: ``reply(messages)``."""
-        e.args["reply"](self.t.core.pulled_snapshot(self.t._now()))
+        """A neighbour asked us directly for our snapshot (a newcomer) or
+        for some peers' infos (``peers``): ``reply(messages)``."""
+        peers = e.args.get("peers")
+        core = self.t.core
+        e.args["reply"](
+            core.pulled_snapshot(self.t._now())
+            if peers is None
+            else core.pulled_infos(peers)
+        )
+
+    def PullFailed_state(self, e: Event) -> None:
+        self.t.core.pull_failed(self.t._now())
 
     def ListMachines_state(self, e: Event) -> None:
         """Go-style listing: args ``filters`` (dict) and ``callback(list)``."""

@@ -17,9 +17,7 @@ from collections.abc import Mapping
 
 from ._fields import MachineFields
 from ._schema import Names, State
-from ._transition import MutationType, Relation, Transition
-
-ADD, REMOVE, SET = MutationType.ADD, MutationType.REMOVE, MutationType.SET
+from ._transition import ADD, REMOVE, SET, MutationType, Relation, Transition
 
 
 class Checking(MachineFields):

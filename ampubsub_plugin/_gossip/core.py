@@ -166,17 +166,35 @@ class GossipCore:
     def pull_snapshots(self, enabled: bool) -> None:
         """The transport can reach one neighbour directly: newcomers fetch
         their snapshot from one (``pull_now``, ``pulled_snapshot``) instead
-        of having it broadcast to every peer."""
+        of having it broadcast to every peer; and a peer missing others'
+        infos pulls them from one (``peers_to_pull``, ``pulled_infos``)
+        before asking everyone."""
         self.discovery.direct = enabled
+        self.repair.direct = enabled
 
     def pull_now(self, now: float) -> bool:
         """Time to fetch our snapshot from a neighbour? (The topic does it
         and hands each message of the reply to ``receive``.)"""
         return self.discovery.pull_now(now)
 
+    def pull_failed(self, now: float, *, no_neighbour: bool = False) -> None:
+        """Our snapshot pull failed (or found no neighbour to ask): the
+        topic says so; we retry or ask everyone."""
+        self.discovery.pull_failed(now, no_neighbour=no_neighbour)
+
     def pulled_snapshot(self, now: float) -> list[Message] | None:
         """Our snapshot for a newcomer that asked us directly (None: not yet)."""
         return self._outbox.pulled_snapshot(now)
+
+    def peers_to_pull(self) -> tuple[list[str], str | None] | None:
+        """Infos to fetch from a neighbour now (planned by ``collect``): the
+        ids, and a neighbour that named one of them, to ask first. The topic
+        hands each message of the reply to ``receive``."""
+        return self.repair.take_pull()
+
+    def pulled_infos(self, peers: list[str]) -> list[Message]:
+        """The infos we know of these peers, for a neighbour that asked us."""
+        return self._outbox.pulled_infos(peers)
 
     def accept_peers(self, predicate: Callable[[str], bool]) -> None:
         """Only peers ``predicate`` accepts are learned of (the allow-list)."""

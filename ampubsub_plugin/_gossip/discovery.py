@@ -26,8 +26,10 @@ Rules of this room (the only place that decides them):
 4. **One-to-one.** When the transport can reach a neighbour directly, the
    hello says so (``pull``): nobody broadcasts a snapshot for it, and the
    newcomer fetches one from a single neighbour (``PULL_AFTER`` after its
-   hello). A neighbour still joining refuses; the ask planned at joining
-   stays as the fallback.
+   hello). A neighbour still joining refuses, a busy one may time out: the
+   newcomer tries another (``PULL_RETRY`` later, ``MAX_PULLS`` in all) and
+   only then asks everyone; it doesn't ask while a pull may still succeed,
+   since every peer would pay for the snapshots that answer the ask.
 5. **A repeated hello waits** while our snapshot is on the way: the snapshot
    shows whether we were heard, and a snapshot that lacks us brings the
    repeat forward.
@@ -48,6 +50,12 @@ log = logging.getLogger("ampubsub.gossip")
 #: a newcomer pulls its snapshot this long after its hello, so that the
 #: neighbour it asks has heard the hello and includes it
 PULL_AFTER = 0.1
+#: a failed pull is tried again (another neighbour) after this long ...
+PULL_RETRY = 1.0
+#: ... this many pulls in all before asking everyone
+MAX_PULLS = 3
+#: with no neighbour on the topic yet, a pull waits this many PULL_RETRYs
+MAX_PULL_WAITS = 5
 
 
 class Phase(Enum):
@@ -110,8 +118,12 @@ class Discovery:
         self._senders: set[str] = set()
         #: the transport can fetch a snapshot from one neighbour directly
         self.direct = False
-        #: when to pull our snapshot from a neighbour (None: not planned)
+        #: when to pull our snapshot from a neighbour (None: not planned),
+        #: and how many pulls may still be made before asking everyone
         self.pull_due: float | None = None
+        self._pulls_left = 0
+        self._pull_waits = 0
+        self._pulled_from: set[str] = set()
         #: a snapshot was asked for while we were joining: once settled by
         #: waiting (nobody else could answer either), the responders send it
         self._owed = False
@@ -154,9 +166,14 @@ class Discovery:
             spread = self._shared.rng.uniform(0, window)
         self.ask_due = None if alone else now + wait + spread
         # one-to-one: pull our snapshot from a neighbour once our hello (sent
-        # now) has reached it; the ask above stays planned in case that fails
+        # now) has reached it; asking everyone waits until the pulls failed
         pull_after = self._shared.stretch(PULL_AFTER) if exporting else 0.0
         self.pull_due = now + pull_after if self.direct and not alone else None
+        if self.pull_due is not None:
+            self.ask_due = None
+            self._pulls_left = MAX_PULLS
+            self._pull_waits = 0
+            self._pulled_from.clear()
         self._settle_at = (
             now + wait + spread + self._shared.stretch(cfg.snapshot_wait, 2)
         )
@@ -250,9 +267,34 @@ class Discovery:
         self.pull_due = None
         return True
 
+    def pull_failed(self, now: float, *, no_neighbour: bool = False) -> None:
+        """Our snapshot pull failed (refused, timed out): another neighbour
+        later, or, after ``MAX_PULLS``, ask everyone. With ``no_neighbour``
+        (no neighbour is on the topic yet: the subscriptions are still being
+        exchanged) it is tried again later, up to ``MAX_PULL_WAITS`` times,
+        without using up a pull."""
+        if not self.joined or self._pulls_left <= 0:
+            return  # a snapshot came meanwhile
+        if no_neighbour and self._pull_waits < MAX_PULL_WAITS:
+            self._pull_waits += 1
+            self.pull_due = now + self._shared.stretch(PULL_RETRY)
+            return
+        self._pulls_left -= 1
+        if self._pulls_left > 0:
+            self.pull_due = now + self._shared.stretch(PULL_RETRY)
+        elif self.ask_due is None:
+            self.ask_due = now
+            log.debug("%s: pulls failed; asking everyone", self._shared.peer_id)
+
     def pick(self, neighbours: list[str]) -> str:
-        """The neighbour to pull our snapshot from (any will do)."""
-        return self._shared.rng.choice(neighbours)
+        """The neighbour to pull from: any, but not one that failed us since
+        we joined while there are others."""
+        fresh = [n for n in neighbours if n not in self._pulled_from]
+        choice = self._shared.rng.choice(fresh or neighbours)
+        if not fresh or len(self._pulled_from) >= 64:
+            self._pulled_from.clear()  # all tried (or churn): start over
+        self._pulled_from.add(choice)
+        return choice
 
     def others_asked(self, now: float) -> None:
         """Another peer asked for a snapshot: the answer reaches us, too.
@@ -289,6 +331,8 @@ class Discovery:
             me in covered,
         )
         self.ask_due = None
+        self._pulls_left = 0  # nothing left to pull
+        self.pull_due = None
         self._owed = False
         self._move(Cause.SNAPSHOT_SEEN)
         self.last_snapshot_seen = now

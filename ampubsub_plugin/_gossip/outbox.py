@@ -72,6 +72,8 @@ class Outbox(Flow):
                 bucket.spend(now, len(messages))
                 for msg in messages:
                     counters[f"out_{msg.TYPE}"] += 1
+                    if isinstance(msg, ReqInfoMsg) and not msg.peer_ids:
+                        counters["out_reqinfo_snapshot"] += 1  # of them, asks
                 out.extend(messages)
         if out:
             self._pacing.last_sent = now
@@ -163,6 +165,15 @@ class Outbox(Flow):
         peers = [me, *(v.peer for v in self._roster.live())]
         self._shared.counters["out_pulled_snapshot"] += 1
         return self.info_messages(peers, with_schema=True, gossip=False)
+
+    def pulled_infos(self, peers: list[str]) -> list[Message]:
+        """What we know of these peers, with schemas, for one that asked us."""
+        me, roster = self._shared.peer_id, self._roster
+        known = [p for p in dict.fromkeys(peers) if p == me or p in roster]
+        self._shared.counters["out_pulled_infos"] += 1
+        if not known:
+            return []
+        return self.info_messages(known, with_schema=True, gossip=False)
 
     def _requests(self, now: float) -> list[Message]:
         out: list[Message] = []

@@ -14,7 +14,13 @@ Rules of this room:
    for as long (a hello or a snapshot is usually on the way). At most one
    request of a kind per ``request_interval``, and the same peer is asked
    about again only after ``rerequest``, counting others' requests too.
-4. Every table is bounded by ``max_peers`` / ``max_pending``, one author
+4. When the transport reaches neighbours directly (``direct``), the first
+   request for a peer's info is a pull from one neighbour (``take_pull``),
+   made by whoever misses it once the grace is over: it costs two messages
+   on one stream, where a ``reqinfo`` costs every peer a reception for the
+   request and each answer. A peer still missing ``rerequest`` later is
+   asked about by ``reqinfo``, as above.
+5. Every table is bounded by ``max_peers`` / ``max_pending``, one author
    may name at most ``missing_per_author`` unknown peers, and what we miss
    is forgotten ``missing_ttl`` after it was noted: names of peers that
    don't exist cost a few requests, then nothing.
@@ -60,7 +66,13 @@ class Repair:
         self._asked_updates: dict[str, float] = {}
         self._last_reqinfo = float("-inf")
         self._last_requpdates = float("-inf")
+        self._last_pull = float("-inf")
         self.next_check = float("-inf")
+        #: rule 4: pulls allowed; peers whose info we pulled, and when; the
+        #: pull to make next (ids, and a neighbour that named one of them)
+        self.direct = False
+        self._pulled: dict[str, float] = {}
+        self._to_pull: tuple[list[str], str | None] | None = None
 
     # -- what we miss ----------------------------------------------------------------
 
@@ -89,6 +101,7 @@ class Repair:
         self.missing_peers.setdefault(peer, now)
 
     def found(self, peer: str) -> None:
+        self._pulled.pop(peer, None)
         if self.missing_peers.pop(peer, None) is None:
             return
         author = self._named_by.pop(peer, None)
@@ -163,6 +176,10 @@ class Repair:
         if now < self.next_check:
             return out
         self.next_check = now + interval
+        if self.direct and now >= self._last_pull + interval:
+            self._plan_pull(
+                now, grace, is_settled(now) and now - last_snapshot >= grace
+            )
         if now >= self._last_reqinfo + interval:
             wanted = {v.peer for v in self._roster.peers.values() if v.needs_schema}
             quiet = now - last_snapshot >= grace
@@ -173,6 +190,8 @@ class Repair:
                 wanted.update(p for p, t in missing.items() if self._ours(p, t, now))
                 # updates for unknown machines of peers we know otherwise
                 wanted.update(p for p, _ in self.pending if p not in missing)
+            if self.direct:  # pulled first (rule 4)
+                wanted = {p for p in wanted if p in self._pulled}
             ids = self._pick(wanted, self._asked_info, now)
             if ids:
                 log.debug("%s: asking about %s", self._shared.peer_id, ids)
@@ -184,6 +203,27 @@ class Repair:
                 self._last_requpdates = now
                 out.append(ReqUpdatesMsg(peer_ids=ids))
         return out
+
+    def _plan_pull(self, now: float, grace: float, quiet: bool) -> None:
+        """Rule 4: the peers to pull from a neighbour, if any are due."""
+        wanted = {v.peer for v in self._roster.peers.values() if v.needs_schema}
+        if quiet:
+            missing = self.missing_peers
+            wanted.update(p for p, t in missing.items() if now - t >= grace)
+            wanted.update(p for p, _ in self.pending if p not in missing)
+        ids = self._pick(wanted - self._pulled.keys(), self._asked_info, now)
+        if not ids:
+            return
+        self._last_pull = now
+        for peer in ids:
+            self._pulled[peer] = now
+        hint = next((self._named_by[p] for p in ids if p in self._named_by), None)
+        self._to_pull = (ids, hint)
+
+    def take_pull(self) -> tuple[list[str], str | None] | None:
+        """The pull planned by ``collect`` (once): ids, and who named one."""
+        pull, self._to_pull = self._to_pull, None
+        return pull
 
     def _ours(self, peer: str, noted: float, now: float) -> bool:
         """Is it our turn to ask about a missing peer?
@@ -224,7 +264,7 @@ class Repair:
     def bound(self) -> None:
         """Ids named in others' requests are bookkeeping: keep it bounded."""
         limit = self._shared.config.max_peers
-        for table in (self._asked_info, self._asked_updates):
+        for table in (self._asked_info, self._asked_updates, self._pulled):
             while len(table) > limit:
                 del table[next(iter(table))]
 
@@ -235,6 +275,8 @@ class Repair:
             for key in [k for k, t in table.items() if t < horizon]:
                 del table[key]
         old = now - cfg.missing_ttl
+        for peer in [p for p, t in self._pulled.items() if t < old]:
+            del self._pulled[peer]
         for peer in [p for p, t in self.missing_peers.items() if t < old]:
             self.found(peer)
             counters["missing_expired"] += 1

@@ -48,8 +48,8 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize
-from libp2p.pubsub.utils import maybe_consume_signed_record
 
+from . import records
 from .addresses import expand_unspecified
 from .frames import FrameReader
 from .logs import log
@@ -122,6 +122,7 @@ class BudgetedGossipSub(GossipSub):
 
 def new_gossipsub(config: HostConfig) -> BudgetedGossipSub:
     """The gossipsub router, tuned as the module docstring explains."""
+    records.install()  # signed peer records checked once per peer
     return BudgetedGossipSub(
         [PROTOCOL_ID_V11],
         degree=config.degree,
@@ -188,25 +189,23 @@ class EventPubsub(Pubsub):
 
         The same steps as ``Pubsub.continuously_read_stream`` (0.8.1), except:
         frames are read in chunks (``frames.py``); a peer's signed peer record,
-        which py-libp2p attaches to every RPC it sends, is verified only when
-        it differs from the last one taken on this stream; each published
-        message is offered to :attr:`admission` here, without a task; a
-        malformed RPC resets the stream (as an oversized one does) instead of
-        ending the loop with an exception.
+        which py-libp2p attaches to every RPC it sends, is checked once per
+        peer and record (``records.py``); each published message is offered
+        to :attr:`admission` here, without a task; a malformed RPC resets the
+        stream (as an oversized one does) instead of ending the loop with an
+        exception.
         """
         peer_id = stream.muxed_conn.peer_id
         frames = FrameReader(stream, self.max_inbound_rpc_size)
-        admission, record = self.admission, b""
+        admission = self.admission
         try:
             while self.manager.is_running:
                 incoming = await frames.next()
                 rpc = rpc_pb2.RPC()
                 rpc.ParseFromString(incoming)
-                if rpc.HasField("senderRecord") and rpc.senderRecord != record:
-                    if not maybe_consume_signed_record(rpc, self.host, peer_id):
-                        log.debug("%s sent an invalid signed record", peer_id)
-                        continue
-                    record = rpc.senderRecord
+                if not records.consume_once(rpc, self.host, peer_id):
+                    log.debug("%s sent an invalid signed record", peer_id)
+                    continue
                 for msg in rpc.publish:
                     if self._is_subscribed_to_msg(msg):
                         admission.offer(peer_id, msg, self._is_msg_seen(msg))

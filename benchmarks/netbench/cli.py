@@ -78,6 +78,21 @@ def main(argv: list[str] | None = None) -> int:
         help="bound on discovery in the multi-process run, s",
     )
     p.add_argument(
+        "--mp-progress",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="multi-process run: print each process's discovery progress this often "
+        "(machines seen per peer, lag, requests; diagnostic, 0 = off)",
+    )
+    p.add_argument(
+        "--mp-profile",
+        metavar="DIR",
+        default="",
+        help="multi-process run: cProfile each process, stats to DIR/proc-K.prof "
+        "(diagnostic; slows every process down)",
+    )
+    p.add_argument(
         "--no-multiproc", action="store_true", help="skip the multi-process run"
     )
     p.add_argument(

@@ -39,6 +39,12 @@ async def mp_child_main(a: argparse.Namespace) -> None:
 
     quiet_logging()
     n, m_per, k = a.procs_peers, a.machines, a.mp_child
+    profiler = None
+    if a.mp_profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     schema = make_schema()
     rss_base = proc_status_kb("VmRSS")
     topics: dict[int, Any] = {}
@@ -206,6 +212,39 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                 emit({"ev": "synced", "t": time.time()})
                 return
 
+    async def report_progress(every: float) -> None:
+        """--mp-progress: how far each local peer got, for the tail's shape."""
+        while True:
+            await trio.sleep(every)  # a sampling period, not a wait on state
+            if not topics:
+                continue
+            seen = sorted(len(t.list_machines()) for t in topics.values())
+            # the peer that sees least: is it cut off (no topic peers, no mesh)?
+            low = min(topics.items(), key=lambda it: len(it[1].list_machines()))
+            tr = low[1].transport
+            run = getattr(tr, "_run", None)
+            conns = len(run.host.get_network().connections) if run else -1
+            out = counters_sum(list(topics.values()), "out_")
+            out.update(counters_sum(list(topics.values()), "pull_"))
+            emit(
+                {
+                    "ev": "progress",
+                    "t": time.time(),
+                    "seen": seen,
+                    "of": expected,
+                    "lag": round(max(t.core.lag for t in topics.values()), 2),
+                    "low": [
+                        low[0],
+                        len(tr.topic_peers()),
+                        len(tr.mesh_peers()),
+                        conns,
+                        sorted(low[1].mach.active_states),
+                        repr(low[1].mach.err),
+                    ],
+                    "out": {k2: v for k2, v in sorted(out.items()) if v},
+                }
+            )
+
     def totals() -> dict[str, Any]:
         out = counters_sum(list(topics.values()), "out_")
         inbound = counters_sum(list(topics.values()), "in_")
@@ -225,6 +264,8 @@ async def mp_child_main(a: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         raw_nursery = await nursery.start(raw_host)
         nursery.start_soon(watch_sync)
+        if a.mp_progress > 0:
+            nursery.start_soon(report_progress, a.mp_progress)
         emit({"ev": "ready", "k": k})
         while True:
             line = await trio.to_thread.run_sync(
@@ -281,6 +322,9 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                     mach.add(state)
                 emit({"ev": "changed", "id": mach.id, "sum": sum(mach.time()), "t": t0})
             elif op == "stop":
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(os.path.join(a.mp_profile, f"proc-{k}.prof"))
                 counters = counters_sum(list(topics.values()), "")
                 emit(
                     {

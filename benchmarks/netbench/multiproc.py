@@ -69,6 +69,17 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
                 discovered[k] = msg["t"]
             elif ev == "synced":
                 synced[k] = msg["t"]
+            elif ev == "progress":
+                seen = msg["seen"]
+                say(
+                    f"{head} +{msg['t'] - t_start:6.1f}s proc {k}: seen "
+                    f"min {seen[0]} median {seen[len(seen) // 2]} of {msg['of']}, "
+                    f"complete {sum(x >= msg['of'] for x in seen)}/{len(seen)}, "
+                    f"lag {msg['lag']} s, sent {msg['out']}; least-seeing peer "
+                    f"{msg['low'][0]}: topic peers {msg['low'][1]}, mesh "
+                    f"{msg['low'][2]}, connections {msg['low'][3]}, {msg['low'][4]}, "
+                    f"error {msg['low'][5]}"
+                )
 
         launch_ready()
         while len(joined) < n:

@@ -37,6 +37,10 @@ class Children:
                 str(a.machines),
                 "--connect-attempts",
                 str(a.connect_attempts),
+                "--mp-progress",
+                str(a.mp_progress),
+                "--mp-profile",
+                a.mp_profile,
             ]
             proc = subprocess.Popen(
                 cmd,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
+from ampubsub_plugin._gossip.discovery import MAX_PULLS
 from ampubsub_plugin.gossip import GossipConfig
 from ampubsub_plugin.memory_transport import MemoryNetwork
 from ampubsub_plugin.remote import RemoteMachine
@@ -389,8 +390,46 @@ def test_a_failed_pull_falls_back_to_asking_everyone() -> None:
             topic.transport.serve_requests(None)
         late = await start_topic(net, topics[-1].addrs, [worker("late")])
         await until([late], sees(3))
-        assert late.counters["pull_failed"] == 1
-        assert late.counters["out_reqinfo"] >= 1
+        # every neighbour refused: after MAX_PULLS pulls, it asks everyone
+        assert late.counters["pull_failed"] == MAX_PULLS
+        assert late.counters["out_reqinfo_snapshot"] == 1
         await dispose_all([*topics, late])
+
+    run(main)
+
+
+def test_a_refused_pull_is_tried_at_another_neighbour_before_asking_everyone() -> None:
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=4)
+        topics = await start_network(net, 3, 1)
+        await until(topics, sees(2))
+        for topic in topics[1:]:
+            topic.transport.serve_requests(None)  # these two refuse
+        boot = [a for t in topics for a in t.addrs]
+        lates: list[Topic] = []
+        for i in range(4):  # which neighbour comes first is random
+            late = await start_topic(net, boot, [worker(f"late{i}")])
+            lates.append(late)
+            await until([late], sees(3 + i))
+            assert late.counters["pull_ok"] == 1
+            assert late.counters.get("out_reqinfo_snapshot", 0) == 0
+        assert sum(t.counters.get("pull_failed", 0) for t in lates) >= 1
+        await dispose_all([*topics, *lates])
+
+    run(main)
+
+
+def test_lost_introductions_are_pulled_from_a_neighbour() -> None:
+    """One-to-one repair: a peer that missed others' hellos (30 % loss)
+    fetches their infos from one neighbour over a direct request."""
+
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, loss=0.3, seed=11)
+        topics = await start_network(net, 8, 1)
+        await until(topics, sees(7), timeout=120)
+        served = sum(t.counters.get("out_pulled_infos", 0) for t in topics)
+        pulled_ok = sum(t.counters.get("pull_ok", 0) for t in topics)
+        assert served >= 1 and pulled_ok >= served
+        await dispose_all(topics)
 
     run(main)

@@ -510,3 +510,48 @@ def test_acknowledgements_of_many_hellos_share_one_message() -> None:
     acks = [m for s in range(100, 130) for m in of_type(b.collect(s / 10), GossipMsg)]
     assert len(acks) == 1
     assert {o.peer_id for o in owners} <= set(acks[0].peer_gossips)
+
+
+def test_a_newcomer_that_can_pull_asks_everyone_only_after_its_pulls_failed() -> None:
+    from ampubsub_plugin._gossip.discovery import MAX_PULLS
+    from ampubsub_plugin.protocol import ReqInfoMsg
+
+    a = make("A", snapshot_wait=3.0)
+    a.pull_snapshots(True)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)  # the hello
+    assert a.pull_now(0.2)
+    # the pull is slow: no broadcast ask, long after the old ask was due
+    quiet = [m for s in range(3, 300) for m in a.collect(s / 10)]
+    assert not [m for m in quiet if isinstance(m, ReqInfoMsg) and not m.peer_ids]
+    now = 30.0
+    for _ in range(MAX_PULLS - 1):
+        a.pull_failed(now)  # refused or timed out: another neighbour later
+        assert not a.pull_now(now)
+        now += 1.5
+        assert a.pull_now(now)
+    a.pull_failed(now)  # the last one: ask everyone
+    asks = [m for m in a.collect(now) if isinstance(m, ReqInfoMsg)]
+    assert asks and not asks[0].peer_ids
+
+
+def test_a_pull_with_no_neighbour_yet_waits_without_using_up_a_pull() -> None:
+    from ampubsub_plugin._gossip.discovery import MAX_PULL_WAITS, MAX_PULLS
+    from ampubsub_plugin.protocol import ReqInfoMsg
+
+    a = make("A")
+    a.pull_snapshots(True)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    now = 0.2
+    for _ in range(MAX_PULL_WAITS + MAX_PULLS - 1):
+        assert a.pull_now(now)
+        a.pull_failed(now, no_neighbour=True)  # subscriptions not in yet
+        now += 1.5
+        assert not [m for m in a.collect(now) if isinstance(m, ReqInfoMsg)]
+    assert a.pull_now(now)
+    a.pull_failed(now, no_neighbour=True)  # the waits and pulls are used up
+    asks = [m for m in a.collect(now) if isinstance(m, ReqInfoMsg)]
+    assert asks and not asks[0].peer_ids

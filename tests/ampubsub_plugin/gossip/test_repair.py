@@ -199,7 +199,7 @@ def test_schema_arriving_later_completes_the_remote_and_stops_requests() -> None
     c.receive("B", wire(answer), 1.0)
     assert remote_of(c, "b1").schema["Foo"].require == ("Bar",)
     later = [m for s in range(11, 300) for m in c.collect(s / 10)]
-    assert "B" not in asked(later, ReqInfoMsg)
+    assert asked(later, ReqInfoMsg) == set()
 
 
 def test_request_bookkeeping_is_bounded() -> None:
@@ -279,3 +279,52 @@ def test_a_peer_everyone_misses_is_asked_about_by_the_first_ranked_only() -> Non
         if "X" in m.peer_ids
     }
     assert len(later - askers) >= 5
+
+
+def test_with_direct_pulls_a_missing_peer_is_pulled_first_then_asked_about() -> None:
+    a = make("A", request_grace=2.0, request_interval=0.5, rerequest=3.0)
+    a.pull_snapshots(True)
+    a.export(worker("a1"))
+    a.joined(0.0, alone=True)
+    a.collect(0.0)
+    a.receive("C", GossipMsg({"X": {0: 3}}), 1.0)
+    early = [m for s in range(10, 30) for m in a.collect(s / 10)]
+    assert a.peers_to_pull() is None and asked(early, ReqInfoMsg) == set()
+    # after the grace: one pull from a neighbour, named by whoever told us
+    # about X, and no request to everyone
+    first = a.collect(3.0)
+    assert a.peers_to_pull() == (["C", "X"], "C")
+    assert a.peers_to_pull() is None  # taken once
+    more = [m for s in range(31, 60) for m in a.collect(s / 10)]
+    assert asked(first + more, ReqInfoMsg) == set()
+    # still missing after ``rerequest``: everyone is asked, no second pull
+    later = [m for s in range(60, 95) for m in a.collect(s / 10)]
+    assert asked(later, ReqInfoMsg) == {"C", "X"}
+    assert a.peers_to_pull() is None
+
+
+def test_a_pulled_introduction_settles_the_missing_peer() -> None:
+    a = make("A", request_grace=2.0, request_interval=0.5, rerequest=3.0)
+    b = make("B")
+    b.export(worker("b1"))
+    b.joined(0.0, alone=True)
+    b_hello = wire(hello_of(b, 0.0))
+    a.pull_snapshots(True)
+    a.joined(0.0, alone=True)
+    a.collect(0.0)
+    a.receive("C", owner_updates("B", {0: ("b1", [1, 0, 0, 0])}), 1.0)
+    a.collect(3.0)
+    ids, _ = a.peers_to_pull()
+    assert ids == ["B", "C"]  # B's machine, and C which relayed its clock
+    # C, a neighbour, knows B: its reply (relayed, signed by B) introduces B
+    c = make("C")
+    c.joined(0.0, alone=True)
+    c.receive("B", b_hello, 0.2)
+    reply = c.pulled_infos(ids)
+    assert c.counters["out_pulled_infos"] == 1
+    for msg in reply:
+        a.receive("C", wire(msg), 3.5)
+    assert [r.id for r in a.remotes()] == ["b1"]
+    assert a.stats()["missing_peers"] == 0  # C introduced itself too
+    later = [m for s in range(36, 95) for m in a.collect(s / 10)]
+    assert asked(later, ReqInfoMsg) == set()

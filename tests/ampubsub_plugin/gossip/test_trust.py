@@ -197,3 +197,41 @@ def test_a_lower_incarnation_wins_once_the_current_one_is_silent() -> None:
     a.receive("B", hello, 6.0)  # 6 s >= peer_ttl / 4 of silence: it's the run now
     assert a.counters["incarnation_went_back"] == 1
     assert remote_of(a, "b1").is_connected
+
+
+class CountingSigner:
+    """Checks 'signatures' that are the payload reversed, and counts the checks."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def sign(self, data: bytes) -> bytes:
+        return data[::-1]
+
+    def verify(self, peer_id: str, data: bytes, signature: bytes) -> bool:
+        self.checks += 1
+        return signature == data[::-1]
+
+
+def test_a_signature_verified_once_is_not_verified_again_for_the_same_clock() -> None:
+    import random
+
+    from ampubsub_plugin._gossip import GossipConfig
+    from ampubsub_plugin._gossip.config import Shared
+    from ampubsub_plugin.protocol import clock_proof_payload
+
+    signer = CountingSigner()
+    shared = Shared("me", GossipConfig(), random.Random(0), signer=signer)
+    good = clock_proof_payload("P", 0, 1, [1, 2], b"id")[::-1]
+    assert shared.proven("P", 0, 1, [1, 2], b"id", good)
+    assert shared.proven("P", 0, 1, [1, 2], b"id", good)  # a relay repeats it
+    assert signer.checks == 1
+    # the same signature over another clock is checked, and refused
+    assert not shared.proven("P", 0, 1, [1, 3], b"id", good)
+    assert not shared.proven("P", 0, 2, [1, 2], b"id", good)
+    assert not shared.proven("Q", 0, 1, [1, 2], b"id", good)
+    assert signer.checks == 4
+    # a refused signature is checked every time (nothing cached for forgers)
+    assert not shared.proven("P", 0, 1, [1, 2], b"id", b"forged")
+    assert not shared.proven("P", 0, 1, [1, 2], b"id", b"forged")
+    assert signer.checks == 6
