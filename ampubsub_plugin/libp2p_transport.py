@@ -29,6 +29,7 @@ from __future__ import annotations
 from ._libp2p.dial import MAX_PARALLEL_DIALS
 from ._libp2p.inbox import INBOX_WARN_BACKLOG
 from ._libp2p.pubsub import MAX_PAYLOAD, OUTBOUND_QUEUE_SIZE
+from ._libp2p.shedding import ShedConfig
 from ._libp2p.stack import SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT
 from ._libp2p.transport import MESH_POLL_INTERVAL, Libp2pTransport
 
@@ -41,4 +42,5 @@ __all__ = [
     "SHUTDOWN_TIMEOUT",
     "STARTUP_TIMEOUT",
     "Libp2pTransport",
+    "ShedConfig",
 ]

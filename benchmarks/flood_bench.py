@@ -16,6 +16,13 @@ lines on stdout, commands on stdin):
   ``reqinfo []`` (snapshot requests), and ``updates`` with forged clocks of
   the owner's machine (no owner signature), in turn.
 
+With ``--newcomer-at S``, a newcomer process (a watcher that bootstraps from
+the last peers *and the flooder*) is started S seconds into the flood phase;
+reported: seconds from its ``Topic.start()`` until it shows the owner's
+machine at the owner's current clock. Run once with the flood and once with
+``--rate 0`` (the flooder connected, silent) for the "a poisoning peer slows
+a newcomer by at most 2x" ratio.
+
 Phases: warm-up (until every watcher shows the owner's machine), baseline
 (``--baseline`` s), flood (``--flood`` s), after (``--after`` s). Reported per
 phase: owner-change -> watcher lag p50/p95/max (all watchers pooled), drops,
@@ -28,6 +35,8 @@ started is killed at the end.
 Usage:
   python benchmarks/flood_bench.py      # 3 watchers, 100 msg/s for 60 s
   python benchmarks/flood_bench.py --rate 200 --flood 30 --json-out /tmp/f.json
+  python benchmarks/flood_bench.py --newcomer-at 20            # + a newcomer
+  python benchmarks/flood_bench.py --newcomer-at 20 --rate 0 --after 5
 """
 
 from __future__ import annotations
@@ -54,6 +63,11 @@ STATES = ("Foo", "Bar", "Baz")
 TIMEOUT = 30
 COUNTER_KEYS = (
     "drop_author_budget",
+    "drop_conn_budget",
+    "drop_conn_queue",
+    "dup_early",
+    "unforwarded_budget",
+    "inbox_shed",
     "missing_peers",
     "missing_updates",
     "pending_updates",
@@ -105,12 +119,23 @@ def schema() -> dict[str, Any]:
     return {name: State() for name in STATES}
 
 
+def config(args: argparse.Namespace) -> Any:
+    """The honest peers' GossipConfig (``--author-rate``/``--author-burst``)."""
+    from ampubsub_plugin.gossip import GossipConfig
+
+    if args.author_rate <= 0:
+        return None
+    return GossipConfig(author_rate=args.author_rate, author_burst=args.author_burst)
+
+
 def run_owner(args: argparse.Namespace) -> None:
     from ampubsub_plugin import Libp2pTransport, Topic
     from asyncmachine import Machine
 
     machine = Machine(schema(), id="worker")
-    topic = Topic(TOPIC, transport=Libp2pTransport(), machines=[machine])
+    topic = Topic(
+        TOPIC, transport=Libp2pTransport(), machines=[machine], config=config(args)
+    )
     topic.start()
     assert topic.mach.when("Connected").wait(TIMEOUT), topic.mach.err
     topic.join()
@@ -170,13 +195,22 @@ def run_watcher(args: argparse.Namespace) -> None:
 
     hooks.register(Probe(), name="flood-bench-probe")
     by_sender = BySender()
-    topic = Topic(TOPIC, transport=Libp2pTransport(), bootstrap=args.bootstrap)
+    topic = Topic(
+        TOPIC,
+        transport=Libp2pTransport(),
+        bootstrap=args.bootstrap,
+        config=config(args),
+    )
     topic.mach.bind_tracer(by_sender)
+    emit({"ev": "starting", "t": time.time()})
     topic.start()
     assert topic.mach.when("Connected").wait(TIMEOUT), topic.mach.err
+    emit({"ev": "connected", "t": time.time()})
     topic.join()
     assert topic.mach.when("Joined").wait(TIMEOUT), topic.mach.err
-    emit({"ev": "ready", "peer": topic.peer_id, "addr": topic.addrs[0]})
+    emit(
+        {"ev": "ready", "peer": topic.peer_id, "addr": topic.addrs[0], "t": time.time()}
+    )
     commands = stdin_lines()
     while True:
         c = topic.counters
@@ -184,6 +218,11 @@ def run_watcher(args: argparse.Namespace) -> None:
         row["in_total"] = sum(v for k, v in c.items() if k.startswith("in_"))
         row["out_total"] = sum(v for k, v in c.items() if k.startswith("out_"))
         row["drop_total"] = sum(v for k, v in c.items() if k.startswith("drop_"))
+        # where a backlog waits (private attributes: a benchmark's diagnostics)
+        transport: Any = topic.transport
+        row["q_admission"] = transport._admission.queued
+        row["q_inbox"] = transport._inbox.backlog
+        row["q_machine"] = topic.mach.queue_len
         for _ in range(5):
             try:
                 row["by_sender"] = {k: list(v) for k, v in by_sender.seen.items()}
@@ -236,7 +275,7 @@ def run_flooder(args: argparse.Namespace) -> None:
             await transport.connect(args.bootstrap)
             await transport.join(TOPIC)
             await transport.wait_mesh(TIMEOUT)
-            emit({"ev": "ready", "peer": transport.peer_id})
+            emit({"ev": "ready", "peer": transport.peer_id, "addr": transport.addrs[0]})
             line = await trio.to_thread.run_sync(sys.stdin.readline)
             if line.strip() != "go":
                 nursery.cancel_scope.cancel()
@@ -245,7 +284,11 @@ def run_flooder(args: argparse.Namespace) -> None:
             emit({"ev": "flood_start", "t": time.time()})
             sent = 0
             lag_max = 0.0
-            while True:
+            while args.rate <= 0:  # connected but silent (--rate 0)
+                await trio.sleep(max(0.0, start + args.flood - time.monotonic()))
+                if time.monotonic() - start >= args.flood:
+                    break
+            while args.rate > 0:
                 due = start + sent / args.rate
                 now = time.monotonic()
                 if now - start >= args.flood:
@@ -262,7 +305,7 @@ def run_flooder(args: argparse.Namespace) -> None:
                     "ev": "flood_end",
                     "t": time.time(),
                     "sent": sent,
-                    "secs": took,
+                    "secs": max(took, 1e-9),
                     "behind_max": lag_max,
                 }
             )
@@ -280,11 +323,14 @@ def run_flooder(args: argparse.Namespace) -> None:
 class Child:
     """A child process; stdout JSON lines are collected with their arrival."""
 
+    #: options every child gets (set by run_bench)
+    common: tuple[str, ...] = ()
+
     def __init__(self, name: str, role: str, *extra: str) -> None:
         self.name = name
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE), "--role", role, *extra],
+            [sys.executable, str(HERE), "--role", role, *Child.common, *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -387,6 +433,17 @@ def machine_info() -> dict[str, Any]:
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     info = machine_info()
+    info["author_rate"] = args.author_rate
+    Child.common = (
+        (
+            "--author-rate",
+            str(args.author_rate),
+            "--author-burst",
+            str(args.author_burst),
+        )
+        if args.author_rate > 0
+        else ()
+    )
     children: list[Child] = []
     marks: dict[str, float] = {}
     cpu: dict[str, dict[str, float]] = {}
@@ -395,6 +452,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         marks[name] = time.time()
         cpu[name] = {c.name: cpu_seconds(c.proc.pid) for c in children}
 
+    newcomer: Child | None = None
     try:
         owner = Child("owner", "owner")
         children.append(owner)
@@ -426,7 +484,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             *addrs,
         )
         children.append(flooder)
-        flooder.wait_for("ready", 60)
+        flooder_addr = flooder.wait_for("ready", 60)["addr"]
         # warm-up: every watcher shows the owner's machine
         end = time.monotonic() + 60
         while not all(w.of("seen") for w in watchers):
@@ -441,6 +499,18 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"flood {args.rate} msg/s for {args.flood} s", file=sys.stderr, flush=True
         )
+        if args.newcomer_at >= 0:
+            time.sleep(args.newcomer_at)
+            newcomer = Child(
+                "newcomer",
+                "watcher",
+                "--owner-peer",
+                owner_peer,
+                "--bootstrap",
+                *addrs[-3:],
+                *([flooder_addr] if args.newcomer_dials_flooder else []),
+            )
+            children.append(newcomer)
         fe = flooder.wait_for("flood_end", args.flood + 60)
         mark("after")
         print(
@@ -454,7 +524,44 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         for c in children:
             c.stop()
     info["load_after"] = os.getloadavg()[0]
-    return analyse(args, info, marks, cpu, owner, watchers, flooder)
+    res = analyse(args, info, marks, cpu, owner, watchers, flooder)
+    if newcomer is not None:
+        res["newcomer"] = newcomer_join(owner, newcomer)
+        if args.raw:
+            res["raw"]["newcomer"] = newcomer.events
+    return res
+
+
+def newcomer_join(owner: Child, newcomer: Child) -> dict[str, Any]:
+    """When the newcomer showed the owner's machine, and at the current clock.
+
+    ``caught_up_s``: from its ``Topic.start()`` to the first view whose sum
+    is at least the owner's sum at that moment (the owner's current clock);
+    ``first_seen_s``: to the first view of the machine at all.
+    """
+    starting = newcomer.of("starting")
+    if not starting:
+        return {"caught_up_s": None, "first_seen_s": None}
+    t0 = starting[0]["t"]
+    changes = owner.of("change")
+    seen = newcomer.of("seen")
+    caught = None
+    for ev in seen:
+        current = max((c["sum"] for c in changes if c["t"] <= ev["t"]), default=0)
+        if ev["sum"] >= current:
+            caught = ev["t"] - t0
+            break
+    steps = {
+        f"{ev}_s": got[0]["t"] - t0
+        for ev in ("connected", "ready")
+        if (got := newcomer.of(ev)) and "t" in got[0]
+    }
+    return {
+        "caught_up_s": caught,
+        "first_seen_s": seen[0]["t"] - t0 if seen else None,
+        "views": len(seen),
+        **steps,
+    }
 
 
 def analyse(
@@ -570,6 +677,18 @@ def analyse(
         handled.append(got[0])
         last_in.append(got[1] - flood_end_t if got[0] else None)
     res["flood_handled_per_watcher"] = handled
+    res["queues_max_during_flood_and_after"] = {
+        k: max(
+            (
+                r.get(k, 0)
+                for w in watchers
+                for r in w.of("counters")
+                if r["t"] >= marks["flood"]
+            ),
+            default=0,
+        )
+        for k in ("q_admission", "q_inbox", "q_machine")
+    }
     res["last_flood_msg_after_s"] = last_in
     res["marks"] = marks
     if args.raw:
@@ -615,6 +734,12 @@ def render(res: dict[str, Any]) -> str:
         + " s"
     )
     out.append(
+        "queues, max over watchers from the flood on: "
+        + ", ".join(
+            f"{k} {v}" for k, v in res["queues_max_during_flood_and_after"].items()
+        )
+    )
+    out.append(
         "tables (max over watchers: missing_peers / missing_updates / pending_updates):"
     )
     for label, t in res["tables_max_over_watchers"].items():
@@ -634,6 +759,31 @@ def render(res: dict[str, Any]) -> str:
     out.append(
         f"requests/s/watcher from +30 s to +60 s: {res['req_per_s_after_30_60']:.3f}"
     )
+    shed = {
+        k: sum(r.get(k, 0) for r in res["watcher_totals_end"])
+        for k in (
+            "drop_author_budget",
+            "drop_conn_budget",
+            "drop_conn_queue",
+            "dup_early",
+            "unforwarded_budget",
+            "inbox_shed",
+        )
+    }
+    out.append(
+        "shed, sum over watchers at the end: "
+        + ", ".join(f"{k} {v}" for k, v in shed.items())
+    )
+    if "newcomer" in res:
+        n = res["newcomer"]
+
+        def opt(x: float | None) -> str:
+            return "never" if x is None else f"{x:.2f} s"
+
+        out.append(
+            f"newcomer: caught up with the owner's current clock after "
+            f"{opt(n['caught_up_s'])} (first view {opt(n['first_seen_s'])})"
+        )
     lag_ok = (
         res["phases"]["flood"]["lag_max"] <= TARGET_LAG
         and res["phases"]["flood"]["unseen"] == 0
@@ -661,8 +811,27 @@ def main() -> None:
     ap.add_argument("--baseline", type=float, default=10.0)
     ap.add_argument("--after", type=float, default=60.0)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument(
+        "--newcomer-at",
+        type=float,
+        default=-1.0,
+        help="start a newcomer this many s into the flood (default: none)",
+    )
     ap.add_argument("--json-out", default="")
     ap.add_argument("--raw", action="store_true", help="keep every event in --json-out")
+    ap.add_argument(
+        "--newcomer-honest-only",
+        dest="newcomer_dials_flooder",
+        action="store_false",
+        help="the newcomer bootstraps from honest peers only (default: +flooder)",
+    )
+    ap.add_argument(
+        "--author-rate",
+        type=float,
+        default=0.0,
+        help="honest peers' GossipConfig.author_rate (default: the library's)",
+    )
+    ap.add_argument("--author-burst", type=int, default=60)
     ap.add_argument("--owner-peer", default="")
     ap.add_argument("--bootstrap", nargs="*", default=[])
     args = ap.parse_args()

@@ -10,7 +10,11 @@ around:
   application's root logger;
 - ``pubsub``: the gossipsub router as we tune it, and the Pubsub subclass
   that reports peer join/leave and hands messages over directly;
-- ``inbox``: the queue between py-libp2p's hooks and the handler;
+- ``shedding``: per-connection budgets and fair queues before py-libp2p's
+  signature checks; ``frames``: RPC frames read in chunks (both used by
+  the Pubsub subclass's own read loop);
+- ``inbox``: the queue between py-libp2p's hooks and the handler, one lane
+  per author;
 - ``stack``: the libp2p stack of one ``serve`` call, built, run and torn
   down;
 - ``dial``: multiaddrs, and dialing peers in ``connect``;

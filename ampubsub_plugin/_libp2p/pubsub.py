@@ -20,20 +20,29 @@ measurements behind each choice are in the py-libp2p study):
 py-libp2p drops silently: payloads over about 1 MiB (hence
 :data:`MAX_PAYLOAD`) and RPCs beyond :data:`OUTBOUND_QUEUE_SIZE` queued per
 peer and link. :class:`EventPubsub` replaces the only other silent drop, the
-32-slot subscription channel per topic.
+32-slot subscription channel per topic, and puts received messages through
+:class:`~.shedding.Admission` (per-connection budgets and fair queues)
+before py-libp2p's expensive checks.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import multiaddr  # type: ignore[import-untyped]
+import trio
+from google.protobuf.message import DecodeError
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.keys import KeyPair
+from libp2p.exceptions import ParseError
+from libp2p.io.exceptions import IOException, MessageTooLarge
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.connection.exceptions import RawConnError
+from libp2p.network.stream.exceptions import StreamEOF, StreamError
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
@@ -42,7 +51,10 @@ from libp2p.pubsub.rpc_queue import OutBoundQueueSize
 
 from . import records
 from .addresses import expand_unspecified
+from .frames import FrameReader
+from .logs import log
 from .muxer import muxer_options
+from .shedding import Admission
 
 #: Largest payload ``publish`` accepts. py-libp2p's outbound RPC queue drops
 #: RPCs over 1 MiB without an error; the signed envelope adds ~300-400 bytes.
@@ -85,10 +97,34 @@ def new_libp2p_host(config: HostConfig) -> IHost:
     )
 
 
-def new_gossipsub(config: HostConfig) -> GossipSub:
+class BudgetedGossipSub(GossipSub):
+    """GossipSub that forwards at most an honest peer's rate per author.
+
+    ``publish`` is the router's forwarding step, called once a received
+    message passed every check (and for our own publishes, always
+    forwarded); an author over its forwarding budget (``shedding.py``, rule
+    6) is delivered here but not forwarded, nor kept for IHAVE gossip, as
+    py-libp2p's own spam protection does.
+    """
+
+    admission: Admission | None = None
+
+    async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
+        admission, pubsub = self.admission, self.pubsub
+        if (
+            admission is not None
+            and pubsub is not None
+            and msg_forwarder != pubsub.my_id
+            and not admission.forwards(pubsub_msg.from_id)
+        ):
+            return
+        await super().publish(msg_forwarder, pubsub_msg)
+
+
+def new_gossipsub(config: HostConfig) -> BudgetedGossipSub:
     """The gossipsub router, tuned as the module docstring explains."""
     records.install()  # signed peer records checked once per peer
-    return GossipSub(
+    return BudgetedGossipSub(
         [PROTOCOL_ID_V11],
         degree=config.degree,
         degree_low=config.degree_low,
@@ -113,7 +149,15 @@ def _ignore_message(msg: rpc_pb2.Message) -> None:
 
 
 class EventPubsub(Pubsub):
-    """Pubsub that reports peer join/leave and hands messages over directly.
+    """Pubsub that sheds floods early, reports peer join/leave and hands
+    messages over directly.
+
+    py-libp2p's read loop starts one ``push_msg`` task per received message;
+    ours (:meth:`continuously_read_stream`) offers each message to
+    :attr:`admission` instead (see ``shedding.py``), and one worker task
+    started by :meth:`run` serves what it admitted, round-robin per
+    connection, through py-libp2p's own ``push_msg`` (seen-cache, signature,
+    validators, forwarding). Own publishes go straight through.
 
     py-libp2p has no topic event handler (as go's ``Topic.EventHandler``);
     ``peer_topics`` changes only in ``handle_subscription`` and
@@ -126,6 +170,80 @@ class EventPubsub(Pubsub):
     on_subscribed: Callable[[str, ID], None] = staticmethod(_ignore_topic_event)
     on_unsubscribed: Callable[[str, ID], None] = staticmethod(_ignore_topic_event)
     on_message: Callable[[rpc_pb2.Message], None] = staticmethod(_ignore_message)
+
+    def __init__(
+        self, host: IHost, router: GossipSub, admission: Admission | None = None
+    ) -> None:
+        super().__init__(host, router)
+        #: the stage before signature checks (``shedding.py``)
+        self.admission = admission or Admission()
+        if isinstance(router, BudgetedGossipSub):
+            router.admission = self.admission
+
+    async def run(self) -> None:
+        self.admission.drop_queued()  # left by an earlier serve(), if any
+        self.manager.run_daemon_task(self._serve_admitted)
+        await super().run()
+
+    async def continuously_read_stream(self, stream: INetStream) -> None:
+        """py-libp2p's read loop, made cheap for what is shed.
+
+        The same steps as ``Pubsub.continuously_read_stream`` (0.8.1), except:
+        frames are read in chunks (``frames.py``); a peer's signed peer record,
+        which py-libp2p attaches to every RPC it sends, is checked once per
+        peer and record (``records.py``); each published message is offered
+        to :attr:`admission` here, without a task; a malformed RPC resets the
+        stream (as an oversized one does) instead of ending the loop with an
+        exception.
+        """
+        peer_id = stream.muxed_conn.peer_id
+        frames = FrameReader(stream, self.max_inbound_rpc_size)
+        admission = self.admission
+        try:
+            while self.manager.is_running:
+                incoming = await frames.next()
+                rpc = rpc_pb2.RPC()
+                rpc.ParseFromString(incoming)
+                if not records.consume_once(rpc, self.host, peer_id):
+                    log.debug("%s sent an invalid signed record", peer_id)
+                    continue
+                for msg in rpc.publish:
+                    if self._is_subscribed_to_msg(msg):
+                        admission.offer(peer_id, msg, self._is_msg_seen(msg))
+                if rpc.subscriptions:
+                    if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
+                        log.debug("%s sent too many subscriptions", peer_id)
+                    else:
+                        for sub in rpc.subscriptions:
+                            self.handle_subscription(peer_id, sub)
+                if rpc.HasField("control"):
+                    await self.router.handle_rpc(rpc, peer_id)
+        except (MessageTooLarge, ParseError, DecodeError) as error:
+            log.debug("%s: bad pubsub RPC, stream reset: %s", peer_id, error)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            self._handle_dead_peer(peer_id)
+        except (StreamEOF, StreamError, IOException, RawConnError) as error:
+            log.debug("%s: pubsub stream ended: %r", peer_id, error)
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        if msg_forwarder == self.my_id:  # our own publish
+            await super().push_msg(msg_forwarder, msg)
+            return
+        # (our read loop offers received messages itself; kept for callers)
+        self.admission.offer(msg_forwarder, msg, self._is_msg_seen(msg))
+
+    async def _serve_admitted(self) -> None:
+        """The one worker: py-libp2p's checks for each admitted message."""
+        admission = self.admission
+        while self.manager.is_running:
+            conn, msg = await admission.take()
+            try:
+                await super().push_msg(conn, msg)
+            except Exception:  # one bad message must not stop the worker
+                log.debug("push_msg failed for a message from %s", conn, exc_info=True)
+            # push_msg may not yield: let the read loops and the inbox run
+            await trio.lowlevel.checkpoint()
 
     def handle_subscription(
         self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts

@@ -35,9 +35,10 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from ..transport import TransportHandler
 from .addresses import check_can_listen
-from .inbox import Event, Inbox
+from .inbox import Inbox
 from .logs import log
 from .pubsub import EventPubsub, HostConfig, new_gossipsub, new_libp2p_host
+from .shedding import Admission
 
 #: Bound on the graceful part of shutdown (unsubscribe, services, host).
 SHUTDOWN_TIMEOUT = 10.0
@@ -60,11 +61,13 @@ class Running:
 class Stack:
     """The libp2p stack of one ``serve`` call, and how it is doing.
 
-    ``inbox`` gets py-libp2p's hooks and the reader task; ``name`` (the
-    peer id) labels the log lines.
+    ``inbox`` gets py-libp2p's hooks and the reader task, ``admission`` the
+    messages received, before py-libp2p checks them; ``name`` (the peer id)
+    labels the log lines.
     """
 
     __slots__ = (
+        "_admission",
         "_config",
         "_inbox",
         "_name",
@@ -76,7 +79,10 @@ class Stack:
         "stop",
     )
 
-    def __init__(self, config: HostConfig, inbox: Inbox, name: str) -> None:
+    def __init__(
+        self, config: HostConfig, inbox: Inbox, name: str, admission: Admission
+    ) -> None:
+        self._admission = admission
         self._config = config
         self._inbox = inbox
         self._name = name
@@ -120,10 +126,9 @@ class Stack:
         check_can_listen(config.listen)  # py-libp2p's SO_REUSEPORT hides a taken port
         host = new_libp2p_host(config)
         gossipsub = new_gossipsub(config)
-        send, receive = trio.open_memory_channel[Event](math.inf)
         # Pubsub() starts a sweeper thread at once (LastSeenCache); it must be
         # stopped explicitly, py-libp2p never does.
-        pubsub = EventPubsub(host, gossipsub)
+        pubsub = EventPubsub(host, gossipsub, self._admission)
         pubsub.on_subscribed = inbox.on_subscribed
         pubsub.on_unsubscribed = inbox.on_unsubscribed
         pubsub.on_message = inbox.on_message
@@ -141,8 +146,8 @@ class Stack:
                 await exits.enter_async_context(background_trio_service(gossipsub))
                 await pubsub.wait_until_ready()
                 nursery = await exits.enter_async_context(trio.open_nursery())
-                nursery.start_soon(inbox.dispatch, receive, handler)
-                inbox.attach(send)
+                nursery.start_soon(inbox.dispatch, handler)
+                inbox.attach()
                 self.running = Running(host, pubsub, gossipsub)
                 log.debug(
                     "%s listening on %s", self._name, [str(a) for a in host.get_addrs()]
@@ -159,6 +164,4 @@ class Stack:
             self.running = None
             inbox.detach()
             inbox.follow(None)
-            send.close()
-            receive.close()
             pubsub.seen_messages.stop()

@@ -17,7 +17,11 @@ Things the topic must know:
   peer and link (``pubsub/rpc_queue.py`` ``OutBoundQueueSize``): a burst of
   more than ~32 publishes without yielding loses the rest; pace publishes.
   (py-libp2p's 32-slot subscription channel is bypassed here: messages go
-  to an unbounded inbox drained by one reader task, so none are dropped.)
+  to an inbox with one lane per author, drained by one reader task.)
+- Received messages pass a stage before py-libp2p's signature check
+  (``shedding.py``): per-connection budgets and fair queues, configured by
+  ``shedding`` (:class:`ShedConfig`). What it and the inbox shed is counted
+  (``drop_conn_budget``, ``drop_conn_queue``, ``inbox_shed``).
 - Messages and peer events reach the handler in the order py-libp2p saw
   them, through that one reader task, never from inside py-libp2p's code.
 - A new subscriber may be sent messages from the last ~3 heartbeats again
@@ -62,6 +66,7 @@ from .logs import log
 from .mdns import run_mdns
 from .psk import load_psk, psk_fingerprint
 from .pubsub import MAX_PAYLOAD, MUXERS, HostConfig
+from .shedding import Admission, ShedConfig
 from .stack import Running, Stack
 
 #: Peers whose last message time :meth:`Libp2pTransport.last_heard` keeps.
@@ -87,7 +92,8 @@ class Libp2pTransport(Transport):
     refused with a key). A dial that opens but never completes its
     handshake under the key raises :class:`PskMismatchError`.
     ``mdns`` announces this peer on the LAN and dials the peers found there
-    (``_libp2p/mdns.py``).
+    (``_libp2p/mdns.py``). ``shedding`` sets the per-connection budgets
+    applied before signature checks (``_libp2p/shedding.py``).
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class Libp2pTransport(Transport):
         connect_timeout: float = 5.0,
         psk: bytes | str | os.PathLike[str] | None = None,
         mdns: bool = False,
+        shedding: ShedConfig | None = None,
     ) -> None:
         if isinstance(listen, str):
             listen = (listen,)
@@ -153,6 +160,8 @@ class Libp2pTransport(Transport):
         self._stack: Stack | None = None
         # The joined topic (inbox.topic) and the entries on their way in.
         self._inbox = Inbox(self._peer_id)
+        # received messages before py-libp2p's checks (budgets, fair queues)
+        self._admission = Admission(shedding)
         # direct requests (direct.py) and who may connect (gate.py)
         self._direct = DirectServer(self.peer_id)
         self._gate = PeerGate(self.peer_id)
@@ -190,6 +199,7 @@ class Libp2pTransport(Transport):
             "direct_served": self._direct.served,
             "direct_refused": self._direct.refused,
             "conn_refused_peer": self._gate.closed,
+            **self._admission.counters,
         }
         counts.update((name, n) for name, n in extra.items() if n)
         return counts
@@ -240,7 +250,9 @@ class Libp2pTransport(Transport):
             task_status = trio.TASK_STATUS_IGNORED
         if self._stack is not None:
             raise TransportError(f"{self!r} is already serving")
-        stack = self._stack = Stack(self._config, self._inbox, self.peer_id)
+        stack = self._stack = Stack(
+            self._config, self._inbox, self.peer_id, self._admission
+        )
         self._accept = getattr(handler, "accept", None)
         try:
             async with trio.open_nursery() as nursery:

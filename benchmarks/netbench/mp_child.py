@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import sys
@@ -38,6 +39,23 @@ async def mp_child_main(a: argparse.Namespace) -> None:
     from asyncmachine import Machine
 
     quiet_logging()
+    errors: list[str] = []  # --mp-progress: the first distinct error logs
+
+    class KeepErrors(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = f"{record.name}: {record.getMessage()}"
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f": {record.exc_info[1]!r}"
+            if (record.levelno >= logging.ERROR or "failed" in text) and text[
+                :400
+            ] not in errors:
+                errors[:] = [*errors[-4:], text[:400]]
+
+    if a.mp_progress > 0:
+        logging.getLogger("ampubsub").addHandler(KeepErrors(logging.ERROR))
+        for name in ("ampubsub.runtime", "ampubsub.libp2p"):  # failed tasks, stacks
+            logging.getLogger(name).setLevel(logging.DEBUG)
+            logging.getLogger(name).addHandler(KeepErrors(logging.DEBUG))
     n, m_per, k = a.procs_peers, a.machines, a.mp_child
     profiler = None
     if a.mp_profile:
@@ -241,6 +259,7 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                         sorted(low[1].mach.active_states),
                         repr(low[1].mach.err),
                     ],
+                    "errors": errors,
                     "out": {k2: v for k2, v in sorted(out.items()) if v},
                 }
             )

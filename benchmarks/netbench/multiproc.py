@@ -78,7 +78,7 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
                     f"lag {msg['lag']} s, sent {msg['out']}; least-seeing peer "
                     f"{msg['low'][0]}: topic peers {msg['low'][1]}, mesh "
                     f"{msg['low'][2]}, connections {msg['low'][3]}, {msg['low'][4]}, "
-                    f"error {msg['low'][5]}"
+                    f"error {msg['low'][5]}; logged {msg.get('errors')}"
                 )
 
         launch_ready()
