@@ -216,7 +216,10 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
         A full queue (``queue_limit``) makes other threads wait for room, up
         to ``queue_full_timeout`` seconds; the runner itself (a handler) can't
         wait for its own queue, so its mutation is refused (CANCELED), as in
-        Go. ``Exception`` always gets in once.
+        Go. ``Exception`` always gets in once. A runner that has run
+        ``queue_limit`` mutations while others wait for room hands the queue
+        to one of them (it runs the rest, in order, and gets QUEUED): threads
+        that refill the queue as fast as it drains pay for it themselves.
         """
         # acquire/release, not `with`: half the cost on the hottest path
         lock = self._lock
@@ -239,6 +242,7 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
                     return CANCELED
             # waiting for room may have outlived the runner
             queued: bool = self._running
+            handed = False
             if queued:
                 if self._repeats_last(mutation):
                     self._last_tick.value = self._queue[-1].queue_tick
@@ -252,12 +256,20 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
                 mutation.queue_tick = self._queue_issued
                 self._running = True
                 self._runner = threading.get_ident()
+                # a runner handed the queue over (``_drain``): keep its order
+                handed = bool(self._queue)
+                if handed:
+                    self._last_tick.value = self._queue_issued
+                    self._queue.append(mutation)
         finally:
             lock.release()
         if self._trace:
             for trace in self._trace.get("mutation_queued", ()):
                 trace(self, mutation)
         if queued:
+            return QUEUED
+        if handed:
+            self._drain()
             return QUEUED
         return self._drain(mutation)
 
@@ -391,6 +403,7 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
         """
         first: Result | None = None
         lock, queue = self._lock, self._queue
+        served, handed_over = 0, False
         try:
             if first_mutation is not None:
                 first = self._execute(first_mutation)
@@ -410,11 +423,21 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
                         if self._blocked:
                             self._room.notify_all()
                         break
+                    if self._blocked and served >= self.queue_limit:
+                        # other threads refill the queue as fast as we drain
+                        # it: one of them takes it over (in order), or this
+                        # thread -- maybe a shared event loop -- never returns
+                        self._running = False
+                        self._runner = None
+                        self._room.notify_all()
+                        handed_over = True
+                        break
                     mutation = queue.popleft()
                     if self._blocked:
                         self._room.notify()
                 finally:
                     lock.release()
+                served += 1
                 result = self._execute(mutation)
                 tick = mutation.queue_tick
                 if tick:
@@ -428,6 +451,8 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
                 self._running = False
                 self._runner = None
             raise
+        if handed_over:
+            return CANCELED if first is None else first
         if self._trace:
             for trace in self._trace.get("queue_end", ()):
                 trace(self)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -461,3 +462,47 @@ def test_concurrent_relations_keep_invariants() -> None:
             assert "Water" in active, active
         assert not ("Dry" in active and "Water" in active), active
     assert not m.is_active("Exception"), m.err
+
+
+def test_a_runner_hands_the_queue_to_threads_that_keep_it_full() -> None:
+    """A thread that refills a full queue as fast as the runner drains it
+    used to keep the runner (maybe a shared event loop) forever; after
+    ``queue_limit`` mutations the producer takes the queue over, in order."""
+    m = Machine({"A": State(multi=True), "B": State(multi=True)})
+    m.queue_limit = 20
+    order: list[int] = []
+    filled, stop = threading.Event(), threading.Event()
+
+    class Handlers:
+        def A_state(self, e: Any) -> None:
+            filled.wait(10)  # the producer filled the queue meanwhile
+
+        def B_state(self, e: Any) -> None:
+            order.append(e.args["i"])
+            time.sleep(0.001)  # slower than the producer refills the queue
+
+    m.bind(Handlers())
+    results: list[Result] = []
+
+    def producer() -> None:
+        i = 0
+        while not stop.is_set():
+            if len(m._queue) >= m.queue_limit:
+                filled.set()
+            results.append(m.add("B", {"i": i}))
+            i += 1
+
+    runner = threading.Thread(target=lambda: results.append(m.add("A")))
+    runner.start()
+    feeder = threading.Thread(target=producer)
+    feeder.start()
+    assert filled.wait(10)
+    runner.join(10)
+    returned = not runner.is_alive()
+    stop.set()
+    feeder.join(10)
+    assert returned, "the runner never returned while the producer kept the queue full"
+    assert not feeder.is_alive()
+    # nothing lost or reordered: every B ran, in the order it was added
+    assert m.tick("B") == 2 * len(order) - 1  # a multi state: +1, then +2 each
+    assert order == sorted(order) and order == list(range(len(order)))
