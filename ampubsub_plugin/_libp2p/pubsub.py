@@ -120,6 +120,13 @@ class BudgetedGossipSub(GossipSub):
             return
         await super().publish(msg_forwarder, pubsub_msg)
 
+    def _handle_dropped_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, reason: str) -> None:
+        """py-libp2p drops an RPC it can't queue for a peer (its outbound
+        queue holds 32): counted, so a lossy link shows (``drop_out_*``)."""
+        if self.admission is not None:
+            self.admission.counters[f"drop_out_{reason}"] += 1
+        super()._handle_dropped_rpc(peer_id, rpc, reason)
+
 
 def new_gossipsub(config: HostConfig) -> BudgetedGossipSub:
     """The gossipsub router, tuned as the module docstring explains."""

@@ -345,6 +345,8 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                     profiler.disable()
                     profiler.dump_stats(os.path.join(a.mp_profile, f"proc-{k}.prof"))
                 counters = counters_sum(list(topics.values()), "")
+                for t in topics.values():  # the transports' own (py-libp2p drops)
+                    counters.update(t.transport.counters())
                 emit(
                     {
                         "ev": "final",
