@@ -440,8 +440,8 @@ class Libp2pTransport(Transport):
     def outbound_backlog(self) -> int:
         """RPCs waiting in the fullest per-peer outbound queue (0 if none).
 
-        py-libp2p queues at most ``OUTBOUND_QUEUE_SIZE`` (32) RPCs per peer
-        and silently drops the rest, so a topic publishing bursts should wait
+        py-libp2p queues at most ``OUTBOUND_QUEUE_SIZE`` (128 here) RPCs per
+        peer and silently drops the rest, so a topic publishing bursts should wait
         while this is high (there is no event for it: poll).
         """
         if self._run is None:

@@ -540,3 +540,22 @@ def test_a_corrupt_frame_from_one_peer_ends_only_its_connection(muxer: str) -> N
             await c.rec.wait_message(b.t.peer_id, b"from b")
 
     run(main)
+
+
+def test_a_burst_of_100_publishes_reaches_a_neighbour_whole() -> None:
+    """py-libp2p's outbound queue per peer held 32 RPCs and dropped the rest
+    silently; ours holds OUTBOUND_QUEUE_SIZE, and drops are counted."""
+    burst = 100
+
+    async def main() -> None:
+        async with serving(2) as (a, b):
+            await join_all([a, b])
+            await a.t.connect(b.t.addrs)
+            await b.rec.wait_event("joined", a.t.peer_id)
+            assert await a.t.wait_mesh(10)
+            for i in range(burst):  # no pacing: all queued at once
+                await a.t.publish(b"burst %d" % i)
+            await b.rec.wait_for(lambda: len(b.rec.messages) >= burst)
+            assert a.t.counters().get("drop_out_queue_full", 0) == 0
+
+    run(main)
