@@ -6,6 +6,7 @@ outsiders are topics in this process, or the CLI's ``watch``.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -139,11 +140,12 @@ def test_a_peer_with_the_key_sees_the_members_machines(
 
 @pytest.mark.parametrize("outsider_key", [None, b"\x01" * 32], ids=["none", "other"])
 def test_an_outsider_gets_a_named_error_within_the_connect_timeout(
-    member: str, outsider_key: bytes | None
+    member: str, outsider_key: bytes | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     # with a key of its own, a mismatch is not retried; without one, a
     # stalled handshake may be a busy peer: retried (here: 2 attempts)
     attempts = 1 if outsider_key else 2
+    caplog.set_level(logging.DEBUG, logger="ampubsub.topic")
     topic = Topic(
         TOPIC,
         transport=Libp2pTransport(psk=outsider_key, connect_timeout=CONNECT_TIMEOUT),
@@ -158,8 +160,12 @@ def test_an_outsider_gets_a_named_error_within_the_connect_timeout(
         assert isinstance(topic.mach.err, PskMismatchError), topic.mach.err
         assert topic.mach.is_active("ErrConnecting")
         assert elapsed < attempts * CONNECT_TIMEOUT + 2.0, elapsed
-        if attempts == 2:
-            assert elapsed > CONNECT_TIMEOUT, elapsed
+        # (the handshake either stalls for the whole timeout or is closed
+        # at once by the member, so the time says nothing about retries)
+        retried = any(
+            "connect attempt 1 stalled" in r.getMessage() for r in caplog.records
+        )
+        assert retried == (attempts == 2)
         assert not topic.mach.is_active("Connected")
         assert topic.list_machines() == []
     finally:
