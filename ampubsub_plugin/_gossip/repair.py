@@ -177,19 +177,12 @@ class Repair:
             return out
         self.next_check = now + interval
         if self.direct and now >= self._last_pull + interval:
-            self._plan_pull(
-                now, grace, is_settled(now) and now - last_snapshot >= grace
-            )
+            quiet = is_settled(now) and now - last_snapshot >= grace
+            wanted = self._wanted_infos(quiet, lambda _p, t: now - t >= grace)
+            self._plan_pull(now, wanted)
         if now >= self._last_reqinfo + interval:
-            wanted = {v.peer for v in self._roster.peers.values() if v.needs_schema}
-            quiet = now - last_snapshot >= grace
-            if is_settled(now) and quiet:
-                # still missing after the grace, and no snapshots coming in
-                # that might bring it: nothing is on the way
-                missing = self.missing_peers
-                wanted.update(p for p, t in missing.items() if self._ours(p, t, now))
-                # updates for unknown machines of peers we know otherwise
-                wanted.update(p for p, _ in self.pending if p not in missing)
+            quiet = is_settled(now) and now - last_snapshot >= grace
+            wanted = self._wanted_infos(quiet, lambda p, t: self._ours(p, t, now))
             if self.direct:  # pulled first (rule 4)
                 wanted = {p for p in wanted if p in self._pulled}
             ids = self._pick(wanted, self._asked_info, now)
@@ -204,13 +197,20 @@ class Repair:
                 out.append(ReqUpdatesMsg(peer_ids=ids))
         return out
 
-    def _plan_pull(self, now: float, grace: float, quiet: bool) -> None:
-        """Rule 4: the peers to pull from a neighbour, if any are due."""
+    def _wanted_infos(self, quiet: bool, due: Callable[[str, float], bool]) -> set[str]:
+        """Peers whose info we lack: schemas known only by hash; and, when
+        ``quiet`` (settled, no snapshot coming that might bring them), the
+        missing peers ``due(peer, noted)`` and the owners of buffered clocks."""
         wanted = {v.peer for v in self._roster.peers.values() if v.needs_schema}
         if quiet:
             missing = self.missing_peers
-            wanted.update(p for p, t in missing.items() if now - t >= grace)
+            wanted.update(p for p, t in missing.items() if due(p, t))
+            # updates for unknown machines of peers we know otherwise
             wanted.update(p for p, _ in self.pending if p not in missing)
+        return wanted
+
+    def _plan_pull(self, now: float, wanted: set[str]) -> None:
+        """Rule 4: the peers to pull from a neighbour, if any are due."""
         ids = self._pick(wanted - self._pulled.keys(), self._asked_info, now)
         if not ids:
             return
