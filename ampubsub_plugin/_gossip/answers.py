@@ -175,6 +175,7 @@ class Answers:
         if not sums:
             return []
         peers = list(sums)
+        self._shared.counters["gossip_ack"] += 1
         return [
             GossipMsg(
                 peer_gossips={p: sums[p] for p in peers[start : start + ACKS_PER_MSG]},

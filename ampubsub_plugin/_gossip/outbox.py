@@ -127,12 +127,16 @@ class Outbox(Flow):
         me = self._shared.peer_id
         out: list[Message] = []
         due = self._answers.due_info(now)
+        kind = "info_answer"
         if self._discovery.snapshot_now(now):
             # departed peers stay out: relayed, they'd look alive to newcomers
             due = [me, *(v.peer for v in self._roster.live())]
+            kind = "info_snapshot"
             log.debug("%s: snapshot of %d peers", me, len(due))
         if due:
-            out.extend(self.info_messages(due, with_schema=True))
+            infos = self.info_messages(due, with_schema=True)
+            self._shared.counters[kind] += len(infos)
+            out.extend(infos)
             for peer in due:
                 self._answers.introduced(peer, now)
             if me in due:
@@ -147,6 +151,8 @@ class Outbox(Flow):
         # only make them ask about peers whose hellos are on the way
         me = self._shared.peer_id
         hello = self.info_messages([me], with_schema=False, gossip=False)
+        repeat = self._discovery.hello_repeated
+        self._shared.counters["info_hello_repeat" if repeat else "info_hello"] += 1
         if self._discovery.direct:  # we fetch our snapshot ourselves
             hello = [
                 replace(m, pull=True) if isinstance(m, InfoMsg) else m for m in hello

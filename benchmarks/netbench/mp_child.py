@@ -276,6 +276,12 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             "cpu": time.process_time(),
             "t": time.time(),
             "by_type": dict(out),
+            "in_by_type": dict(inbound),
+            "kinds": dict(
+                counters_sum(list(topics.values()), "info_")
+                + counters_sum(list(topics.values()), "gossip_")
+                + counters_sum(list(topics.values()), "pull_")
+            ),
             "seen_min": min(seen),
             "seen_max": max(seen),
         }

@@ -149,6 +149,13 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
             sum((Counter(x["by_type"]) for x in first), Counter())
         )
         res["discovery_in_per_peer"] = sum(x["in"] for x in first) / n
+        # receptions by message type, and which infos/gossip they were
+        res["discovery_in_by_type"] = dict(
+            sum((Counter(x.get("in_by_type", {})) for x in first), Counter())
+        )
+        res["discovery_kinds"] = dict(
+            sum((Counter(x.get("kinds", {})) for x in first), Counter())
+        )
         t_synced = time.monotonic()
         time.sleep(a.settle)
         calm = 0

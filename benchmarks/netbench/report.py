@@ -239,6 +239,15 @@ def notes(results: list[dict[str, Any]]) -> list[str]:
             f"{tag}: messages sent from start until synced: {disc}; received per peer "
             f"{r.get('discovery_in_per_peer', 0):.0f}"
         )
+        received = r.get("discovery_in_by_type") or {}
+        if received:
+            n = r.get("peers") or 1
+            rx = ", ".join(f"{k[3:]} {v / n:.1f}" for k, v in sorted(received.items()))
+            kinds = ", ".join(
+                f"{k} {v}" for k, v in sorted((r.get("discovery_kinds") or {}).items())
+            )
+            out.append(f"{tag}: received per peer until synced by type: {rx}")
+            out.append(f"{tag}: of the infos and gossip sent: {kinds or 'n/a'}")
         if r.get("drops"):
             out.append(f"{tag}: drops {r['drops']}")
         if r.get("rss_mb_per_proc"):
