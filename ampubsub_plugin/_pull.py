@@ -15,16 +15,29 @@ asks one neighbour for exactly those (``PULL_PEERS`` and the ids), instead
 of a ``reqinfo`` whose request and answers every peer would receive. When
 the neighbour doesn't know them, or the pull fails, the next request for
 them goes to everyone.
+
+A snapshot pull is *hedged*: when the neighbour asked hasn't answered
+within :data:`HEDGE_AFTER` (plus the lag), a second neighbour is asked too,
+and the first reply wins (:func:`hedged_fetch`). A neighbour that is busy
+or still joining answers in seconds, and the newcomer's view, hence the
+whole network's time to sync, waits on the slowest pull; the second ask
+costs one more one-to-one reply, never a broadcast. The slower attempt is
+not cancelled (a write cancelled inside py-libp2p's Noise channel breaks
+the connection): it runs out on its own bound and its reply is dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgpack  # type: ignore[import-untyped]
+import trio
 
 from .protocol import MAX_ID_LEN, Message, ProtocolError, decode, encode
-from .transport import DIRECT_MAX_REPLY
+from .transport import DIRECT_MAX_REPLY, TransportError
+
+log = logging.getLogger("ampubsub.topic")
 
 #: the direct request that asks for a snapshot (a mutation is a msgpack
 #: map, which can't start with a zero byte)
@@ -36,6 +49,11 @@ PULL_PEERS = b"\x00ampubsub/pull-peers/1\x00"
 MAX_MESSAGES = 256
 #: most peers one pull asks about
 MAX_PULL_PEERS = 64
+#: a snapshot pull asks a second neighbour when the first hasn't answered
+#: within this many seconds (plus the lag)
+HEDGE_AFTER = 1.0
+
+Request = Callable[[str, bytes, float], Awaitable[bytes]]
 
 
 def encode_reply(messages: Sequence[Message], limit: int = DIRECT_MAX_REPLY) -> bytes:
@@ -90,3 +108,48 @@ def decode_peers_request(payload: bytes) -> list[str]:
                 f"of 1..{MAX_ID_LEN} characters",
             )
     return ids
+
+
+async def hedged_fetch(
+    request: Request,
+    payload: bytes,
+    first: str,
+    second: Callable[[], str | None],
+    *,
+    timeout: float,
+    hedge_after: float,
+    on_reply: Callable[[str, list[Message]], None],
+    on_error: Callable[[str, Exception], None],
+) -> bool:
+    """Ask ``first``; if it hasn't answered within ``hedge_after``, ask
+    ``second()`` too (None: nobody else). ``on_reply`` gets the first good
+    reply as soon as it arrives, ``on_error`` each failure. Returns once
+    every attempt ended (each within ``timeout``): whether one succeeded."""
+    won = False
+    first_ended = trio.Event()
+
+    async def attempt(peer: str, ended: trio.Event | None) -> None:
+        nonlocal won
+        try:
+            messages = decode_reply(await request(peer, payload, timeout))
+        except (TransportError, ProtocolError, ValueError) as err:
+            on_error(peer, err)
+        else:
+            if not won:
+                won = True
+                on_reply(peer, messages)
+            else:
+                log.debug("a slower pull reply from %s was dropped", peer)
+        finally:
+            if ended is not None:
+                ended.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(attempt, first, first_ended)
+        with trio.move_on_after(hedge_after):
+            await first_ended.wait()
+        if not first_ended.is_set():
+            other = second()
+            if other is not None and other != first:
+                nursery.start_soon(attempt, other, None)
+    return won

@@ -51,8 +51,10 @@ TOPIC_STATES: dict[str, State] = {
     "Flush": State(multi=True, require=_J),
     # ours: a newcomer asked us directly for our snapshot (see _pull.py)
     "ServePull": State(multi=True, require=_J),
-    # ours: our snapshot pull from a neighbour failed (see _pull.py)
+    # ours: our snapshot pull from a neighbour failed, or succeeded (its
+    # messages were received first; see _pull.py)
     "PullFailed": State(multi=True, require=_J),
+    "Pulled": State(multi=True, require=_J),
     "ProcessMsgs": State(multi=True, require=_J),
 }
 

@@ -44,12 +44,13 @@ from ._gossip import INTENT_STATES, GossipConfig, GossipCore
 from ._gossip import Event as CoreEvent
 from ._inbound import ExportTracer, Inbound
 from ._pull import (
+    HEDGE_AFTER,
     PULL_PEERS,
     PULL_REQUEST,
     decode_peers_request,
-    decode_reply,
     encode_peers_request,
     encode_reply,
+    hedged_fetch,
 )
 from ._runtime import Runtime, Task, run_is_ending, runtime_for_caller
 from ._views import RemoteViews
@@ -68,6 +69,10 @@ log = logging.getLogger("ampubsub.topic")
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 #: publish only while the slowest peer's outbound queue is below this
 OUTBOUND_BACKLOG = 16
+#: how a snapshot pull is answered (None: refused, we are still joining)
+PullReply = Callable[[list[Message] | None], None]
+#: snapshot pulls held while we are joining (more are refused at once)
+MAX_HELD_PULLS = 32
 #: how long ``dispose()`` may spend sending the last updates and the bye
 BYE_TIMEOUT = 2.0
 #: ... and then waiting for the transport to write out what it queued
@@ -126,6 +131,12 @@ class Topic:
         #: what the last ``Flush`` collected, and when the core wants the next
         self._outbox: deque[Message] = deque()
         self._due: float | None = None
+        #: snapshot pulls that came while we were joining, answered once we
+        #: settle: (reply, the moment the puller stops waiting)
+        self._held_pulls: list[tuple[PullReply, float]] = []
+        #: neighbours our snapshot pulls are waiting on (a pull from one of
+        #: them while we are joining would wait on us in turn: refused)
+        self._pulling_from: set[str] = set()
         #: held by the send loop while it sends a round; the goodbye takes it
         self._sending = trio.Lock()
         #: dispose() was called: the goodbye sends from now on, the send loop stops
@@ -321,9 +332,16 @@ class Topic:
             else:
                 runtime.call_soon(done.set)
 
-        if self.mach.add("ServePull", {"reply": reply, "peers": peers}) == 1:
+        wait = self.config.snapshot_wait
+        args = {
+            "reply": reply,
+            "peers": peers,
+            "caller": caller,
+            "until": self._now() + wait,
+        }
+        if self.mach.add("ServePull", args) == 1:
             raise PermissionError("not joined")
-        with trio.move_on_after(self.config.snapshot_wait):
+        with trio.move_on_after(wait):
             await done.wait()
         if not built or built[0] is None:
             raise PermissionError("still joining: no complete view to send")
@@ -346,23 +364,53 @@ class Topic:
     async def _pull(self, peer: str, payload: bytes) -> None:
         counters = self.core.counters
         # a busy neighbour answers late, not never: give it our lag, too
-        config = self.config
-        timeout = 2 * config.snapshot_wait + config.back_pressure * self.core.lag
-        try:
-            reply = await self.transport.request(peer, payload, timeout)
-            messages = decode_reply(reply)
-        except (TransportError, ProtocolError, ValueError) as err:
+        config, lag = self.config, self.core.lag
+        snapshot = payload == PULL_REQUEST
+
+        def another() -> str | None:
+            """A second neighbour for a snapshot pull (none for infos)."""
+            others = [p for p in self.transport.topic_peers() if p != peer]
+            if not snapshot or not others:
+                return None
+            counters["pull_hedged"] += 1
+            return secrets.choice(others)
+
+        def failed(peer: str, err: Exception) -> None:
             counters["pull_failed"] += 1
             counters[f"pull_failed_{type(err).__name__}"] += 1
             log.debug("%s: pulling from %s failed: %s", self.name, peer, err)
-            if payload == PULL_REQUEST:  # another neighbour, or ask everyone
-                self.mach.add("PullFailed")
-            return  # missing peers: the requests to everyone cover them
-        counters["pull_ok"] += 1
-        arrived = self._now()
-        for msg in messages:
-            args = {"peer_id": peer, "msg": msg, "arrived": arrived}
-            self.mach.add(MSG_STATES[msg.TYPE], args)
+
+        def arrived(peer: str, messages: list[Message]) -> None:
+            counters["pull_ok"] += 1
+            now = self._now()
+            for msg in messages:
+                args = {"peer_id": peer, "msg": msg, "arrived": now}
+                self.mach.add(MSG_STATES[msg.TYPE], args)
+            if snapshot:
+                self.mach.add("Pulled", {"peer_id": peer})
+
+        async def request(peer: str, payload: bytes, timeout: float) -> bytes:
+            if not snapshot:
+                return await self.transport.request(peer, payload, timeout)
+            self._pulling_from.add(peer)
+            try:
+                return await self.transport.request(peer, payload, timeout)
+            finally:
+                self._pulling_from.discard(peer)
+
+        ok = await hedged_fetch(
+            request,
+            payload,
+            peer,
+            another,
+            timeout=2 * config.snapshot_wait + config.back_pressure * lag,
+            hedge_after=HEDGE_AFTER + config.back_pressure * lag,
+            on_reply=arrived,
+            on_error=failed,
+        )
+        if not ok and snapshot:  # another neighbour later, or ask everyone
+            self.mach.add("PullFailed")
+        # (missing peers' infos: the requests to everyone cover them)
 
     def _attach_remote(self, remote: RemoteMachine) -> None:
         remote._mutations = self._mutation_client
@@ -526,11 +574,24 @@ class Topic:
         """After the core ran (in a handler): apply its events, wake the sender."""
         if events:
             self._views.apply(events, self._hooks)
+        if self._held_pulls:
+            self._answer_held_pulls(now)
         due = self.core.next_due(now)
         self._sync_intents()
         if due is not None and (self._due is None or due < self._due):
             self._due = due
             self._wake()
+
+    def _answer_held_pulls(self, now: float) -> None:
+        """Answer the snapshot pulls held while we were joining, once settled
+        (those whose pullers stopped waiting are dropped)."""
+        if not self.core.discovery.is_settled(now):
+            self._held_pulls = [(r, t) for r, t in self._held_pulls if t > now]
+            return
+        held, self._held_pulls = self._held_pulls, []
+        for reply, until in held:
+            if until > now:
+                reply(self.core.pulled_snapshot(now))
 
     async def _publish(self, msg: Message) -> None:
         try:
@@ -750,16 +811,36 @@ class _Handlers:
     def ServePull_state(self, e: Event) -> None:
         """A neighbour asked us directly for our snapshot (a newcomer) or
         for some peers' infos (``peers``): ``reply(messages)``."""
-        peers = e.args.get("peers")
-        core = self.t.core
-        e.args["reply"](
-            core.pulled_snapshot(self.t._now())
-            if peers is None
-            else core.pulled_infos(peers)
-        )
+        peers, reply = e.args.get("peers"), e.args["reply"]
+        t = self.t
+        now = t._now()
+        if peers is not None:
+            reply(t.core.pulled_infos(peers))
+            return
+        snapshot = t.core.pulled_snapshot(now)
+        if (
+            snapshot is None
+            and e.args.get("caller") not in t._pulling_from
+            and len(t._held_pulls) < MAX_HELD_PULLS
+        ):
+            # still joining: our snapshot is on its way, and then it has
+            # what the puller needs (a refusal would send it elsewhere, or
+            # make it ask everyone)
+            t._held_pulls.append((reply, e.args.get("until", now)))
+            return
+        reply(snapshot)
 
     def PullFailed_state(self, e: Event) -> None:
-        self.t.core.pull_failed(self.t._now())
+        t = self.t
+        now = t._now()
+        t.core.pull_failed(now)
+        t._step([], now)  # the retry (or the ask) is due at a new moment
+
+    def Pulled_state(self, e: Event) -> None:
+        t = self.t
+        now = t._now()
+        t.core.pulled(e.args["peer_id"], now)
+        t._step([], now)  # a repeated hello may be due now
 
     def ListMachines_state(self, e: Event) -> None:
         """Go-style listing: args ``filters`` (dict) and ``callback(list)``."""

@@ -182,6 +182,11 @@ class GossipCore:
         topic says so; we retry or ask everyone."""
         self.discovery.pull_failed(now, no_neighbour=no_neighbour)
 
+    def pulled(self, peer: str, now: float) -> None:
+        """Our snapshot pull from ``peer`` succeeded: the topic says so after
+        handing each message of the reply to ``receive``."""
+        self.discovery.pulled(peer, now, exporting=len(self.exports) > 0)
+
     def pulled_snapshot(self, now: float) -> list[Message] | None:
         """Our snapshot for a newcomer that asked us directly (None: not yet)."""
         return self._outbox.pulled_snapshot(now)

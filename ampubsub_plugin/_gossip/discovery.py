@@ -32,7 +32,11 @@ Rules of this room (the only place that decides them):
    since every peer would pay for the snapshots that answer the ask.
 5. **A repeated hello waits** while our snapshot is on the way: the snapshot
    shows whether we were heard, and a snapshot that lacks us brings the
-   repeat forward.
+   repeat forward. A pull that may still succeed counts as on the way (a
+   busy neighbour answers late, and a repeat costs every peer a reception
+   and the acknowledgement another): we neither repeat nor settle by
+   waiting until the pulls succeeded or failed (``pulled``,
+   ``pull_failed``), which takes at most ``MAX_PULLS`` pull timeouts.
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ class Discovery:
         self.hello_due: float | None = None
         self._hello_gap = cfg.hello_first
         self._hello_sent = False
+        #: the hello last sent repeated an earlier one (for the counters)
+        self.hello_repeated = False
         self._last_hello = float("-inf")
         #: the next hello has news (a new export), it isn't a mere repeat
         self._news = False
@@ -135,10 +141,20 @@ class Discovery:
     def is_sender(self) -> bool:
         return self.phase is Phase.SENDER
 
+    @property
+    def pulling(self) -> bool:
+        """Our snapshot pull is planned or in flight (rule 5)."""
+        return self.joined and self._pulls_left > 0
+
     def is_settled(self, now: float) -> bool:
-        if self.phase is Phase.JOINING and now >= self._shared.late(self._settle_at, 2):
+        if (
+            self.phase is Phase.JOINING
+            and not self.pulling
+            and now >= self._shared.late(self._settle_at, 2)
+        ):
             # nobody answered: what we know is all there is
             log.debug("%s: no snapshot came; settled by waiting", self._shared.peer_id)
+            self._shared.counters["info_settled_waiting"] += 1
             self._move(Cause.WAITED)
             if self._owed:
                 # peers that joined with us asked, and nobody could answer
@@ -200,7 +216,11 @@ class Discovery:
 
     def repeat_waits(self) -> bool:
         """A repeated hello waits while our snapshot is on the way."""
-        return self._hello_sent and not self._news and self.phase is Phase.JOINING
+        return (
+            self._hello_sent
+            and not self._news
+            and (self.phase is Phase.JOINING or self.pulling)
+        )
 
     def hello_now(self, now: float, *, exporting: bool) -> bool:
         """Is a hello due now? If so it counts as sent and the next is planned."""
@@ -208,13 +228,14 @@ class Discovery:
             return False
         if self._shared.late(self.hello_due, 2) > now:
             return False
-        if self.repeat_waits() and not self.is_settled(now):
+        if self.repeat_waits() and (self.pulling or not self.is_settled(now)):
             return False  # the snapshot we wait for shows whether we were heard
         self._news = False
         if self.heard and self._hello_sent:
             self.hello_due = None
             return False
         log.debug("%s: hello (repeat: %s)", self._shared.peer_id, self._hello_sent)
+        self.hello_repeated = self._hello_sent
         self._hello_sent = True
         self._last_hello = now
         self.hello_due = now + self._shared.stretch(self._hello_gap, 2)
@@ -235,6 +256,8 @@ class Discovery:
         if hello is None:
             return None
         if self.repeat_waits():
+            if self.pulling:
+                return None  # the pull's outcome plans it (``pulled``)
             # the snapshot we wait for shows whether we were heard
             hello = max(hello, self._settle_at)
         return self._shared.late(hello, 2)
@@ -284,7 +307,19 @@ class Discovery:
             self.pull_due = now + self._shared.stretch(PULL_RETRY)
         elif self.ask_due is None:
             self.ask_due = now
+            # the ask's answer gets its time (slow pulls may have used it up)
+            wait = self._shared.stretch(self._shared.config.snapshot_wait, 2)
+            self._settle_at = max(self._settle_at, now + wait)
             log.debug("%s: pulls failed; asking everyone", self._shared.peer_id)
+
+    def pulled(self, sender: str, now: float, *, exporting: bool) -> None:
+        """Our snapshot pull succeeded (its messages were received first):
+        whatever it held is the view of a settled neighbour, so it counts as
+        a snapshot even when that neighbour knew nobody else."""
+        if not self.joined or self._pulls_left <= 0:
+            return  # already counted as a snapshot (intake saw one)
+        covered = {sender, self._shared.peer_id} if self.heard else {sender}
+        self.snapshot_seen(sender, covered, now, exporting=exporting)
 
     def pick(self, neighbours: list[str]) -> str:
         """The neighbour to pull from: any, but not one that failed us since
@@ -338,6 +373,7 @@ class Discovery:
         self.last_snapshot_seen = now
         self._senders.add(sender)
         if me not in covered and exporting and not self.heard:
+            self._shared.counters["info_snapshot_lacked_us"] += 1
             # at most one repeat per first gap, however many snapshots lack us
             soon = self._last_hello + self._shared.stretch(
                 self._shared.config.hello_first, 2

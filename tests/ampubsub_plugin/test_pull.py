@@ -67,3 +67,67 @@ def test_a_peers_request_names_its_ids() -> None:
 def test_a_malformed_peers_request_is_refused_by_name(body: bytes) -> None:
     with pytest.raises(ProtocolError, match=r"pull-peers request"):
         decode_peers_request(PULL_PEERS + body)
+
+
+def _fetch_with(
+    delays: dict[str, float | None], hedge_after: float = 1.0
+) -> tuple[bool, list[str], list[tuple[str, float]], list[str]]:
+    """Run ``hedged_fetch`` against peers answering after ``delays`` seconds
+    (None: refusing at once), in virtual time; what it reported, and when."""
+    import trio
+    import trio.testing
+
+    from ampubsub_plugin._pull import hedged_fetch
+    from ampubsub_plugin.transport import DirectRefused, DirectTimeout
+
+    asked: list[str] = []
+    replies: list[tuple[str, float]] = []
+    errors: list[str] = []
+
+    async def request(peer: str, payload: bytes, timeout: float) -> bytes:
+        asked.append(peer)
+        delay = delays[peer]
+        if delay is None:
+            raise DirectRefused(peer, "still joining")
+        if delay > timeout:  # as the transports bound a request
+            await trio.sleep(timeout)
+            raise DirectTimeout(peer, "no reply")
+        await trio.sleep(delay)
+        return encode_reply([GossipMsg({peer: {0: 1}})])
+
+    async def main() -> bool:
+        return await hedged_fetch(
+            request,
+            b"pull",
+            "A",
+            lambda: "B" if "B" in delays else None,
+            timeout=6.0,
+            hedge_after=hedge_after,
+            on_reply=lambda peer, msgs: replies.append((peer, trio.current_time())),
+            on_error=lambda peer, err: errors.append(peer),
+        )
+
+    ok = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return ok, asked, replies, errors
+
+
+def test_a_slow_pull_asks_a_second_neighbour_and_the_first_reply_wins() -> None:
+    ok, asked, replies, errors = _fetch_with({"A": 5.0, "B": 0.5})
+    assert ok and asked == ["A", "B"] and errors == []
+    assert replies == [("B", 1.5)]  # A's later reply is dropped
+
+
+def test_a_quick_pull_asks_nobody_else() -> None:
+    ok, asked, replies, _ = _fetch_with({"A": 0.2, "B": 0.1})
+    assert ok and asked == ["A"] and replies == [("A", 0.2)]
+
+
+def test_a_refused_pull_is_a_failure_without_a_second_ask() -> None:
+    ok, asked, replies, errors = _fetch_with({"A": None, "B": 0.1})
+    assert not ok and asked == ["A"] and replies == [] and errors == ["A"]
+
+
+def test_a_pull_fails_only_when_both_neighbours_failed() -> None:
+    ok, asked, replies, errors = _fetch_with({"A": 9.0, "B": None})
+    assert not ok and asked == ["A", "B"] and replies == []
+    assert sorted(errors) == ["A", "B"]

@@ -555,3 +555,68 @@ def test_a_pull_with_no_neighbour_yet_waits_without_using_up_a_pull() -> None:
     a.pull_failed(now, no_neighbour=True)  # the waits and pulls are used up
     asks = [m for m in a.collect(now) if isinstance(m, ReqInfoMsg)]
     assert asks and not asks[0].peer_ids
+
+
+def test_no_repeat_and_no_settling_while_a_pull_may_succeed() -> None:
+    a = make("A", snapshot_wait=1.0, hello_first=1.0)
+    a.pull_snapshots(True)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    assert infos_about(a.collect(0.0), "A")  # the hello
+    assert a.pull_now(0.2)
+    # a slow pull: long past the hello's first gap and the settle time
+    quiet = [m for s in range(3, 200) for m in a.collect(s / 10)]
+    assert infos_about(quiet, "A") == []
+    assert a.discovery.phase is Phase.JOINING
+    assert a.next_due(20.0) is None or a.next_due(20.0) > 20.0  # nothing to spin on
+    # the pull's reply, a neighbour's view that includes our hello: heard
+    full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
+    mine = signed("A", 0, info("a1", [0, 0, 0, 0]))
+    a.receive("B", wire(InfoMsg({"B": {0: full}, "A": {0: mine}}, {})), 20.0)
+    a.pulled("B", 20.0)
+    assert a.discovery.phase is Phase.SETTLED
+    later = [m for s in range(200, 600) for m in a.collect(s / 10)]
+    assert infos_about(later, "A") == []
+
+
+def test_a_pulled_view_without_our_hello_settles_us_and_brings_the_repeat() -> None:
+    a = make("A", snapshot_wait=1.0, hello_first=1.0)
+    a.pull_snapshots(True)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    assert a.pull_now(0.2)
+    assert infos_about([m for s in range(3, 50) for m in a.collect(s / 10)], "A") == []
+    # the neighbour knew nobody else, and not us yet
+    full = info("b1", [0, 0, 0, 0], schema=worker("b1").schema)
+    a.receive("B", wire(InfoMsg({"B": {0: full}}, {})), 5.0)
+    assert a.discovery.phase is Phase.JOINING  # one peer's info is no snapshot ...
+    a.pulled("B", 5.0)
+    assert a.discovery.phase is Phase.SETTLED  # ... but a pulled view is
+    (again,) = infos_about(a.collect(5.0), "A")
+    assert list(again.peer_info) == ["A"]
+
+
+def test_a_newcomer_whose_pulls_all_failed_settles_by_waiting_again() -> None:
+    from ampubsub_plugin._gossip.discovery import MAX_PULLS
+
+    a = make("A", snapshot_wait=1.0, hello_first=1.0)
+    a.pull_snapshots(True)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    now = 0.2
+    for _ in range(MAX_PULLS):
+        now += 1.5
+        assert a.pull_now(now)
+        a.pull_failed(now)
+    asks = [m for m in a.collect(now) if isinstance(m, ReqInfoMsg)]
+    assert asks and not asks[0].peer_ids  # everyone is asked ...
+    assert a.discovery.phase is Phase.JOINING  # ... and the answer waited for
+    assert (
+        infos_about([m for s in range(5) for m in a.collect(now + s / 10)], "A") == []
+    )
+    # nobody answers: settled by waiting, and the hello is repeated
+    later = [m for s in range(int(now * 10), 300) for m in a.collect(s / 10)]
+    assert a.discovery.phase is Phase.SETTLED
+    assert infos_about(later, "A")
