@@ -780,8 +780,10 @@ class _Handlers:
 
     def PeerJoined_state(self, e: Event) -> None:
         t, peer = self.t, e.args["peer_id"]
-        t.core.peer_joined(peer, t._now())
+        now = t._now()
+        t.core.peer_joined(peer, now)
         t._hooks.peer_joined(peer)
+        t._step([], now)  # a pull that waited for a neighbour is due now
 
     def PeerLeft_state(self, e: Event) -> None:
         t, peer = self.t, e.args["peer_id"]

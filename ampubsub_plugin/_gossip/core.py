@@ -221,6 +221,7 @@ class GossipCore:
         if peer != self.peer_id:
             self.counters["peer_joined"] += 1
             self.liveness.arrived(peer)
+            self.discovery.neighbour_joined(now)
 
     def peer_left(self, peer: str, now: float) -> None:
         """A direct neighbour left: probe it (``liveness``)."""

@@ -130,6 +130,8 @@ class Discovery:
         self._pulls_left = 0
         self._pull_waits = 0
         self._pulled_from: set[str] = set()
+        #: the planned pull waits for a neighbour on the topic
+        self._no_neighbour = False
         #: a snapshot was asked for while we were joining: once settled by
         #: waiting (nobody else could answer either), the responders send it
         self._owed = False
@@ -288,6 +290,7 @@ class Discovery:
         if due is None or due > now:
             return False
         self.pull_due = None
+        self._no_neighbour = False
         return True
 
     def pull_failed(self, now: float, *, no_neighbour: bool = False) -> None:
@@ -301,6 +304,7 @@ class Discovery:
         if no_neighbour and self._pull_waits < MAX_PULL_WAITS:
             self._pull_waits += 1
             self.pull_due = now + self._shared.stretch(PULL_RETRY)
+            self._no_neighbour = True
             return
         self._pulls_left -= 1
         if self._pulls_left > 0:
@@ -311,6 +315,12 @@ class Discovery:
             wait = self._shared.stretch(self._shared.config.snapshot_wait, 2)
             self._settle_at = max(self._settle_at, now + wait)
             log.debug("%s: pulls failed; asking everyone", self._shared.peer_id)
+
+    def neighbour_joined(self, now: float) -> None:
+        """A neighbour subscribed: a pull waiting for one goes now."""
+        if self._no_neighbour and self.pull_due is not None:
+            self.pull_due = min(self.pull_due, now)
+        self._no_neighbour = False
 
     def pulled(self, sender: str, now: float, *, exporting: bool) -> None:
         """Our snapshot pull succeeded (its messages were received first):

@@ -620,3 +620,16 @@ def test_a_newcomer_whose_pulls_all_failed_settles_by_waiting_again() -> None:
     later = [m for s in range(int(now * 10), 300) for m in a.collect(s / 10)]
     assert a.discovery.phase is Phase.SETTLED
     assert infos_about(later, "A")
+
+
+def test_a_pull_waiting_for_a_neighbour_goes_when_one_subscribes() -> None:
+    a = make("A")
+    a.pull_snapshots(True)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    a.collect(0.0)
+    assert a.pull_now(0.2)
+    a.pull_failed(0.2, no_neighbour=True)  # nobody on the topic yet
+    assert not a.pull_now(0.5)
+    a.peer_joined("B", 0.5)  # B's subscription arrived
+    assert a.pull_now(0.5)
