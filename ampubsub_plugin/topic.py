@@ -322,6 +322,12 @@ class Topic:
         runtime = self.runtime
         if runtime is None:
             raise PermissionError("not serving")
+        lag = self.core.lag
+        if lag > self.config.snapshot_wait:
+            # our queue is longer than the puller waits: it had better ask
+            # another neighbour now than time out behind our backlog
+            self.core.counters["pull_refused_busy"] += 1
+            raise PermissionError(f"busy: {lag:.1f} s behind")
         done = trio.Event()
         built: list[list[Message] | None] = []
 

@@ -9,8 +9,10 @@ change.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,8 +59,8 @@ class Process:
         for line in self.proc.stdout:
             self.lines.put(line.strip())
 
-    def stderr(self) -> str:
-        return self._stderr_path.read_text()[-3000:]
+    def stderr(self, limit: int = 3000) -> str:
+        return self._stderr_path.read_text()[-limit:]
 
     def line(self, timeout: float = TIMEOUT) -> str:
         try:
@@ -84,8 +86,13 @@ class Process:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # programs that register faulthandler on SIGUSR1 show where
+            # every thread is (shutdown_program.py does)
+            with contextlib.suppress(OSError):
+                self.proc.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)  # the dump is written asynchronously
             raise AssertionError(
-                f"still running after {timeout} s; stderr: {self.stderr()}"
+                f"still running after {timeout} s; stderr: {self.stderr(12000)}"
             ) from None
 
     def kill(self) -> None:

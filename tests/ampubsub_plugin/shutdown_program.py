@@ -21,7 +21,9 @@ shutdown_program:owner``.
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import signal
 import sys
 
 from ampubsub_plugin import Libp2pTransport, Topic, bye_on_signals
@@ -29,6 +31,10 @@ from asyncmachine import Machine, State
 
 SCHEMA = {"Foo": State(), "Bar": State(), "Baz": State(multi=True)}
 TIMEOUT = 20
+
+
+# where every thread is, when a test finds us still running (procutil.py)
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def owner() -> Machine:

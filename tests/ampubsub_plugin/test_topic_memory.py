@@ -433,3 +433,25 @@ def test_lost_introductions_are_pulled_from_a_neighbour() -> None:
         await dispose_all(topics)
 
     run(main)
+
+
+def test_a_neighbour_too_far_behind_refuses_a_pull_at_once() -> None:
+    """A pull queued behind a backlog longer than the puller waits would
+    time out: a lagging neighbour says "busy" at once instead."""
+    from ampubsub_plugin._pull import PULL_REQUEST, decode_reply
+    from ampubsub_plugin.transport import DirectRefused
+
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01)
+        a, b = await start_network(net, 2, 1)
+        await until([a, b], sees(1), timeout=30)
+        # not behind: the snapshot comes
+        reply = await a.transport.request(b.peer_id, PULL_REQUEST, 5.0)
+        assert decode_reply(reply)
+        b.core._shared.lag = b.config.snapshot_wait + 1.0  # far behind
+        with pytest.raises(DirectRefused, match="busy"):
+            await a.transport.request(b.peer_id, PULL_REQUEST, 5.0)
+        assert b.counters["pull_refused_busy"] == 1
+        await dispose_all([a, b])
+
+    run(main)
