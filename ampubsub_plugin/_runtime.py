@@ -112,7 +112,7 @@ class Runtime:
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the trio thread soon (thread-safe, non-blocking)."""
         try:
-            self.token.run_sync_soon(fn, *args)
+            self.token.run_sync_soon(_guarded, fn, *args)
         except trio.RunFinishedError:
             log.debug("runtime finished; dropped a call to %r", fn)
 
@@ -265,6 +265,15 @@ class SharedRuntime(Runtime):
             return False
         deadline = time.monotonic() + timeout
         return all(w.wait(max(0.0, deadline - time.monotonic())) for w in leaving)
+
+
+def _guarded(fn: Callable[..., Any], *args: Any) -> None:
+    """Run a ``run_sync_soon`` callback; what it raises is logged: raised,
+    it would crash the whole trio run and every topic on it."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("a call on the runtime thread raised: %r", fn)
 
 
 def run_is_ending() -> bool:

@@ -439,11 +439,15 @@ class MemoryTransport(Transport):
             return False
 
         def start() -> None:
+            # (a callback of run_sync_soon: anything it raised would crash
+            # the whole trio run, every topic on it)
             nursery = self._nursery
-            if nursery is None:
-                reply(DirectClosed(me, "the peer stopped serving"))
-            else:
+            try:
+                if nursery is None:
+                    raise RuntimeError("no nursery")
                 nursery.start_soon(self._serve_request, sender, payload, reply)
+            except RuntimeError:  # stopping: the nursery takes no new tasks
+                reply(DirectClosed(me, "the peer stopped serving"))
 
         try:
             token.run_sync_soon(start)

@@ -348,3 +348,29 @@ def test_misuse_is_refused_with_a_reason() -> None:
                 await a.t.connect(a.t.addrs)  # itself
 
     run(main)
+
+
+def test_a_request_reaching_a_peer_that_is_closing_is_closed_not_a_crash() -> None:
+    """The request lands while the server's nursery takes no more tasks: the
+    caller gets ``DirectClosed`` and the trio run goes on."""
+    from ampubsub_plugin.transport import DirectClosed
+
+    async def main() -> None:
+        net = MemoryNetwork()
+        async with serving(net, 2) as (a, b):
+            await mesh([a, b])
+
+            async def handler(caller: str, payload: bytes) -> bytes:
+                return b"ok"
+
+            b.t.serve_requests(handler)
+            assert await a.t.request(b.id, b"x", 1.0) == b"ok"
+            async with trio.open_nursery() as closed:
+                pass  # a nursery that takes no new tasks, as when stopping
+            serving_nursery, b.t._nursery = b.t._nursery, closed
+            with pytest.raises(DirectClosed):
+                await a.t.request(b.id, b"x", 1.0)
+            b.t._nursery = serving_nursery
+            assert await a.t.request(b.id, b"x", 1.0) == b"ok"  # still running
+
+    run(main)

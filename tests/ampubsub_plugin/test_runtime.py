@@ -188,3 +188,18 @@ def test_task_wait_returns_once_the_task_finished(shared: SharedRuntime) -> None
         return not before and task.done.is_set()
 
     assert shared.run(waiter)
+
+
+def test_a_call_that_raises_is_logged_and_the_shared_thread_survives(
+    shared: SharedRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("Nursery is closed to new arrivals")
+
+    after = threading.Event()
+    with caplog.at_level("ERROR", logger="ampubsub.runtime"):
+        shared.call_soon(broken)
+        shared.call_soon(after.set)  # the run is still going
+        assert after.wait(TIMEOUT)
+    assert shared.thread.is_alive() and SharedRuntime.get() is shared
+    assert "a call on the runtime thread raised" in caplog.text
