@@ -15,13 +15,9 @@ lock the bye needs, or be the trio run the topic lives on), so it only puts
 the signal number on a ``queue.SimpleQueue`` (safe in signal handlers) and
 returns. A helper thread, started with the handler, disposes the topics and
 waits; then it sends the same signal to the main thread
-(``signal.pthread_kill``, which also wakes a blocked ``read`` or ``wait``),
-and again every ``WAKE_RETRY`` until the handler ran: a signal that lands
-while the main thread is between handling the first one and re-entering its
-interrupted ``read`` is only seen when that ``read`` returns (seen in CI: a
-process blocked on stdin for good after its bye). The handler, called
-again, restores the previous handlers and delivers the signal to the
-previous one: ``SIG_DFL`` is raised again (the default action
+(``signal.pthread_kill``, which also wakes a blocked ``read`` or ``wait``).
+The handler, called again, restores the previous handlers and delivers the
+signal to the previous one: ``SIG_DFL`` is raised again (the default action
 ends the process), a Python handler is called with the frame (SIGINT's
 default raises ``KeyboardInterrupt``), ``SIG_IGN`` does nothing. A second
 signal while the bye is on its way is delivered at once (press Ctrl-C twice
@@ -58,12 +54,6 @@ log = logging.getLogger("ampubsub.signals")
 DEFAULT_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
 #: how long the bye may take before the signal is delivered anyway
 DEFAULT_TIMEOUT = 3.0
-#: the helper signals the main thread again if it hasn't reacted this long
-#: after (a signal landing between a blocking call's retry and its restart
-#: is only seen when that call returns: the main thread blocks on)
-WAKE_RETRY = 1.0
-#: ... at most this many times
-WAKE_ATTEMPTS = 5
 
 Handler = Any  # a callable, signal.SIG_DFL, signal.SIG_IGN or None
 
@@ -90,8 +80,6 @@ class SignalBye:
         self.received: signal.Signals | None = None
         self._main = threading.main_thread().ident or 0
         self._requests: queue.SimpleQueue[int] = queue.SimpleQueue()
-        #: the main thread handled the helper's wake-up signal
-        self._woken = threading.Event()
         self._previous: dict[int, Handler] = {}
         for signum in self.signals:
             self._previous[signum] = signal.getsignal(signum)
@@ -131,7 +119,6 @@ class SignalBye:
             self._requests.put(signum)  # SimpleQueue.put is reentrant
             return
         # the bye is done (the helper woke us), or a second signal: deliver
-        self._woken.set()
         self._restore()
         self._deliver(signum, frame)
 
@@ -165,12 +152,7 @@ class SignalBye:
             if not waiter.wait(max(0.0, deadline - time.monotonic())):
                 log.warning("the bye took longer than %gs", self.timeout)
                 break
-        for _ in range(WAKE_ATTEMPTS):
-            self._wake_main(signum)
-            if self._woken.wait(WAKE_RETRY):
-                return
-        name = signal.Signals(signum).name
-        log.warning("the main thread didn't take the %s back", name)
+        self._wake_main(signum)
 
     def _wake_main(self, signum: int) -> None:
         pthread_kill = getattr(signal, "pthread_kill", None)

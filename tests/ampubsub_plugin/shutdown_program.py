@@ -35,6 +35,12 @@ TIMEOUT = 20
 
 # where every thread is, when a test finds us still running (procutil.py)
 faulthandler.register(signal.SIGUSR1, all_threads=True)
+# SIGINT raises KeyboardInterrupt, as in a program started from a terminal.
+# Started from a non-interactive shell's background job (`cmd &` in a
+# script: how a CI runner may start the tests), a process inherits SIGINT
+# ignored (POSIX), Python leaves it so, and bye_on_signals then rightly
+# hands the signal back to "ignored": the program says bye and runs on.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def owner() -> Machine:

@@ -458,36 +458,3 @@ def test_a_machine_waits_like_before_for_everything_else() -> None:
     machine.add("Foo")
     assert waiter.wait(0) and waiter.outcome is Outcome.MET
 
-
-# -- the wake-up of the main thread ----------------------------------------------------
-
-
-@pytest.mark.parametrize("lost", [0, 2, 99])
-def test_the_helper_signals_again_until_the_main_thread_took_it(
-    monkeypatch: pytest.MonkeyPatch, lost: int
-) -> None:
-    """A wake-up signal can land where the main thread won't see it (between
-    its handler and the restart of an interrupted read): it is sent again,
-    a bounded number of times."""
-    import ampubsub_plugin._signals as signals_module
-
-    monkeypatch.setattr(signals_module, "WAKE_RETRY", 0.01)
-    bye = signals_module.SignalBye([], [signal.SIGUSR2], timeout=1.0)
-    sent: list[int] = []
-    done = threading.Event()
-
-    def wake(signum: int) -> None:
-        sent.append(signum)
-        if len(sent) > lost:
-            bye._woken.set()  # this one reached the handler
-        if len(sent) > lost or len(sent) == signals_module.WAKE_ATTEMPTS:
-            done.set()
-
-    monkeypatch.setattr(bye, "_wake_main", wake)
-    try:
-        bye._requests.put(signal.SIGUSR2)  # as the handler does on a signal
-        assert done.wait(TIMEOUT)
-        bye._helper.join(TIMEOUT)
-        assert len(sent) == min(lost + 1, signals_module.WAKE_ATTEMPTS)
-    finally:
-        bye._restore()
