@@ -845,9 +845,11 @@ class _Handlers:
         t._step([], now)  # the retry (or the ask) is due at a new moment
 
     def Pulled_state(self, e: Event) -> None:
-        t = self.t
+        t, peer = self.t, e.args.get("peer_id")
+        if not isinstance(peer, str):
+            return  # not ours (_pull always names the neighbour)
         now = t._now()
-        t.core.pulled(e.args["peer_id"], now)
+        t.core.pulled(peer, now)
         t._step([], now)  # a repeated hello may be due now
 
     def ListMachines_state(self, e: Event) -> None:
