@@ -13,7 +13,7 @@ from itertools import pairwise
 import pytest
 
 from ampubsub_plugin._gossip import Phase
-from ampubsub_plugin.protocol import GossipMsg, Info, InfoMsg, ReqInfoMsg
+from ampubsub_plugin.protocol import GossipMsg, Info, InfoMsg, Message, ReqInfoMsg
 
 from ..coreutil import (
     HASH,
@@ -512,15 +512,20 @@ def test_acknowledgements_of_many_hellos_share_one_message() -> None:
     assert {o.peer_id for o in owners} <= set(acks[0].peer_gossips)
 
 
+def pulling_newcomer(**config: float) -> tuple[CorePeer, list[Message]]:
+    """A exporting one machine, joined at 0 with direct pulls, and its hello."""
+    a = make("A", **config)
+    a.pull_snapshots(True)
+    a.export(worker("a1"))
+    a.joined(0.0)
+    return a, a.collect(0.0)
+
+
 def test_a_newcomer_that_can_pull_asks_everyone_only_after_its_pulls_failed() -> None:
     from ampubsub_plugin._gossip.discovery import MAX_PULLS
     from ampubsub_plugin.protocol import ReqInfoMsg
 
-    a = make("A", snapshot_wait=3.0)
-    a.pull_snapshots(True)
-    a.export(worker("a1"))
-    a.joined(0.0)
-    a.collect(0.0)  # the hello
+    a, _ = pulling_newcomer(snapshot_wait=3.0)
     assert a.pull_now(0.2)
     # the pull is slow: no broadcast ask, long after the old ask was due
     quiet = [m for s in range(3, 300) for m in a.collect(s / 10)]
@@ -540,11 +545,7 @@ def test_a_pull_with_no_neighbour_yet_waits_without_using_up_a_pull() -> None:
     from ampubsub_plugin._gossip.discovery import MAX_PULL_WAITS, MAX_PULLS
     from ampubsub_plugin.protocol import ReqInfoMsg
 
-    a = make("A")
-    a.pull_snapshots(True)
-    a.export(worker("a1"))
-    a.joined(0.0)
-    a.collect(0.0)
+    a, _ = pulling_newcomer()
     now = 0.2
     for _ in range(MAX_PULL_WAITS + MAX_PULLS - 1):
         assert a.pull_now(now)
@@ -558,11 +559,8 @@ def test_a_pull_with_no_neighbour_yet_waits_without_using_up_a_pull() -> None:
 
 
 def test_no_repeat_and_no_settling_while_a_pull_may_succeed() -> None:
-    a = make("A", snapshot_wait=1.0, hello_first=1.0)
-    a.pull_snapshots(True)
-    a.export(worker("a1"))
-    a.joined(0.0)
-    assert infos_about(a.collect(0.0), "A")  # the hello
+    a, hello = pulling_newcomer(snapshot_wait=1.0, hello_first=1.0)
+    assert infos_about(hello, "A")
     assert a.pull_now(0.2)
     # a slow pull: long past the hello's first gap and the settle time
     quiet = [m for s in range(3, 200) for m in a.collect(s / 10)]
@@ -580,11 +578,7 @@ def test_no_repeat_and_no_settling_while_a_pull_may_succeed() -> None:
 
 
 def test_a_pulled_view_without_our_hello_settles_us_and_brings_the_repeat() -> None:
-    a = make("A", snapshot_wait=1.0, hello_first=1.0)
-    a.pull_snapshots(True)
-    a.export(worker("a1"))
-    a.joined(0.0)
-    a.collect(0.0)
+    a, _ = pulling_newcomer(snapshot_wait=1.0, hello_first=1.0)
     assert a.pull_now(0.2)
     assert infos_about([m for s in range(3, 50) for m in a.collect(s / 10)], "A") == []
     # the neighbour knew nobody else, and not us yet
@@ -600,11 +594,7 @@ def test_a_pulled_view_without_our_hello_settles_us_and_brings_the_repeat() -> N
 def test_a_newcomer_whose_pulls_all_failed_settles_by_waiting_again() -> None:
     from ampubsub_plugin._gossip.discovery import MAX_PULLS
 
-    a = make("A", snapshot_wait=1.0, hello_first=1.0)
-    a.pull_snapshots(True)
-    a.export(worker("a1"))
-    a.joined(0.0)
-    a.collect(0.0)
+    a, _ = pulling_newcomer(snapshot_wait=1.0, hello_first=1.0)
     now = 0.2
     for _ in range(MAX_PULLS):
         now += 1.5
@@ -623,11 +613,7 @@ def test_a_newcomer_whose_pulls_all_failed_settles_by_waiting_again() -> None:
 
 
 def test_a_pull_waiting_for_a_neighbour_goes_when_one_subscribes() -> None:
-    a = make("A")
-    a.pull_snapshots(True)
-    a.export(worker("a1"))
-    a.joined(0.0)
-    a.collect(0.0)
+    a, _ = pulling_newcomer()
     assert a.pull_now(0.2)
     a.pull_failed(0.2, no_neighbour=True)  # nobody on the topic yet
     assert not a.pull_now(0.5)
