@@ -442,12 +442,11 @@ class MemoryTransport(Transport):
             # (a callback of run_sync_soon: anything it raised would crash
             # the whole trio run, every topic on it)
             nursery = self._nursery
-            try:
-                if nursery is None:
-                    raise RuntimeError("no nursery")
-                nursery.start_soon(self._serve_request, sender, payload, reply)
-            except RuntimeError:  # stopping: the nursery takes no new tasks
-                reply(DirectClosed(me, "the peer stopped serving"))
+            if nursery is not None:
+                with contextlib.suppress(RuntimeError):  # closed: stopping
+                    nursery.start_soon(self._serve_request, sender, payload, reply)
+                    return
+            reply(DirectClosed(me, "the peer stopped serving"))
 
         try:
             token.run_sync_soon(start)
