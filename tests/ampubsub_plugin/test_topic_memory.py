@@ -455,3 +455,32 @@ def test_a_neighbour_too_far_behind_refuses_a_pull_at_once() -> None:
         await dispose_all([a, b])
 
     run(main)
+
+
+def test_a_joining_neighbour_holds_a_pull_unless_it_pulls_from_the_puller() -> None:
+    """Joining, a neighbour answers a snapshot pull once it settles (its own
+    snapshot is what the puller needs); from the peer it is pulling from
+    itself, it refuses at once, or the two would wait on each other."""
+    from ampubsub_plugin._gossip import Phase
+    from ampubsub_plugin._pull import PULL_REQUEST, decode_reply
+    from ampubsub_plugin.transport import DirectRefused
+
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01)
+        a, b = await start_network(net, 2, 1)
+        await until([a, b], sees(1), timeout=30)
+        discovery = b.core.discovery
+        discovery.phase = Phase.JOINING  # as if b had just joined
+        discovery._settle_at = b._now() + 1.0  # ... and settles by waiting
+        b._pulling_from.add(a.peer_id)  # b waits on a pull from a
+        with pytest.raises(DirectRefused, match="still joining"):
+            await a.transport.request(b.peer_id, PULL_REQUEST, 5.0)
+        b._pulling_from.clear()
+        asked = trio.current_time()
+        reply = await a.transport.request(b.peer_id, PULL_REQUEST, 5.0)
+        assert decode_reply(reply)  # held, then answered: not refused
+        assert trio.current_time() - asked >= 0.5  # (it waited for b to settle)
+        assert discovery.phase is not Phase.JOINING
+        await dispose_all([a, b])
+
+    run(main)
