@@ -131,3 +131,32 @@ def test_an_unknown_peer_is_unreachable(kind: str) -> None:
                 await b.request(ghost, b"x", 5)
 
     run(main)
+
+
+def test_a_libp2p_peer_that_doesnt_serve_the_protocol_is_unreachable() -> None:
+    """The caller proposes the protocol with its request in one write (rule 1
+    of ``_libp2p/direct.py``); a host without the handler answers ``na``."""
+    from ampubsub_plugin._libp2p.direct import PROTOCOL
+
+    async def main() -> None:
+        async with serving("libp2p") as (a, b):
+            assert isinstance(a, Libp2pTransport)
+            host = a._running().host
+
+            async def echo(caller: str, payload: bytes) -> bytes:
+                return payload
+
+            a.serve_requests(echo)
+            host.remove_stream_handler(PROTOCOL)
+            with (
+                trio.fail_after(10),
+                pytest.raises(DirectUnreachable, match="doesn't serve"),
+            ):
+                await b.request(a.peer_id, b"x", 5)
+            # only that stream was refused: the connection serves the next one
+            a._direct.attach(host)
+            with trio.fail_after(10):
+                assert await b.request(a.peer_id, b"again", 5) == b"again"
+            assert b.connection_count() == 1
+
+    run(main)
