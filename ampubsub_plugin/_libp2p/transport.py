@@ -9,9 +9,11 @@ directly.
 
 Things the topic must know:
 
-- Delivery is best effort. Right after ``join`` / ``connect`` the mesh is
-  empty; a message published then can be lost for good (py-libp2p has no
-  flood-publish). :meth:`Libp2pTransport.wait_mesh` waits for a usable mesh.
+- Delivery is best effort. Right after ``join`` / ``connect`` no subscribed
+  peer is known yet; a message published then is lost for good.
+  :meth:`Libp2pTransport.wait_mesh` waits for one. (py-libp2p sends to the
+  mesh only, which forms a heartbeat or more later; our router sends our
+  own messages to subscribed peers until then.)
 - py-libp2p drops silently: payloads over about 1 MiB (so ``publish``
   refuses more than :data:`MAX_PAYLOAD` bytes) and RPCs beyond 32 queued per
   peer and link (``pubsub/rpc_queue.py`` ``OutBoundQueueSize``): a burst of
@@ -450,15 +452,10 @@ class Libp2pTransport(Transport):
         return max((len(q) for q in queues), default=0)
 
     def mesh_ready(self) -> bool:
-        """True when the mesh can carry a publish to the topic's peers.
-
-        That is: some direct peer is on the topic, and the mesh holds at least
-        ``min(degree_low, len(topic_peers()))`` of them.
-        """
-        peers = self.topic_peers()
-        if not peers:
-            return False
-        return len(self.mesh_peers()) >= min(self._config.degree_low, len(peers))
+        """True when a publish of ours reaches the topic's peers: some direct
+        peer is on the topic (our router sends our own messages to subscribed
+        peers while the mesh is short: ``BudgetedGossipSub``)."""
+        return bool(self.topic_peers())
 
     async def wait_mesh(self, timeout: float) -> bool:
         """Wait until :meth:`mesh_ready`; False when ``timeout`` s pass first.

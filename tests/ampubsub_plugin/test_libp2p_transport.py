@@ -559,3 +559,42 @@ def test_a_burst_of_100_publishes_reaches_a_neighbour_whole() -> None:
             assert a.t.counters().get("drop_out_queue_full", 0) == 0
 
     run(main)
+
+
+def test_own_messages_reach_subscribed_peers_while_the_mesh_is_short() -> None:
+    """py-libp2p sends a topic's messages to the mesh only; ours also go to
+    other subscribed peers, up to the degree, while the mesh is below
+    ``degree_low`` (a newcomer's hello would otherwise reach nobody until
+    the mesh forms). Forwarded messages keep py-libp2p's choice."""
+    from types import SimpleNamespace
+
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
+
+    from ampubsub_plugin._libp2p.pubsub import BudgetedGossipSub
+
+    def peer_id() -> ID:
+        return ID.from_pubkey(create_new_key_pair().public_key)
+
+    me, others = peer_id(), [peer_id() for _ in range(10)]
+    router = BudgetedGossipSub(
+        [PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12
+    )
+    router.pubsub = SimpleNamespace(  # type: ignore[assignment]
+        my_id=me, peer_topics={"t": set(others)}
+    )
+    router.peer_protocol = {p: PROTOCOL_ID_V11 for p in others}
+
+    def sent(forwarder: ID, origin: ID) -> set[ID]:
+        return set(router._get_peers_to_send(["t"], forwarder, origin))
+
+    router.mesh = {"t": set()}
+    own = sent(me, me)
+    assert len(own) == 6 and own <= set(others)
+    assert sent(others[0], others[1]) == set()  # forwarding: the (empty) mesh
+    router.mesh = {"t": set(others[:2])}
+    own = sent(me, me)
+    assert len(own) == 6 and set(others[:2]) <= own
+    router.mesh = {"t": set(others[:4])}  # at degree_low: the mesh alone
+    assert sent(me, me) == set(others[:4])
