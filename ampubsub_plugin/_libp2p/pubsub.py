@@ -153,8 +153,16 @@ class BudgetedGossipSub(GossipSub):
                 extra = self._get_in_topic_gossipsub_peers_from_minus(
                     topic, self.degree - mesh, peers | {msg_forwarder, origin}
                 )
-                peers.update(extra)
+                peers.update(p for p in extra if self._scored_in(p, topic))
         return peers
+
+    def _scored_in(self, peer: ID, topic: str) -> bool:
+        """py-libp2p's gate for the mesh's peers, applied to the extra ones."""
+        scorer = self.scorer
+        return scorer is None or (
+            scorer.allow_gossip(peer, [topic])
+            and not scorer.is_graylisted(peer, [topic])
+        )
 
     def _handle_dropped_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, reason: str) -> None:
         """py-libp2p drops an RPC it can't queue for a peer (its outbound

@@ -598,3 +598,10 @@ def test_own_messages_reach_subscribed_peers_while_the_mesh_is_short() -> None:
     assert len(own) == 6 and set(others[:2]) <= own
     router.mesh = {"t": set(others[:4])}  # at degree_low: the mesh alone
     assert sent(me, me) == set(others[:4])
+    # the extra peers pass the score gate the mesh's peers pass
+    router.mesh = {"t": set()}
+    router.scorer = SimpleNamespace(  # type: ignore[assignment]
+        allow_gossip=lambda peer, topics: peer in others[:2],
+        is_graylisted=lambda peer, topics: False,
+    )
+    assert sent(me, me) <= set(others[:2])
