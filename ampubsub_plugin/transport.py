@@ -173,8 +173,9 @@ class Transport(ABC):
     async def wait_mesh(self, timeout: float) -> bool:
         """True once a publish would reach the joined topic's peers.
 
-        Gossipsub loses a message published before its mesh formed; a
-        transport without a mesh is ready at once.
+        Gossipsub loses a message published before any subscribed neighbour
+        is known (py-libp2p alone: before its mesh formed); a transport
+        without a mesh is ready at once.
         """
         return True
 
