@@ -464,6 +464,13 @@ def test_quic_two_peers() -> None:
             await b.rec.wait_message(a.t.peer_id, b"over quic")
             await b.t.publish(b"and back")
             await a.rec.wait_message(b.t.peer_id, b"and back")
+
+            async def echo(caller: str, payload: bytes) -> bytes:
+                return payload
+
+            a.t.serve_requests(echo)  # a direct request: its own QUIC stream
+            with trio.fail_after(10):
+                assert await b.t.request(a.t.peer_id, b"direct", 5) == b"direct"
             await b.t.leave()
             await a.rec.wait_event("left", b.t.peer_id)
         assert set(threading.enumerate()) - threads == set()

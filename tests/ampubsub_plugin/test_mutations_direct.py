@@ -1,7 +1,7 @@
 """The transport's direct request, which remote mutations ride on: both transports.
 
-Each case runs on the memory transport and on py-libp2p (127.0.0.1), two
-transports serving in one trio run.
+Each case runs on the memory transport and on py-libp2p (127.0.0.1, mplex
+and yamux), two transports serving in one trio run.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def make_pair(kind: str) -> Pair:
     if kind == "memory":
         net = MemoryNetwork()
         return net.transport(), net.transport()
-    return Libp2pTransport(), Libp2pTransport()
+    muxer = "yamux" if kind == "libp2p-yamux" else "mplex"
+    return Libp2pTransport(muxer=muxer), Libp2pTransport(muxer=muxer)
 
 
 @asynccontextmanager
@@ -56,7 +57,7 @@ async def serving(kind: str) -> AsyncIterator[Pair]:
         nursery.cancel_scope.cancel()
 
 
-KINDS = ["memory", "libp2p"]
+KINDS = ["memory", "libp2p", "libp2p-yamux"]
 
 
 def run(body: Callable[[], object]) -> None:
