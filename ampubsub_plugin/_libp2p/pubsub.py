@@ -142,11 +142,11 @@ class BudgetedGossipSub(GossipSub):
         origin: ID,
         msg_id: bytes | None = None,
     ) -> Iterable[ID]:
+        pubsub = self.pubsub
+        if pubsub is None or msg_forwarder != pubsub.my_id:  # forwarding
+            return super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id)
         topics = list(topic_ids)
         peers = set(super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id))
-        pubsub = self.pubsub
-        if pubsub is None or msg_forwarder != pubsub.my_id:
-            return peers
         for topic in topics:
             mesh = len(self.mesh.get(topic, ()))
             if mesh < self.degree_low and topic in pubsub.peer_topics:
