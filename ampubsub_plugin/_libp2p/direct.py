@@ -37,6 +37,10 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
+from libp2p.protocol_muxer.multiselect import (
+    MULTISELECT_PROTOCOL_ID,
+    PROTOCOL_NOT_FOUND_MSG,
+)
 from libp2p.utils import encode_delim
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
@@ -61,10 +65,14 @@ MAX_SERVING = 32
 OK = 0
 REFUSED = 1
 _LENGTH = struct.Struct(">I")
-#: multistream-select 1.0's header, as py-libp2p's server expects it
-MULTISTREAM = b"/multistream/1.0.0"
-#: what the caller writes before its request frame (rule 1)
-_PROPOSAL = encode_delim(MULTISTREAM) + encode_delim(PROTOCOL.encode())
+#: what the caller writes before its request frame (rule 1), and the
+#: server's answers to it (each delimited as multistream-select sends it)
+_PROPOSAL = encode_delim(MULTISELECT_PROTOCOL_ID.encode()) + encode_delim(
+    PROTOCOL.encode()
+)
+_HEADER = MULTISELECT_PROTOCOL_ID.encode() + b"\n"
+_AGREED = PROTOCOL.encode() + b"\n"
+_NOT_FOUND = PROTOCOL_NOT_FOUND_MSG.encode() + b"\n"
 #: longest echo read (ours are 19 and 23 bytes with their newline)
 _MAX_ECHO = 64
 
@@ -207,12 +215,12 @@ async def _read_echoes(stream: INetStream) -> bool:
     """Whether the server took our proposal: it echoes the header, then the
     protocol or ``na`` (anything else is a broken stream)."""
     header = await read_varint_prefixed_bytes_limited(stream, _MAX_ECHO)
-    if header != MULTISTREAM + b"\n":
+    if header != _HEADER:
         raise FrameError(f"not a multistream-select header: {header!r}")
     answer = await read_varint_prefixed_bytes_limited(stream, _MAX_ECHO)
-    if answer == PROTOCOL.encode() + b"\n":
+    if answer == _AGREED:
         return True
-    if answer == b"na\n":
+    if answer == _NOT_FOUND:
         return False
     raise FrameError(f"not an answer to our proposal: {answer!r}")
 
