@@ -161,3 +161,36 @@ def test_a_libp2p_peer_that_doesnt_serve_the_protocol_is_unreachable() -> None:
             assert b.connection_count() == 1
 
     run(main)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"\x13/multistream/9.9.9\n", "not a multistream-select header"),
+        (b"\x13/multistream/1.0.0\n\x04nope", "not an answer to our proposal"),
+        (b"\x13/multistream/1.0.0\n\xff\xff\x03", "exceeds"),  # a huge "echo"
+        (b"\x13/multistream/1.0.0\n", "ended while reading"),  # cut short
+    ],
+    ids=["header", "answer", "oversized", "cut-short"],
+)
+def test_a_server_that_lies_about_the_negotiation_is_refused(
+    answer: bytes, error: str
+) -> None:
+    """What a lying or broken server sends back instead of the echoes fails
+    the request with an error naming it, and is never buffered whole."""
+    from ampubsub_plugin._libp2p.direct import _read_echoes
+
+    class Replayed:  # a stream that replays ``answer``, then ends
+        def __init__(self) -> None:
+            self.data = answer
+
+        async def read(self, n: int = -1) -> bytes:
+            size = len(self.data) if n < 0 else n
+            chunk, self.data = self.data[:size], self.data[size:]
+            return chunk
+
+    async def main() -> None:
+        with pytest.raises(Exception, match=error):
+            await _read_echoes(Replayed())  # type: ignore[arg-type]
+
+    run(main)
