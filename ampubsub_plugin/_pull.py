@@ -52,6 +52,13 @@ MAX_PULL_PEERS = 64
 #: a snapshot pull asks a second neighbour when the first hasn't answered
 #: within this many seconds (plus the lag)
 HEDGE_AFTER = 1.0
+#: a puller waits this many ``snapshot_wait``s (plus its lag) for a reply,
+#: and a neighbour still joining holds a snapshot pull half as long before
+#: refusing it. A direct stream shares its connection with the gossip, and
+#: its round trip is that connection's backlog: at 60 peers on 2 cores the
+#: echoes of a request took 2-6 s while the replying peers were idle, so a
+#: pull given up after 6 s was often one whose reply was on the way
+PULL_PATIENCE = 4
 
 Request = Callable[[str, bytes, float], Awaitable[bytes]]
 

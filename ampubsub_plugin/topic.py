@@ -45,6 +45,7 @@ from ._gossip import Event as CoreEvent
 from ._inbound import ExportTracer, Inbound
 from ._pull import (
     HEDGE_AFTER,
+    PULL_PATIENCE,
     PULL_PEERS,
     PULL_REQUEST,
     decode_peers_request,
@@ -338,7 +339,7 @@ class Topic:
             else:
                 runtime.call_soon(done.set)
 
-        wait = self.config.snapshot_wait
+        wait = PULL_PATIENCE / 2 * self.config.snapshot_wait
         args = {
             "reply": reply,
             "peers": peers,
@@ -409,7 +410,7 @@ class Topic:
             payload,
             peer,
             another,
-            timeout=2 * config.snapshot_wait + config.back_pressure * lag,
+            timeout=PULL_PATIENCE * config.snapshot_wait + config.back_pressure * lag,
             hedge_after=HEDGE_AFTER + config.back_pressure * lag,
             on_reply=arrived,
             on_error=failed,

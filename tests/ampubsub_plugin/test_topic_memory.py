@@ -381,6 +381,43 @@ def test_a_late_joiner_pulls_its_snapshot_from_one_neighbour() -> None:
     run(main)
 
 
+def test_a_pull_waits_for_a_slow_link_instead_of_asking_again() -> None:
+    """A direct reply shares its link with the gossip: under load it takes
+    seconds to arrive, though the neighbour answered at once. A pull waits
+    PULL_PATIENCE snapshot_waits for it, more than twice, before it counts as
+    failed: one pull, one reply, no second ask."""
+    from ampubsub_plugin._pull import PULL_PATIENCE
+
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01, seed=5)
+        first = await start_topic(net, [], [worker("first")])
+        await until([first], lambda t: t.mach.is_active("Joined"))
+        handler = first.transport._request_handler
+        assert handler is not None
+        slow = 0.7 * PULL_PATIENCE * first.config.snapshot_wait
+
+        async def slow_link(peer: str, payload: bytes) -> bytes:
+            reply = await handler(peer, payload)
+            await trio.sleep(slow)  # the reply, queued behind the link's gossip
+            return reply
+
+        first.transport.serve_requests(slow_link)
+        late = await start_topic(net, first.addrs, [worker("late")])
+        await until([late], sees(1), timeout=60)
+
+        def pull_ended(t: Topic) -> bool:
+            return bool(t.counters.get("pull_ok") or t.counters.get("pull_failed"))
+
+        await until([late], pull_ended, timeout=60)
+        assert late.counters["pull_ok"] == 1
+        assert late.counters.get("pull_failed", 0) == 0
+        assert first.counters["out_pulled_snapshot"] == 1
+        assert late.counters.get("out_reqinfo", 0) == 0
+        await dispose_all([first, late])
+
+    run(main)
+
+
 def test_a_failed_pull_falls_back_to_asking_everyone() -> None:
     async def main() -> None:
         net = MemoryNetwork(latency=0.01, seed=4)
@@ -460,8 +497,9 @@ def test_a_neighbour_too_far_behind_refuses_a_pull_at_once() -> None:
 
 def test_a_joining_neighbour_holds_a_pull_unless_it_pulls_from_the_puller() -> None:
     """Joining, a neighbour answers a snapshot pull once it settles (its own
-    snapshot is what the puller needs); from the peer it is pulling from
-    itself, it refuses at once, or the two would wait on each other."""
+    snapshot is what the puller needs), even one more ``snapshot_wait`` away;
+    from the peer it is pulling from itself, it refuses at once, or the two
+    would wait on each other."""
     from ampubsub_plugin._gossip import Phase
     from ampubsub_plugin._pull import PULL_REQUEST, decode_reply
     from ampubsub_plugin.transport import DirectRefused
@@ -472,15 +510,16 @@ def test_a_joining_neighbour_holds_a_pull_unless_it_pulls_from_the_puller() -> N
         await until([a, b], sees(1), timeout=30)
         discovery = b.core.discovery
         discovery.phase = Phase.JOINING  # as if b had just joined
-        discovery._settle_at = b._now() + 1.0  # ... and settles by waiting
+        settles_in = 1.3 * b.config.snapshot_wait  # ... and settles by waiting
+        discovery._settle_at = b._now() + settles_in
         b._pulling_from.add(a.peer_id)  # b waits on a pull from a
         with pytest.raises(DirectRefused, match="still joining"):
             await a.transport.request(b.peer_id, PULL_REQUEST, 5.0)
         b._pulling_from.clear()
         asked = trio.current_time()
-        reply = await a.transport.request(b.peer_id, PULL_REQUEST, 5.0)
+        reply = await a.transport.request(b.peer_id, PULL_REQUEST, 10.0)
         assert decode_reply(reply)  # held, then answered: not refused
-        assert trio.current_time() - asked >= 0.5  # (it waited for b to settle)
+        assert trio.current_time() - asked >= settles_in - 0.1  # (waited for b)
         assert discovery.phase is not Phase.JOINING
         await dispose_all([a, b])
 
