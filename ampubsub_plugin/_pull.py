@@ -130,23 +130,27 @@ async def hedged_fetch(
 ) -> bool:
     """Ask ``first``; if it hasn't answered within ``hedge_after``, ask
     ``second()`` too (None: nobody else). ``on_reply`` gets the first good
-    reply as soon as it arrives, ``on_error`` each failure. Returns once
-    every attempt ended (each within ``timeout``): whether one succeeded."""
+    reply as soon as it arrives, ``on_error`` each failure. A reply that
+    arrives after another won is dropped undecoded (a snapshot's decoding
+    costs the newcomer as much as its building cost the neighbour). Returns
+    once every attempt ended (each within ``timeout``): whether one
+    succeeded."""
     won = False
     first_ended = trio.Event()
 
     async def attempt(peer: str, ended: trio.Event | None) -> None:
         nonlocal won
         try:
-            messages = decode_reply(await request(peer, payload, timeout))
+            data = await request(peer, payload, timeout)
+            if won:
+                log.debug("a slower pull reply from %s was dropped", peer)
+                return
+            messages = decode_reply(data)
         except (TransportError, ProtocolError, ValueError) as err:
             on_error(peer, err)
-        else:
-            if not won:
-                won = True
-                on_reply(peer, messages)
-            else:
-                log.debug("a slower pull reply from %s was dropped", peer)
+        else:  # (no checkpoint since ``won`` was read: this one is first)
+            won = True
+            on_reply(peer, messages)
         finally:
             if ended is not None:
                 ended.set()

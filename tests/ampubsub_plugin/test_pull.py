@@ -70,10 +70,13 @@ def test_a_malformed_peers_request_is_refused_by_name(body: bytes) -> None:
 
 
 def _fetch_with(
-    delays: dict[str, float | None], hedge_after: float = 1.0
+    delays: dict[str, float | None],
+    hedge_after: float = 1.0,
+    malformed: frozenset[str] = frozenset(),
 ) -> tuple[bool, list[str], list[tuple[str, float]], list[str]]:
     """Run ``hedged_fetch`` against peers answering after ``delays`` seconds
-    (None: refusing at once), in virtual time; what it reported, and when."""
+    (None: refusing at once; those in ``malformed`` with bytes that don't
+    decode), in virtual time; what it reported, and when."""
     import trio
     import trio.testing
 
@@ -93,6 +96,8 @@ def _fetch_with(
             await trio.sleep(timeout)
             raise DirectTimeout(peer, "no reply")
         await trio.sleep(delay)
+        if peer in malformed:
+            return b"\xc1 not msgpack"
         return encode_reply([GossipMsg({peer: {0: 1}})])
 
     async def main() -> bool:
@@ -115,6 +120,18 @@ def test_a_slow_pull_asks_a_second_neighbour_and_the_first_reply_wins() -> None:
     ok, asked, replies, errors = _fetch_with({"A": 5.0, "B": 0.5})
     assert ok and asked == ["A", "B"] and errors == []
     assert replies == [("B", 1.5)]  # A's later reply is dropped
+
+
+def test_a_reply_that_lost_the_race_is_not_decoded() -> None:
+    """The slower snapshot is dropped as it arrives: malformed, it would
+    count as a failure if it were decoded."""
+    ok, asked, replies, errors = _fetch_with(
+        {"A": 5.0, "B": 0.5}, malformed=frozenset({"A"})
+    )
+    assert ok and asked == ["A", "B"] and replies == [("B", 1.5)]
+    assert errors == []
+    ok, _, replies, errors = _fetch_with({"A": 0.5}, malformed=frozenset({"A"}))
+    assert not ok and replies == [] and errors == ["A"]  # the winner is checked
 
 
 def test_a_quick_pull_asks_nobody_else() -> None:
