@@ -23,7 +23,8 @@ or still joining answers in seconds, and the newcomer's view, hence the
 whole network's time to sync, waits on the slowest pull; the second ask
 costs one more one-to-one reply, never a broadcast. The slower attempt is
 not cancelled (a write cancelled inside py-libp2p's Noise channel breaks
-the connection): it runs out on its own bound and its reply is dropped.
+the connection): it runs out on its own bound and its reply is dropped
+undecoded.
 """
 
 from __future__ import annotations
