@@ -194,3 +194,56 @@ def test_a_server_that_lies_about_the_negotiation_is_refused(
             await _read_echoes(Replayed())  # type: ignore[arg-type]
 
     run(main)
+
+
+@pytest.mark.parametrize("kind", ["libp2p", "libp2p-yamux"])
+def test_a_flood_of_requests_is_refused_past_the_limit_and_the_server_lives(
+    kind: str,
+) -> None:
+    """Many requests at once from one caller: at most MAX_SERVING handlers
+    run, the rest are refused at once by name (not left to time out), and
+    the server answers normally afterwards."""
+    from ampubsub_plugin._libp2p.direct import MAX_SERVING
+
+    async def main() -> None:
+        async with serving(kind) as (a, b):
+            release = trio.Event()
+            running = 0
+            most = 0
+
+            async def held(caller: str, payload: bytes) -> bytes:
+                nonlocal running, most
+                running += 1
+                most = max(most, running)
+                await release.wait()
+                running -= 1
+                return payload
+
+            a.serve_requests(held)
+            flood = 3 * MAX_SERVING
+            outcomes: list[str] = []
+            all_refused = trio.Event()
+
+            async def ask(i: int) -> None:
+                try:
+                    await b.request(a.peer_id, b"%d" % i, 30)
+                    outcomes.append("ok")
+                except DirectRefused as err:
+                    outcomes.append("busy" if "busy" in str(err) else repr(err))
+                if len(outcomes) == flood - MAX_SERVING:
+                    all_refused.set()
+
+            with trio.fail_after(60):
+                async with trio.open_nursery() as nursery:
+                    for i in range(flood):
+                        nursery.start_soon(ask, i)
+                    # every request past the limit comes back refused first
+                    await all_refused.wait()
+                    assert outcomes == ["busy"] * (flood - MAX_SERVING)
+                    release.set()
+            assert most == MAX_SERVING
+            assert outcomes.count("ok") == MAX_SERVING
+            with trio.fail_after(10):
+                assert await b.request(a.peer_id, b"after", 5) == b"after"
+
+    run(main)
