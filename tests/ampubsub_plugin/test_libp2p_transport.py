@@ -549,6 +549,95 @@ def test_a_corrupt_frame_from_one_peer_ends_only_its_connection(muxer: str) -> N
     run(main)
 
 
+def test_a_stream_whose_reader_lags_holds_up_neither_its_bytes_nor_the_gossip() -> None:
+    """py-libp2p's mplex read loop waited for a stream's reader after every
+    frame (a one-slot channel): a reader a few frames behind stalled every
+    stream of its connection, gossip included, until py-libp2p reset the
+    lagging stream after 5 s and its bytes were lost. Ours holds
+    ``STREAM_FRAMES`` frames per stream: the gossip goes on, and the lagging
+    reader gets every byte."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+
+    from ampubsub_plugin._libp2p.muxer import STREAM_FRAMES
+
+    protocol = TProtocol("/ampubsub-test/lagging-reader/1")
+    frames = [bytes([i]) * 4000 for i in range(STREAM_FRAMES // 2)]
+
+    async def main() -> None:
+        async with serving(2) as (a, b):
+            await join_all([a, b])
+            await a.t.connect(b.t.addrs)
+            await b.rec.wait_event("joined", a.t.peer_id)
+            assert a.t._run is not None and b.t._run is not None
+            accepted: list[Any] = []
+            reading = trio.Event()
+
+            async def lagging(stream: Any) -> None:
+                accepted.append(stream)
+                await reading.wait()  # reads only once the gossip came through
+
+            b.t._run.host.set_stream_handler(protocol, lagging)
+            stream = await a.t._run.host.new_stream(
+                ID.from_base58(b.t.peer_id), [protocol]
+            )
+            for frame in frames:  # one mplex frame each
+                await stream.write(frame)
+            await a.t.publish(b"after the frames")
+            await b.rec.wait_message(a.t.peer_id, b"after the frames")
+            reading.set()
+            received = b""
+            while len(received) < len(b"".join(frames)):
+                received += await accepted[0].read(1 << 16)
+            assert received == b"".join(frames)
+
+    run(main)
+
+
+def test_a_peer_opening_many_streams_gets_one_slot_for_each_past_the_first() -> None:
+    """Each stream's buffer (``STREAM_FRAMES`` frames) is memory a peer can
+    fill without letting us read it; streams opened past ``FAST_STREAMS``
+    on one connection get py-libp2p's single slot."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+
+    from ampubsub_plugin._libp2p.muxer import FAST_STREAMS, STREAM_FRAMES
+
+    protocol = TProtocol("/ampubsub-test/never-read/1")
+    extra = 8
+
+    async def main() -> None:
+        async with serving(2) as (a, b):
+            await a.t.connect(b.t.addrs)
+            assert a.t._run is not None and b.t._run is not None
+            opened = 0
+            all_open = trio.Event()
+
+            async def never_reads(stream: Any) -> None:
+                nonlocal opened
+                opened += 1
+                if opened == FAST_STREAMS + extra:
+                    all_open.set()
+                await trio.sleep_forever()
+
+            b.t._run.host.set_stream_handler(protocol, never_reads)
+            for _ in range(FAST_STREAMS + extra):
+                await a.t._run.host.new_stream(ID.from_base58(b.t.peer_id), [protocol])
+            await all_open.wait()
+            network = b.t._run.host.get_network()
+            (conn,) = network.get_connections(ID.from_base58(a.t.peer_id))
+            muxed = conn.muxed_conn
+            sizes = [  # of the streams open now
+                muxed.streams_msg_channels[sid].statistics().max_buffer_size
+                for sid in muxed.streams
+            ]
+            assert max(sizes) == STREAM_FRAMES
+            assert sizes.count(STREAM_FRAMES) <= FAST_STREAMS
+            assert sizes.count(1) >= extra
+
+    run(main)
+
+
 def test_a_burst_of_100_publishes_reaches_a_neighbour_whole() -> None:
     """py-libp2p's outbound queue per peer held 32 RPCs and dropped the rest
     silently; ours holds OUTBOUND_QUEUE_SIZE, and drops are counted."""
