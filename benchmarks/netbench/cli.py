@@ -93,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         "(diagnostic; slows every process down)",
     )
     p.add_argument(
+        "--mp-timeline",
+        metavar="DIR",
+        default="",
+        help="multi-process run: when each peer joined, met a neighbour, said "
+        "hello, pulled, settled and saw everyone, and every direct request "
+        "timed at both ends, to DIR/proc-K.json (diagnostic; print with "
+        "python benchmarks/netbench/timeline.py DIR)",
+    )
+    p.add_argument(
         "--no-multiproc", action="store_true", help="skip the multi-process run"
     )
     p.add_argument(

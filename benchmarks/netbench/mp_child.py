@@ -26,6 +26,7 @@ from .common import (
 )
 from .metrics import counters_sum
 from .raw import ONCE_HEAD, PROBE_HEAD, AllToAll, once_payload
+from .timeline import Timeline
 
 #: how long a bare transport keeps dialling its bootstrap peers, s
 RAW_CONNECT_BOUND = 60.0
@@ -104,6 +105,11 @@ async def mp_child_main(a: argparse.Namespace) -> None:
 
     probe = MPProbe()
     hooks.register(probe, name="network-bench-mp-probe")
+    timeline = (
+        Timeline(os.path.join(a.mp_timeline, f"proc-{k}.json"))
+        if a.mp_timeline
+        else None
+    )
     sent_bytes = [0]
 
     def count_bytes(transport: Any) -> None:
@@ -201,6 +207,8 @@ async def mp_child_main(a: argparse.Namespace) -> None:
             )
             topics[i] = topic
             probe.index[id(topic)] = i
+            if timeline is not None:
+                timeline.watch(i, topic)
             topic.start()
             await wait_state(topic, "Started", 20, "mp: start")
             emit({"ev": "started", "i": i, "addrs": topic.addrs})
@@ -291,6 +299,8 @@ async def mp_child_main(a: argparse.Namespace) -> None:
         nursery.start_soon(watch_sync)
         if a.mp_progress > 0:
             nursery.start_soon(report_progress, a.mp_progress)
+        if timeline is not None:
+            nursery.start_soon(timeline.run, topics, probe.complete)
         emit({"ev": "ready", "k": k})
         while True:
             line = await trio.to_thread.run_sync(

@@ -23,6 +23,8 @@ from .procs import Children
 
 #: pause between warm-up probes (receptions of earlier ones still count), s
 PROBE_WAIT = 1.0
+#: an update lost within the burst's bound: how much longer to watch for it, s
+LATE_BOUND = 30.0
 
 
 def launch_when_ready(
@@ -179,11 +181,33 @@ def update_burst(
                 if msg["rx"] not in applied[key]:
                     applied[key][msg["rx"]] = msg["t"]
                     received += key in changes
-    children.broadcast({"cmd": "measure", "on": False})
     lat = [t - changes[key] for key in changes for t in applied[key].values()]
     times = [t for key in changes for t in applied[key].values()]
     lost = expected - len(lat)
+    missing = [
+        (key[0], rx)
+        for key in changes
+        for rx in range(n)
+        if rx not in applied[key] and not key[0].startswith(f"p{rx}-")
+    ]
+    # what was lost within the bound: did it come later, or never?
+    came_late: dict[str, float] = {}
+    if missing:
+        deadline = time.monotonic() + LATE_BOUND
+        wanted = {key[0]: key for key in changes}
+        lost_pairs = set(missing)
+        with contextlib.suppress(PhaseTimeout):
+            while len(came_late) < len(missing):
+                _, msg = children.get(deadline, phase)
+                key = wanted.get(msg.get("id", ""))
+                if msg.get("ev") == "applied" and key and msg["sum"] >= key[1]:
+                    pair = f"{key[0]} at peer {msg['rx']}"
+                    if (key[0], msg["rx"]) in lost_pairs and pair not in came_late:
+                        came_late[pair] = round(msg["t"] - t_fire, 2)
+    children.broadcast({"cmd": "measure", "on": False})
     return {
+        "missing": [f"{mid} at peer {rx}" for mid, rx in missing[:10]],
+        "came_late_s": came_late,
         "state": state,
         "owners": len(changes),
         "expected": expected,

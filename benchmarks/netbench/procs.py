@@ -41,6 +41,8 @@ class Children:
                 str(a.mp_progress),
                 "--mp-profile",
                 a.mp_profile,
+                "--mp-timeline",
+                a.mp_timeline,
             ]
             proc = subprocess.Popen(
                 cmd,

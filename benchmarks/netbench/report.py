@@ -210,6 +210,13 @@ def mp_lines(tag: str, r: dict[str, Any]) -> list[str]:
             f"{fmt(r.get('burst_p95_vs_raw'), '.2f')}x raw; all received in "
             f"{fmt(burst.get('all_received_s'), '.2f')} s"
         )
+        if burst.get("missing"):
+            late = burst.get("came_late_s") or {}
+            out.append(
+                f"{tag}: lost in the burst (first 10): {', '.join(burst['missing'])}; "
+                f"of all lost, {len(late)} came later (s after the change: "
+                f"{', '.join(f'{k} {v}' for k, v in list(late.items())[:10]) or '-'})"
+            )
     if r.get("cpu_s_per_proc"):
         out.append(
             f"{tag}: CPU s per process {r['cpu_s_per_proc']}; max RSS MB per "

@@ -1,0 +1,178 @@
+"""``--mp-timeline DIR``: when each peer got where, and every direct request.
+
+A diagnostic of the multi-process run. Each child samples its peers every
+``EVERY`` seconds (joined, first topic neighbour, first mesh peer, hello
+sent, first refused and first good pull, settled, every machine seen) and
+times both ends of every direct request (the caller's round trip, the
+server's handling). It writes ``DIR/proc-K.json`` once a second;
+``python benchmarks/netbench/timeline.py DIR`` prints the tables, times
+from the first peer's join. This is how the pull times behind
+``_libp2p/muxer.py`` were found: a reply built in 50 ms, read 2-8 s later.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Container
+from typing import Any
+
+#: sampling period, s
+EVERY = 0.1
+#: steps in the order a peer takes them
+STEPS = (
+    "joined",
+    "topic_peer",
+    "mesh",
+    "hello",
+    "refused",
+    "pull_ok",
+    "settled",
+    "complete",
+)
+
+
+class Timeline:
+    """One child's record: its peers' steps and its direct requests."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.steps: dict[int, dict[str, float]] = {}
+        self.counts: dict[int, dict[str, int]] = {}
+        #: [caller, server id tail, kind, start, seconds, bytes or error]
+        self.requests: list[list[Any]] = []
+        #: [server, caller id tail, start, seconds, bytes or error]
+        self.served: list[list[Any]] = []
+        self.ids: dict[int, str] = {}
+
+    def watch(self, peer: int, topic: Any) -> None:
+        """Time ``topic``'s direct requests, both ways (wraps its transport)."""
+        transport = topic.transport
+        self.ids[peer] = transport.peer_id[-8:]
+        request: Callable[[str, bytes, float], Awaitable[bytes]] = transport.request
+        serve: Callable[[str, bytes], Awaitable[bytes]] = topic._serve_request
+
+        async def timed_request(server: str, payload: bytes, timeout: float) -> bytes:
+            kind = "snapshot" if payload.startswith(b"\x00ampubsub/pull-s") else "other"
+            row: list[Any] = [peer, server[-8:], kind, time.time()]
+            try:
+                reply = await request(server, payload, timeout)
+            except Exception as err:
+                self.requests.append([*row, time.time() - row[3], type(err).__name__])
+                raise
+            self.requests.append([*row, time.time() - row[3], len(reply)])
+            return reply
+
+        async def timed_serve(caller: str, payload: bytes) -> bytes:
+            row: list[Any] = [peer, caller[-8:], time.time()]
+            try:
+                reply = await serve(caller, payload)
+            except Exception as err:
+                self.served.append([*row, time.time() - row[2], str(err)[:40]])
+                raise
+            self.served.append([*row, time.time() - row[2], len(reply)])
+            return reply
+
+        transport.request = timed_request
+        transport.serve_requests(timed_serve)
+
+    def sample(self, topics: dict[int, Any], complete: Container[int]) -> None:
+        now = time.time()
+        for peer, topic in topics.items():
+            steps = self.steps.setdefault(peer, {})
+            counters = topic.core.counters
+            transport = topic.transport
+            # (a transport without a mesh: its topic peers are its mesh)
+            mesh = getattr(transport, "mesh_peers", transport.topic_peers)
+            joined = topic.mach.is_active("Joined")
+            reached = {
+                "joined": joined,
+                "topic_peer": bool(transport.topic_peers()),
+                "mesh": bool(mesh()),
+                "hello": counters.get("out_info", 0) > 0,
+                "refused": counters.get("pull_failed", 0) > 0,
+                "pull_ok": counters.get("pull_ok", 0) > 0,
+                # (a core that never joined counts as settled: not yet)
+                "settled": joined and topic.core.discovery.phase.value != "joining",
+                "complete": peer in complete,
+            }
+            for step, done in reached.items():
+                if done and step not in steps:
+                    steps[step] = now
+            self.counts[peer] = {
+                "seen": len(topic.list_machines()),
+                "pulls_failed": counters.get("pull_failed", 0),
+                "hedged": counters.get("pull_hedged", 0),
+            }
+
+    def write(self) -> None:
+        record = {
+            "steps": self.steps,
+            "counts": self.counts,
+            "requests": self.requests,
+            "served": self.served,
+            "ids": self.ids,
+        }
+        with open(self.path + ".tmp", "w") as f:
+            json.dump(record, f)
+        os.replace(self.path + ".tmp", self.path)
+
+    async def run(self, topics: dict[int, Any], complete: Container[int]) -> None:
+        import trio
+
+        written = time.monotonic()
+        while True:
+            await trio.sleep(EVERY)  # a sampling period, not a wait on state
+            self.sample(topics, complete)
+            if time.monotonic() - written >= 1.0:
+                written = time.monotonic()
+                self.write()
+
+
+def render(directory: str) -> str:
+    """The tables of a run's ``proc-K.json`` files."""
+    steps: dict[int, dict[str, float]] = {}
+    counts: dict[int, dict[str, int]] = {}
+    requests: list[list[Any]] = []
+    served: list[list[Any]] = []
+    peer_of: dict[str, int] = {}
+    for path in sorted(glob.glob(os.path.join(directory, "proc-*.json"))):
+        with open(path) as f:
+            record = json.load(f)
+        steps.update({int(p): s for p, s in record["steps"].items()})
+        counts.update({int(p): c for p, c in record["counts"].items()})
+        requests += record["requests"]
+        served += record["served"]
+        peer_of.update({tail: int(p) for p, tail in record["ids"].items()})
+    if not steps:
+        return f"no timeline in {directory}"
+    t0 = min(s["joined"] for s in steps.values() if "joined" in s)
+    lines = ["peer " + " ".join(f"{s[:10]:>10}" for s in STEPS) + "  failed hedged"]
+    for peer in sorted(steps, key=lambda p: steps[p].get("complete", float("inf"))):
+        s, c = steps[peer], counts.get(peer, {})
+        cells = " ".join(
+            f"{s[step] - t0:10.2f}" if step in s else f"{'-':>10}" for step in STEPS
+        )
+        lines.append(
+            f"{peer:4} {cells}  {c.get('pulls_failed', 0):6} {c.get('hedged', 0):6}"
+        )
+    lines.append("")
+    lines.append("direct requests: caller -> server, kind, start, took s, bytes/error")
+    for caller, server, kind, start, took, out in sorted(requests, key=lambda r: r[3]):
+        who = peer_of.get(server, server)
+        lines.append(
+            f"  {caller:4} -> {who!s:>4} {kind:8} {start - t0:7.2f} {took:6.2f} {out}"
+        )
+    lines.append("")
+    lines.append("served: server <- caller, start, took s, bytes/error")
+    for server, caller, start, took, out in sorted(served, key=lambda r: r[2]):
+        who = peer_of.get(caller, caller)
+        lines.append(f"  {server:4} <- {who!s:>4} {start - t0:7.2f} {took:6.2f} {out}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render(sys.argv[1] if len(sys.argv) > 1 else "."))
