@@ -269,9 +269,19 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
         )
         # --- every owner changes a state at once: lost updates -------------------
         phase = "mp: update burst"
+        b0 = totals()
         res["burst"] = update_burst(
             children, n, rng.choice(STATES), a.loss_bound, lambda p: say(f"{head} {p}")
         )
+        b1 = totals()
+        sent: Counter[str] = Counter()
+        for x, y in zip(b0, b1):  # what the burst cost besides the updates
+            sent.update(Counter(y["by_type"]) - Counter(x["by_type"]))
+            sent.update(Counter(y["kinds"]) - Counter(x["kinds"]))
+        res["burst"]["sent_by_type"] = dict(sent)
+        res["burst"]["cpu_s_per_proc"] = [
+            round(y["cpu"] - x["cpu"], 1) for x, y in zip(b0, b1)
+        ]
         phase = "mp: stop"
         children.broadcast({"cmd": "stop"})
         finals: dict[int, dict[str, Any]] = {}

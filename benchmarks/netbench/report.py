@@ -210,6 +210,13 @@ def mp_lines(tag: str, r: dict[str, Any]) -> list[str]:
             f"{fmt(r.get('burst_p95_vs_raw'), '.2f')}x raw; all received in "
             f"{fmt(burst.get('all_received_s'), '.2f')} s"
         )
+        if burst.get("sent_by_type"):
+            by_type = sorted(burst["sent_by_type"].items())
+            sent = ", ".join(f"{k} {v}" for k, v in by_type)
+            out.append(
+                f"{tag}: the burst's messages and counts (all peers): {sent}; CPU s "
+                f"per process {burst.get('cpu_s_per_proc')}"
+            )
         if burst.get("missing"):
             late = burst.get("came_late_s") or {}
             out.append(
