@@ -7,7 +7,9 @@ Rules of this room:
    closest to the subject answer, each after a random moment
    (``answer_delay``), and a responder drops its answer when another answer
    arrives first. All peers rank alike, so answers don't multiply with the
-   network's size even when processing lags behind the random delays.
+   network's size even when processing lags behind the random delays. A
+   gossiper shown behind on clocks that went by within ``Shared.in_flight``
+   gets no push: they are on their way to it.
 3. A request about a peer introduced within ``answer_cooldown`` is not
    answered again: everyone just heard it.
 4. A hello from a known peer (a new machine, or a repeat: the owner doesn't
@@ -64,6 +66,9 @@ class Answers:
         #: when an info about each peer was last sent or seen (answers within
         #: ``answer_cooldown`` of it would repeat what everyone just heard)
         self._introduced_at: OrderedDict[str, float] = OrderedDict()
+        #: when clocks of each peer last went by (a gossiper behind on them
+        #: within ``Shared.in_flight`` has them on the way)
+        self._clocks_at: OrderedDict[str, float] = OrderedDict()
 
     def responder(self, subject: str) -> bool:
         """Is this peer one of the few chosen to answer about ``subject``?"""
@@ -71,10 +76,13 @@ class Answers:
         return closer < self._shared.config.responders
 
     def introduced(self, peer: str, now: float) -> None:
-        self._introduced_at[peer] = now
-        self._introduced_at.move_to_end(peer)
-        while len(self._introduced_at) > self._shared.config.max_peers:
-            self._introduced_at.popitem(last=False)
+        self._stamp(self._introduced_at, peer, now)
+
+    def _stamp(self, table: OrderedDict[str, float], peer: str, now: float) -> None:
+        table[peer] = now
+        table.move_to_end(peer)
+        while len(table) > self._shared.config.max_peers:
+            table.popitem(last=False)
 
     def clear(self) -> None:
         self.info.clear()
@@ -127,11 +135,15 @@ class Answers:
             if all(sums.get(i) == t for i, t in known.items()):
                 del self.acks[peer]  # someone already told the owner
         if behind and peer not in self.updates and self.responder(peer):
+            heard = self._clocks_at.get(peer, float("-inf"))
+            if now - heard < self._shared.in_flight():
+                return  # what it lacks went by just now: on its way to it
             # the gossiper is behind: push what we know, unless beaten
             self.updates[peer] = now + self._shared.answer_gap()
 
-    def clocks_heard(self, peer: str, indexes: set[int]) -> None:
+    def clocks_heard(self, peer: str, indexes: set[int], now: float) -> None:
         """Clocks of ``peer`` went by: our pending push of them is redundant."""
+        self._stamp(self._clocks_at, peer, now)
         view = self._roster.get(peer)
         if (
             peer in self.updates

@@ -160,6 +160,12 @@ class Shared:
         """A window widened for the lag: others' messages must be seen in it."""
         return seconds + factor * self.config.back_pressure * self.lag
 
+    def in_flight(self) -> float:
+        """How long a clock may take to reach every peer: a gap seen within
+        this long of the change is most likely the message on its way (a
+        loaded peer's queue holds it), not a loss to repair by broadcast."""
+        return self.stretch(self.config.request_grace, 2)
+
     def late(self, due: float, factor: float = 1.0) -> float:
         """A moment planned earlier, put off by the lag as it is now."""
         return self.stretch(due, factor)

@@ -128,11 +128,23 @@ def _quoted(value: str) -> str:
 class Export:
     """One exported machine: its wire index, schema hash and identity digest."""
 
-    __slots__ = ("hash", "identity", "index", "machine", "schema", "states")
+    __slots__ = (
+        "hash",
+        "identity",
+        "index",
+        "machine",
+        "schema",
+        "sent_at",
+        "sent_sum",
+        "states",
+    )
 
     def __init__(self, index: int, machine: Machine) -> None:
         self.index = index
         self.machine = machine
+        #: when our updates last carried its clock, and that clock's sum
+        self.sent_at = float("-inf")
+        self.sent_sum = -1
         self.states = machine.state_names
         self.schema = machine.schema
         self.hash = schema_hash(self.schema, self.states)
@@ -284,13 +296,23 @@ class ExportTable:
             for index, theirs in reported.items()
         )
 
-    def push_where_behind(self, reported: dict[int, int]) -> None:
-        """Others report these sums of our machines: mark dirty where they're behind."""
+    def push_where_behind(
+        self, reported: dict[int, int], now: float, in_flight: float
+    ) -> None:
+        """Others report these sums of our machines: mark dirty where they're
+        behind, unless the clock they lack went out within ``in_flight`` (it
+        is on its way to them; a second copy would cost every peer)."""
         with self._lock:
             for index, theirs in reported.items():
                 entry = self._entries.get(index)
-                if entry is not None and theirs < sum(entry.machine.time()):
-                    self._dirty.add(index)
+                if entry is None:
+                    continue
+                current = sum(entry.machine.time())
+                if theirs >= current:
+                    continue
+                if entry.sent_sum == current and now - entry.sent_at < in_flight:
+                    continue
+                self._dirty.add(index)
 
     def take_dirty(self) -> list[Export]:
         """The dirty machines, in index order; the set is cleared."""

@@ -243,7 +243,7 @@ class Intake(Flow):
         for peer, machines in msg.peer_clocks.items():
             if peer == self._shared.peer_id:
                 reported = {i: sum(t) for i, t in machines.items()}
-                self._exports.push_where_behind(reported)
+                self._exports.push_where_behind(reported, now, self._shared.in_flight())
                 continue
             owner = sender == peer
             proof = msg.proofs.get(peer)
@@ -286,7 +286,7 @@ class Intake(Flow):
                 if record.advance(time, signature):
                     events.append(Advanced(peer, index, record.time))
                 self._repair.caught_up(peer, index, record.time_sum)
-            self._answers.clocks_heard(peer, set(machines))
+            self._answers.clocks_heard(peer, set(machines), now)
 
     def _on_gossip(
         self,
@@ -302,7 +302,7 @@ class Intake(Flow):
                     self._discovery.announce()  # they show an old run of ours
                 elif self._exports.indexes() <= set(sums):
                     self._discovery.heard_by_gossip()
-                self._exports.push_where_behind(sums)
+                self._exports.push_where_behind(sums, now, self._shared.in_flight())
                 continue
             view = self._roster.get(peer)
             if view is None:

@@ -113,6 +113,7 @@ class Outbox(Flow):
         signatures: dict[int, bytes] = {}
         for export in dirty:
             time = clocks[export.index] = export.machine.time()
+            export.sent_at, export.sent_sum = now, sum(time)
             signature = shared.prove(export.index, time, export.identity)
             if signature is not None:
                 signatures[export.index] = signature

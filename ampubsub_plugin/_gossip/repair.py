@@ -6,9 +6,11 @@ Rules of this room:
    introduced is *missing*; so is a known peer whose machines we lack or
    whose schema we only know by hash. Clocks for machines we don't know yet
    are kept (the freshest per machine) until the machine is introduced.
-2. Gossip carries time sums. A receiver that is behind notes the gap and
-   asks for the clocks (``requpdates``); the rooms that answer decide who
-   pushes when the gossiper is behind.
+2. Gossip carries time sums. A receiver that is behind notes the gap and,
+   if it lasts ``Shared.in_flight`` (the update is usually on its way,
+   queued behind a loaded peer's backlog), asks for the clocks
+   (``requpdates``); the rooms that answer decide who pushes when the
+   gossiper is behind.
 3. Requests wait: about a peer learned indirectly only after
    ``request_grace``, once our own snapshot arrived and no snapshot came
    for as long (a hello or a snapshot is usually on the way). At most one
@@ -191,7 +193,13 @@ class Repair:
                 self._last_reqinfo = now
                 out.append(ReqInfoMsg(peer_ids=ids))
         if now >= self._last_requpdates + interval:
-            ids = self._pick(set(self.missing_updates), self._asked_updates, now)
+            settle = shared.in_flight()
+            gaps = {
+                p
+                for p in self.missing_updates
+                if now - self._gaps_since.get(p, now) >= settle
+            }
+            ids = self._pick(gaps, self._asked_updates, now)
             if ids:
                 self._last_requpdates = now
                 out.append(ReqUpdatesMsg(peer_ids=ids))

@@ -35,18 +35,37 @@ from ..coreutil import (
 )
 
 
-def test_gossip_with_a_greater_sum_asks_for_updates_until_they_arrive() -> None:
+def test_gossip_with_a_greater_sum_asks_for_updates_once_the_gap_lasted() -> None:
     a, b = make("A"), make("B")
     b.export(worker("b1"))
     introduced(b, a)
     a.receive("C", GossipMsg({"B": {0: 6}}), 1.0)
-    assert asked(a.collect(1.0), ReqUpdatesMsg) == {"B"}
     assert a.stats()["missing_updates"] == 1
+    # the update is most likely on its way: no request while it may come
+    settle = a.config.request_grace
+    early = [m for s in range(10, int(10 * (1.0 + settle))) for m in a.collect(s / 10)]
+    assert asked(early, ReqUpdatesMsg) == set()
+    assert asked(a.collect(1.0 + settle), ReqUpdatesMsg) == {"B"}
     # relayed by C, signed by its owner B
-    a.receive("C", owner_updates("B", {0: ("b1", [1, 1, 4, 0])}), 1.1)
+    a.receive("C", owner_updates("B", {0: ("b1", [1, 1, 4, 0])}), 4.1)
     assert a.stats()["missing_updates"] == 0
-    later = [m for s in range(11, 200) for m in a.collect(s / 10)]
+    later = [m for s in range(41, 200) for m in a.collect(s / 10)]
     assert asked(later, ReqUpdatesMsg) == set()
+    assert remote_of(a, "b1").time() == [1, 1, 4, 0]
+
+
+def test_a_gap_closed_by_the_update_within_the_grace_asks_nothing() -> None:
+    """Gossip from a peer that already has a change can arrive before the
+    change itself (another path, a loaded peer's queue): a request then
+    would cost every peer a reception for nothing."""
+    a, b = make("A"), make("B")
+    b.export(worker("b1"))
+    introduced(b, a)
+    a.receive("C", GossipMsg({"B": {0: 6}}), 1.0)
+    sent = [m for s in range(10, 25) for m in a.collect(s / 10)]
+    a.receive("B", owner_updates("B", {0: ("b1", [1, 1, 4, 0])}), 2.5)
+    sent += [m for s in range(25, 300) for m in a.collect(s / 10)]
+    assert asked(sent, ReqUpdatesMsg) == set()
     assert remote_of(a, "b1").time() == [1, 1, 4, 0]
 
 
@@ -63,15 +82,38 @@ def test_gossip_with_a_smaller_sum_of_own_machine_makes_the_owner_push() -> None
     assert of_type(a.collect(3.0), UpdatesMsg) == []
 
 
+def test_an_owner_pushes_again_only_once_its_update_had_time_to_arrive() -> None:
+    """A gossiper behind on a clock we sent a moment ago has it on the way
+    (a loaded peer's queue): a second copy would cost every peer."""
+    a = make("A")
+    m = worker("a1")
+    a.export(m)
+    introduced(a)
+    m.add("Bar")
+    a.receive("B", GossipMsg({"A": {0: 0}}), 2.0)
+    assert clocks_in(a.collect(2.0)) == [{"A": {0: m.time()}}]
+    settle = a.config.request_grace
+    a.receive("B", GossipMsg({"A": {0: 0}}), 2.0 + settle / 2)
+    assert of_type(a.collect(2.0 + settle / 2), UpdatesMsg) == []
+    a.receive("B", GossipMsg({"A": {0: 0}}), 2.0 + settle)
+    assert clocks_in(a.collect(2.0 + settle)) == [{"A": {0: m.time()}}]
+
+
 def test_gossip_with_a_smaller_sum_of_a_known_machine_gets_our_view() -> None:
     a, b = make("A", answer_delay=(0.05, 0.1)), make("B")
     b.export(worker("b1"))
     introduced(b, a)
     a.receive("B", owner_updates("B", {0: ("b1", [1, 1, 2, 0])}), 1.0)
+    # within the grace the gossiper has them on the way: no push
     a.receive("C", GossipMsg({"B": {0: 2}}), 2.0)
-    assert of_type(a.collect(2.0), UpdatesMsg) == []
+    quiet = [
+        m for s in range(200, 600) for m in of_type(a.collect(s / 100), UpdatesMsg)
+    ]
+    assert quiet == []
+    a.receive("C", GossipMsg({"B": {0: 2}}), 6.0)
+    assert of_type(a.collect(6.0), UpdatesMsg) == []
     pushed = [
-        m for s in range(2000, 2200) for m in of_type(a.collect(s / 1000), UpdatesMsg)
+        m for s in range(6000, 6200) for m in of_type(a.collect(s / 1000), UpdatesMsg)
     ]
     assert clocks_in(pushed) == [{"B": {0: [1, 1, 2, 0]}}]
     # forwarded with the owner's signature, so others can check it
