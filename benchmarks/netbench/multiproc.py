@@ -17,6 +17,16 @@ from .mp_phases import launch_when_ready, raw_all_to_all, update_burst
 from .procs import Children
 
 
+def counted_between(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], key: str
+) -> Counter[str]:
+    """What the children's ``key`` counters grew by between two totals."""
+    grown: Counter[str] = Counter()
+    for x, y in zip(before, after):
+        grown.update(Counter(y[key]) - Counter(x[key]))
+    return grown
+
+
 def multiproc(a: argparse.Namespace) -> dict[str, Any]:
     n, procs, m_per = a.procs_peers, a.procs, a.machines
     res: dict[str, Any] = {"peers": n, "procs": procs, "machines": m_per}
@@ -190,10 +200,7 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
         res["idle_in_per_peer_s"] = (
             sum(x["in"] for x in after) - sum(x["in"] for x in before)
         ) / (n * wall)
-        by_type: Counter[str] = Counter()
-        for x, y in zip(before, after):
-            by_type.update(Counter(y["by_type"]) - Counter(x["by_type"]))
-        res["idle_out_by_type"] = dict(by_type)
+        res["idle_out_by_type"] = dict(counted_between(before, after, "by_type"))
         res["idle_cpu_cores"] = (
             sum(x["cpu"] for x in after) - sum(x["cpu"] for x in before)
         ) / wall
@@ -274,10 +281,8 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
             children, n, rng.choice(STATES), a.loss_bound, lambda p: say(f"{head} {p}")
         )
         b1 = totals()
-        sent: Counter[str] = Counter()
-        for x, y in zip(b0, b1):  # what the burst cost besides the updates
-            sent.update(Counter(y["by_type"]) - Counter(x["by_type"]))
-            sent.update(Counter(y["kinds"]) - Counter(x["kinds"]))
+        # what the burst cost besides the updates
+        sent = counted_between(b0, b1, "by_type") + counted_between(b0, b1, "kinds")
         res["burst"]["sent_by_type"] = dict(sent)
         res["burst"]["cpu_s_per_proc"] = [
             round(y["cpu"] - x["cpu"], 1) for x, y in zip(b0, b1)
