@@ -90,6 +90,30 @@ def test_gossip_with_a_smaller_sum_of_own_machine_makes_the_owner_push() -> None
     assert clocks_in(a.collect(2.0 + settle)) == [{"A": {0: m.time()}}]
 
 
+def test_a_flood_of_stale_gossip_draws_one_push_per_grace() -> None:
+    """Gossip showing our clock older than it is (lagging peers, or one that
+    lies), 10,000 a second from 1,000 senders: every push would be a
+    broadcast, so the owner sends its clock once and again only after the
+    grace, however many ask."""
+    a = make("A")
+    m = worker("a1")
+    a.export(m)
+    introduced(a)
+    m.add("Bar")
+    sent: list[UpdatesMsg] = []
+    now = 2.0
+    a.receive("B", GossipMsg({"A": {0: 0}}), now)
+    sent += of_type(a.collect(now), UpdatesMsg)
+    for k in range(1000):
+        now = 2.0 + k / 10_000
+        a.receive(f"S{k}", GossipMsg({"A": {0: 0}}), now)
+        sent += of_type(a.collect(now), UpdatesMsg)
+    assert len(sent) == 1
+    settle = a.config.request_grace
+    a.receive("B", GossipMsg({"A": {0: 0}}), 2.0 + settle)
+    assert clocks_in(a.collect(2.0 + settle)) == [{"A": {0: m.time()}}]
+
+
 def test_gossip_with_a_smaller_sum_of_a_known_machine_gets_our_view() -> None:
     a, b = make("A", answer_delay=(0.05, 0.1)), make("B")
     b.export(worker("b1"))
