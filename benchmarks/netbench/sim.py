@@ -10,7 +10,14 @@ so sizes are the real ones.
 Delivery model, gossipsub seen from outside:
 
 * a publish reaches every other joined peer (broadcast to all), after
-  ``latency`` plus a uniform ``jitter`` drawn per publish;
+  ``latency`` plus a uniform ``jitter`` drawn per publish; with ``loss``,
+  each delivery to one receiver is dropped with that probability (gossipsub
+  loses the odd message when a mesh is being built);
+* with ``pull`` (the default, as the topic does), a newcomer's snapshot and
+  a peer's missing introductions are fetched from one direct neighbour: the
+  request and the reply take ``latency`` each, the neighbour answers at
+  once (a neighbour still joining refuses, and the puller tries again
+  later), and the reply's messages are handled like receptions;
 * receptions are handled one at a time per processor, each costing
   ``rx_cost`` virtual seconds (py-libp2p's signature checks, locks and reads
   are ~4 ms per reception on the reference machine); they wait in the
@@ -56,7 +63,7 @@ log = logging.getLogger("netbench.sim")
 STARTS = ("staggered", "simultaneous")
 
 # event kinds, in the order they run when due at the same moment
-_JOIN, _FANOUT, _DRAIN, _HEARTBEAT, _WAKE, _CHECK, _MARK = range(7)
+_JOIN, _FANOUT, _DRAIN, _HEARTBEAT, _WAKE, _CHECK, _MARK, _PULL = range(8)
 
 
 class BudgetExceeded(Exception):
@@ -83,6 +90,13 @@ class SimSettings:
     horizon: float = 600.0
     cpu_budget: float = 600.0
     seed: int = 7
+    #: newcomers pull their snapshot, and peers missing infos pull them,
+    #: from one direct neighbour (as the topic does over either transport);
+    #: False: snapshots and introductions are broadcast
+    pull: bool = True
+    #: each delivery of a publish to one receiver is lost with this
+    #: probability (pulls are never lost: they are streams)
+    loss: float = 0.0
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that makes no sense."""
@@ -95,6 +109,8 @@ class SimSettings:
         for name in ("stagger", "latency", "jitter", "rx_cost", "tx_cost", "settle"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.loss < 1:
+            raise ValueError(f"loss must be in [0, 1), got {self.loss}")
         if self.cpus < 0:
             raise ValueError(f"cpus must be >= 0 (0: one per peer), got {self.cpus}")
         for name in ("idle_window", "check_every", "horizon", "cpu_budget"):
@@ -127,7 +143,8 @@ class Processor:
     def __init__(self, index: int) -> None:
         self.index = index
         #: (receiver, sender id, message, encoded size, arrival time)
-        self.inbox: deque[tuple[SimPeer, str, Message, int, float]] = deque()
+        #: (a None message: the end of a pulled snapshot)
+        self.inbox: deque[tuple[SimPeer, str, Message | None, int, float]] = deque()
         self.busy_until = 0.0
         self.draining = False
 
@@ -135,9 +152,24 @@ class Processor:
 class Traffic:
     """Network-wide message and byte counts, by direction and type."""
 
-    __slots__ = ("by_type", "rx_bytes", "rx_msgs", "tx_bytes", "tx_msgs")
+    __slots__ = (
+        "by_type",
+        "lost",
+        "pull_bytes",
+        "pulled_msgs",
+        "rx_bytes",
+        "rx_msgs",
+        "tx_bytes",
+        "tx_msgs",
+    )
 
     def __init__(self) -> None:
+        #: messages and bytes of pulled replies (one-to-one: not in the
+        #: publishes; their handling is in the receptions)
+        self.pulled_msgs = 0
+        self.pull_bytes = 0
+        #: deliveries of a publish to one receiver dropped (``loss``)
+        self.lost = 0
         self.tx_msgs = 0
         self.tx_bytes = 0
         self.rx_msgs = 0
@@ -150,6 +182,9 @@ class Traffic:
             "tx_bytes": self.tx_bytes,
             "rx_msgs": self.rx_msgs,
             "rx_bytes": self.rx_bytes,
+            "pulled_msgs": self.pulled_msgs,
+            "pull_bytes": self.pull_bytes,
+            "lost": self.lost,
             "by_type": dict(self.by_type),
         }
 
@@ -176,6 +211,8 @@ class Simulation:
         settings.validate()
         self.s = settings
         self.rng = random.Random(settings.seed)
+        #: its own stream, so that a run without loss draws as before
+        self.loss_rng = random.Random(settings.seed + 2)
         self.queue: list[tuple[float, int, int, int, Any]] = []
         self.seq = 0
         self.now = 0.0
@@ -205,6 +242,7 @@ class Simulation:
                 signer=signer,
                 incarnation=1_700_000_000_000_000 + i,
             )
+            core.pull_snapshots(settings.pull)
             machines = []
             for j in range(settings.machines):
                 mach = Machine(schema, id=f"p{i}-m{j}", tags=[f"peer:{i}"])
@@ -215,6 +253,8 @@ class Simulation:
             self.peers.append(SimPeer(i, core, machines, i % cpus))
         self.expected = settings.machines * (settings.peers - 1)
         self.boots = topology(settings.peers, random.Random(settings.seed + 1))
+        #: each peer's joined direct neighbours (whom it can pull from)
+        self.neighbours: list[set[int]] = [set() for _ in range(settings.peers)]
 
     # -- the queue ----------------------------------------------------------------
 
@@ -243,6 +283,8 @@ class Simulation:
             if other.joined:
                 p.core.peer_joined(other.id, now)
                 other.core.peer_joined(p.id, now)
+                self.neighbours[p.index].add(j)
+                self.neighbours[j].add(p.index)
         self._plan_wake(p, now)
         self._push(now + self.rng.uniform(0, self.heartbeat), _HEARTBEAT, p.index)
 
@@ -262,6 +304,8 @@ class Simulation:
         if msgs and self.s.tx_cost:
             cpu = self.cpus[p.cpu]
             cpu.busy_until = max(cpu.busy_until, now) + self.s.tx_cost * len(msgs)
+        if self.s.pull:
+            self._start_pulls(p, now)
         due = p.core.next_due(now)
         if due is not None:
             # a core that says "now" again right after collecting is polled
@@ -272,8 +316,12 @@ class Simulation:
 
     def _fanout(self, sender: SimPeer, msg: Message, size: int, now: float) -> None:
         cpus, sid = self.cpus, sender.id
+        loss, draw = self.s.loss, self.loss_rng.random
         for r in self.peers:
             if r is sender or not r.joined:
+                continue
+            if loss and draw() < loss:
+                self.traffic.lost += 1
                 continue
             cpu = cpus[r.cpu]
             cpu.inbox.append((r, sid, msg, size, now))
@@ -281,8 +329,67 @@ class Simulation:
                 cpu.draining = True
                 self._push(max(now, cpu.busy_until), _DRAIN, cpu.index)
 
+    def _start_pulls(self, p: SimPeer, now: float) -> None:
+        """What the topic's flush does after ``collect``: a snapshot pull, and
+        a pull of missing peers' infos, each from one direct neighbour."""
+        ids = {self.peers[j].id: j for j in self.neighbours[p.index]}
+        if p.core.pull_now(now):
+            if not ids:
+                p.core.pull_failed(now, no_neighbour=True)
+            else:
+                j = ids[p.core.discovery.pick(sorted(ids))]
+                self._push(now + self.s.latency, _PULL, j, ("ask", p.index, None))
+        wanted = p.core.peers_to_pull()
+        if wanted is not None and ids:  # (none: the requests to everyone cover it)
+            hint = wanted[1]
+            j = ids[hint] if hint in ids else ids[p.core.discovery.pick(sorted(ids))]
+            self._push(now + self.s.latency, _PULL, j, ("ask", p.index, wanted[0]))
+
+    def _pull_event(self, p: SimPeer, payload: Any, now: float) -> None:
+        """One step of a pull: the neighbour ``p`` is asked, or the puller
+        ``p`` gets the reply (or the refusal)."""
+        step, other, body = payload
+        if step == "ask":  # body: the ids wanted (None: a snapshot)
+            puller = self.peers[other]
+            if body is None:
+                msgs = p.core.pulled_snapshot(now)
+            else:
+                msgs = p.core.pulled_infos(body)
+            reply = (
+                ("refused", p.index, None)
+                if msgs is None
+                else ("reply", p.index, (msgs, body is None))
+            )
+            self._push(now + self.s.latency, _PULL, puller.index, reply)
+            return
+        if step == "refused":  # a neighbour still joining: another later
+            p.core.pull_failed(now)
+            self._plan_wake(p, now)
+            return
+        msgs, snapshot = body
+        sender = self.peers[other].id
+        cpu = self.cpus[p.cpu]
+        for msg in msgs:
+            data = encode(msg)
+            self.traffic.pulled_msgs += 1
+            self.traffic.pull_bytes += len(data)
+            cpu.inbox.append((p, sender, decode(data), len(data), now))
+        if snapshot:  # its end: ``pulled`` once its messages were handled
+            cpu.inbox.append((p, sender, None, 0, now))
+        if cpu.inbox and not cpu.draining:
+            cpu.draining = True
+            self._push(max(now, cpu.busy_until), _DRAIN, cpu.index)
+
     def _drain(self, cpu: Processor, now: float) -> None:
         p, sender, msg, size, arrived = cpu.inbox.popleft()
+        if msg is None:  # a pulled snapshot was handed over whole
+            p.core.pulled(sender, now)
+            self._plan_wake(p, now)
+            if cpu.inbox:
+                self._push(max(now, cpu.busy_until), _DRAIN, cpu.index)
+            else:
+                cpu.draining = False
+            return
         lag = now - arrived
         self.lag_sum += lag
         if lag > self.lag_max:
@@ -363,6 +470,8 @@ class Simulation:
                 self._join(peers[index], at)
             elif kind == _CHECK:
                 self._check(at)
+            elif kind == _PULL:
+                self._pull_event(peers[index], payload, at)
             elif kind == _MARK:
                 self.marks[payload] = self.traffic.snapshot()
                 self.mark_times[payload] = at
@@ -409,6 +518,7 @@ class Simulation:
                 "tx_bytes_per_peer": at["tx_bytes"] / n,
                 "rx_msgs_per_peer": at["rx_msgs"] / n,
                 "rx_bytes_per_peer": at["rx_bytes"] / n,
+                "pulled_msgs_per_peer": at["pulled_msgs"] / n,
                 "tx_by_type": at["by_type"],
             }
         for name in ("idle_15s", "idle_after_sync"):

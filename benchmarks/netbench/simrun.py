@@ -86,6 +86,19 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
         help="processors the peers share (peer i on i %% K); 0: one per peer (0)",
     )
     g.add_argument(
+        "--sim-loss",
+        type=float,
+        default=defaults.loss,
+        help="each delivery of a publish to one receiver is lost with this "
+        "probability (pulls are never lost)",
+    )
+    g.add_argument(
+        "--sim-broadcast",
+        action="store_true",
+        help="newcomers get their snapshot, and peers the introductions they "
+        "miss, broadcast instead of pulled from one neighbour",
+    )
+    g.add_argument(
         "--idle-at",
         type=float,
         default=defaults.idle_at,
@@ -142,6 +155,8 @@ def settings_from(a: argparse.Namespace, peers: int, start: str) -> SimSettings:
         rx_cost=a.rx_cost,
         tx_cost=a.tx_cost,
         cpus=a.cpus,
+        pull=not a.sim_broadcast,
+        loss=a.sim_loss,
         idle_at=a.idle_at,
         idle_window=a.sim_idle,
         check_every=a.check_every,
@@ -243,11 +258,13 @@ def _row(r: dict[str, Any]) -> list[str]:
         fmt(r.get("sync_after_last_join_s"), ".2f"),
         fmt(u.get("tx_msgs_per_peer"), ".2f"),
         fmt(u.get("tx_bytes_per_peer"), ",.0f"),
+        fmt(u.get("pulled_msgs_per_peer"), ".2f"),
         fmt(u.get("rx_msgs_per_peer"), ".0f"),
         fmt(i15.get("rx_msgs_per_peer_s"), ".2f"),
         fmt(i15.get("tx_msgs_per_peer_s"), ".3f"),
         fmt(ias.get("rx_msgs_per_peer_s"), ".2f"),
         fmt((r.get("inbox_wait_s") or {}).get("max"), ".2f"),
+        fmt((r.get("total") or {}).get("lost"), ",d"),
         fmt(r.get("cpu_s"), ".1f"),
         fmt(r.get("max_rss_mb"), ".0f"),
     ]
@@ -261,11 +278,13 @@ SIM_HEAD = [
     "sync s after last join",
     "msgs sent/peer until synced",
     "bytes sent/peer until synced",
+    "msgs pulled/peer until synced",
     "msgs recv/peer until synced",
     "idle recv msgs/peer/s @15 s",
     "idle sent msgs/peer/s @15 s",
     "idle recv msgs/peer/s after sync",
     "max inbox wait s",
+    "deliveries lost",
     "CPU s",
     "max RSS MB",
 ]

@@ -82,3 +82,19 @@ def test_baseline_payloads_round_trip_and_keep_their_size() -> None:
     assert parse_once(once_payload(PROBE_HEAD, 7, 1.0, 10))[:2] == (PROBE_HEAD, 7)
     assert parse_once(b"raw:00000001:xx") is None
     assert parse_once(b"all:notanumber:1.0:") is None
+
+
+def test_newcomers_pull_their_snapshot_unless_told_to_broadcast() -> None:
+    pulled = simulate(_settings())
+    broadcast = simulate(_settings(pull=False))
+    assert pulled["synced"] and broadcast["synced"]
+    assert pulled["total"]["pulled_msgs"] > 0
+    assert broadcast["total"]["pulled_msgs"] == 0
+    # what was pulled was handled like a reception, and costs no publish
+    assert pulled["total"]["pull_bytes"] > 0
+    assert pulled["total"]["tx_msgs"] == sum(pulled["total"]["by_type"].values())
+
+
+def test_loss_out_of_range_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="loss"):
+        _settings(loss=1.0).validate()
