@@ -106,7 +106,7 @@ async def mp_child_main(a: argparse.Namespace) -> None:
     probe = MPProbe()
     hooks.register(probe, name="network-bench-mp-probe")
     timeline = (
-        Timeline(os.path.join(a.mp_timeline, f"proc-{k}.json"))
+        Timeline(os.path.join(a.mp_timeline, f"proc-{k}.json"), peers=n)
         if a.mp_timeline
         else None
     )

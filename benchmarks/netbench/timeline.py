@@ -35,11 +35,24 @@ STEPS = (
 )
 
 
-class Timeline:
-    """One child's record: its peers' steps and its direct requests."""
+#: a peer lacking at most this many owners has them listed (``lacking``)
+LACKING = 8
 
-    def __init__(self, path: str) -> None:
+
+class Timeline:
+    """One child's record: its peers' steps and its direct requests.
+
+    With ``peers`` (the network's size), a peer that lacks at most
+    :data:`LACKING` owners' machines also records which (their id tails),
+    and which of them it knows it misses (named in gossip or elsewhere,
+    so a pull or request is coming): the last ones a slow run waits for.
+    """
+
+    def __init__(self, path: str, peers: int = 0) -> None:
         self.path = path
+        self.peers = peers
+        #: peer -> [time, id tails it has machines of, tails it knows it misses]
+        self.lacking: dict[int, list[Any]] = {}
         self.steps: dict[int, dict[str, float]] = {}
         self.counts: dict[int, dict[str, int]] = {}
         #: [caller, server id tail, kind, start, seconds, bytes or error]
@@ -102,14 +115,24 @@ class Timeline:
             for step, done in reached.items():
                 if done and step not in steps:
                     steps[step] = now
+            if self.peers and peer not in complete:
+                self._note_lacking(peer, topic, now)
             self.counts[peer] = {
                 "seen": len(topic.list_machines()),
                 "pulls_failed": counters.get("pull_failed", 0),
                 "hedged": counters.get("pull_hedged", 0),
             }
 
+    def _note_lacking(self, peer: int, topic: Any, now: float) -> None:
+        core = topic.core
+        have = [v.peer[-8:] for v in core.roster.peers.values() if v.machines]
+        if len(have) >= self.peers - 1 - LACKING:
+            noticed = [p[-8:] for p in core.repair.missing_peers]
+            self.lacking[peer] = [now, have, noticed]
+
     def write(self) -> None:
         record = {
+            "lacking": self.lacking,
             "steps": self.steps,
             "counts": self.counts,
             "requests": self.requests,
@@ -139,9 +162,11 @@ def render(directory: str) -> str:
     requests: list[list[Any]] = []
     served: list[list[Any]] = []
     peer_of: dict[str, int] = {}
+    lacking: dict[int, list[Any]] = {}
     for path in sorted(glob.glob(os.path.join(directory, "proc-*.json"))):
         with open(path) as f:
             record = json.load(f)
+        lacking.update({int(p): v for p, v in record.get("lacking", {}).items()})
         steps.update({int(p): s for p, s in record["steps"].items()})
         counts.update({int(p): c for p, c in record["counts"].items()})
         requests += record["requests"]
@@ -159,6 +184,22 @@ def render(directory: str) -> str:
         lines.append(
             f"{peer:4} {cells}  {c.get('pulls_failed', 0):6} {c.get('hedged', 0):6}"
         )
+    if lacking:
+        lines.append("")
+        lines.append(
+            "last lacked before complete: peer, at, owners lacked "
+            "(* = known to be missing)"
+        )
+        for peer in sorted(lacking, key=lambda p: lacking[p][0]):
+            at, have, noticed = lacking[peer]
+            gone = sorted(
+                peer_of.get(t, -1)
+                for t in set(peer_of) - set(have)
+                if peer_of[t] != peer
+            )
+            tails = {peer_of.get(t): t for t in noticed}
+            marked = [f"{o}{'*' if o in tails else ''}" for o in gone]
+            lines.append(f"  {peer:4} {at - t0:7.2f} {' '.join(marked) or '-'}")
     lines.append("")
     lines.append("direct requests: caller -> server, kind, start, took s, bytes/error")
     for caller, server, kind, start, took, out in sorted(requests, key=lambda r: r[3]):

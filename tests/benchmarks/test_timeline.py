@@ -17,7 +17,7 @@ def test_a_newcomers_pull_shows_at_both_ends_and_its_steps_in_order(
     tmp_path: Path,
 ) -> None:
     path = str(tmp_path / "proc-0.json")
-    timeline = Timeline(path)
+    timeline = Timeline(path, peers=2)
 
     async def main() -> None:
         net = MemoryNetwork()
@@ -32,6 +32,7 @@ def test_a_newcomers_pull_shows_at_both_ends_and_its_steps_in_order(
             assert await old.mach.when("Connected")
             old.join()
             assert await old.mach.when("Joined")
+            timeline.sample({0: old}, complete)  # alone: lacks the newcomer
             new.bootstrap = old.addrs
             new.start()
             assert await new.mach.when("Connected")
@@ -61,3 +62,6 @@ def test_a_newcomers_pull_shows_at_both_ends_and_its_steps_in_order(
     table = render(str(tmp_path))
     assert all(step[:10] in table.splitlines()[0] for step in STEPS)
     assert "1 ->    0 snapshot" in table and "0 <-    1" in table
+    # the last sample before the old peer was complete: it lacked peer 1
+    lacked = table.split("last lacked before complete")[1].splitlines()[1].split()
+    assert lacked[0] == "0" and lacked[2:] == ["1"]
