@@ -553,12 +553,13 @@ class Topic:
             self.mach.add("Heartbeat")
 
     async def _send_loop(self) -> None:
-        # don't publish the hello into a mesh that doesn't exist yet
-        await self.transport.wait_mesh(2.0)
         while True:
             self._wake_event = trio.Event()
             if self._leaving:  # dispose(): the goodbye sends from now on
                 return
+            if not self.transport.mesh_ready():
+                await self._hold_until_mesh()
+                continue
             async with self._sending:
                 if self._leaving:
                     return
@@ -576,6 +577,19 @@ class Topic:
                 deadline = trio.current_time() + (due - self._now())
             with trio.move_on_at(deadline):
                 await self._wake_event.wait()
+
+    async def _hold_until_mesh(self) -> None:
+        """Nothing we publish now would reach anyone: no neighbour is on the
+        topic yet (a loaded process learns their subscriptions seconds after
+        joining) or any more. The core keeps what it would send until one is
+        (its intents coalesce; our hello goes first): a hello published into
+        nothing was seen by nobody, and was repeated only once our snapshot
+        pull, itself waiting on the same neighbours, had succeeded."""
+        self.core.counters["send_held_no_mesh"] += 1
+        try:
+            await self.transport.wait_mesh(self.config.heartbeat)
+        except TransportError:  # not serving or not joined: we are stopping
+            await trio.sleep(self.config.heartbeat)
 
     def _step(self, events: list[CoreEvent], now: float) -> None:
         """After the core ran (in a handler): apply its events, wake the sender."""

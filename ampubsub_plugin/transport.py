@@ -170,13 +170,17 @@ class Transport(ABC):
     def connection_count(self) -> int:
         """Open connections to other peers."""
 
-    async def wait_mesh(self, timeout: float) -> bool:
-        """True once a publish would reach the joined topic's peers.
+    def mesh_ready(self) -> bool:
+        """Would a publish now reach the joined topic's peers?
 
-        Gossipsub loses a message published before any subscribed neighbour
-        is known (py-libp2p alone: before its mesh formed); a transport
-        without a mesh is ready at once.
+        Gossipsub keeps nothing for peers that subscribe later: a message
+        published while no subscribed neighbour is known reaches nobody. A
+        transport without a mesh is always ready.
         """
+        return True
+
+    async def wait_mesh(self, timeout: float) -> bool:
+        """Wait until :meth:`mesh_ready`; False when ``timeout`` s pass first."""
         return True
 
     def outbound_backlog(self) -> int:

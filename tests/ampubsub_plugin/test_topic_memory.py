@@ -8,6 +8,7 @@ import trio
 from ampubsub_plugin._gossip.discovery import MAX_PULLS
 from ampubsub_plugin.gossip import GossipConfig
 from ampubsub_plugin.memory_transport import MemoryNetwork
+from ampubsub_plugin.protocol import InfoMsg, Message, decode
 from ampubsub_plugin.remote import RemoteMachine
 from ampubsub_plugin.topic import Topic
 from asyncmachine import ReadOnlyError, Result
@@ -546,5 +547,53 @@ def test_an_introduction_missed_in_a_partition_is_pulled_from_a_neighbour() -> N
         assert served >= 1
         assert x.counters.get("out_reqinfo", 0) == 0
         await dispose_all([a, b, x, y])
+
+    run(main)
+
+
+def test_nothing_is_published_until_a_neighbour_is_on_the_topic() -> None:
+    """A loaded process learns its neighbours' subscriptions seconds after
+    joining, and gossipsub keeps nothing for them: what was published before
+    reached nobody (at 100 peers on 2 cores, a hello lost so kept every peer
+    from seeing its owner for over a minute). The send loop holds until the
+    mesh is ready; then the hello goes out first."""
+
+    async def main() -> None:
+        net = MemoryNetwork()
+        old = await start_topic(net, machines=[worker("old")])
+        transport = net.transport()
+        mesh = trio.Event()
+        published: list[Message] = []
+        real_publish = transport.publish
+
+        async def publish(data: bytes) -> None:
+            published.append(decode(data))
+            await real_publish(data)
+
+        async def wait_mesh(timeout: float) -> bool:
+            with trio.move_on_after(timeout):
+                await mesh.wait()
+            return mesh.is_set()
+
+        transport.publish = publish  # type: ignore[method-assign]
+        transport.mesh_ready = mesh.is_set  # type: ignore[method-assign]
+        transport.wait_mesh = wait_mesh  # type: ignore[method-assign]
+        new = Topic(
+            "t", transport=transport, bootstrap=old.addrs, machines=[worker("new")]
+        )
+        new.start()
+        with trio.fail_after(10):
+            assert await new.mach.when("Connected")
+        new.join()
+        with trio.fail_after(10):
+            assert await new.mach.when("Joined")
+        await advance(30.0)
+        assert published == []
+        assert new.counters["send_held_no_mesh"] > 0
+        mesh.set()
+        await until([old], sees(1))
+        first = published[0]
+        assert isinstance(first, InfoMsg) and new.peer_id in first.peer_info
+        await dispose_all([old, new])
 
     run(main)
