@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import trio
+from libp2p.host.exceptions import StreamFailure
+from libp2p.peer.id import ID
 
 from ampubsub_plugin.libp2p_transport import MAX_PAYLOAD, Libp2pTransport
 from ampubsub_plugin.transport import TransportError
@@ -164,6 +166,39 @@ def test_two_peers_join_and_publish_both_ways() -> None:
             assert a.rec.messages == [(b.t.peer_id, b"from b")]
             assert b.rec.messages == [(a.t.peer_id, b"from a")]
             assert a.rec.events == [("joined", b.t.peer_id)]
+
+    run(main)
+
+
+def test_a_pubsub_stream_whose_negotiation_timed_out_is_opened_again() -> None:
+    """py-libp2p takes a timed-out protocol negotiation of a neighbour's
+    pubsub stream as final (a busy neighbour answers past 10 s): the
+    neighbour is never registered and nothing we publish reaches it. Ours
+    retries it while connected, like a stream that failed to open."""
+
+    async def main() -> None:
+        async with serving(2) as (a, b):
+            await join_all([a, b])
+            run_a = a.t._run
+            assert run_a is not None
+            host = run_a.host
+            real_new_stream = host.new_stream
+            failed: list[ID] = []
+
+            async def new_stream(peer: ID, protocols: Sequence[str]) -> Any:
+                if not failed and any("meshsub" in p for p in protocols):
+                    failed.append(peer)
+                    raise StreamFailure("negotiation timed out (injected)")
+                return await real_new_stream(peer, protocols)  # type: ignore[arg-type]
+
+            host.new_stream = new_stream  # type: ignore[method-assign,assignment]
+            assert await a.t.connect(b.t.addrs) == 1
+            b_id = ID.from_base58(b.t.peer_id)
+            await run_a.pubsub.wait_for_peer(b_id, timeout=15)
+            assert failed == [b_id]
+            assert await a.t.wait_mesh(10)
+            await a.t.publish(b"after a failed negotiation")
+            await b.rec.wait_message(a.t.peer_id, b"after a failed negotiation")
 
     run(main)
 
