@@ -28,8 +28,9 @@ class GossipConfig:
     #: about this many gossip messages per ``gossip_interval`` network-wide
     gossip_per_interval: float = 1.0
     gossip_interval: float = 2.0
-    #: peers per gossip message (own included)
-    gossip_sample: int = 5
+    #: peers per gossip message (own included): the bigger, the sooner a
+    #: peer some missed (a lost hello) is named to them; costs bytes only
+    gossip_sample: int = 32
     #: a non-owner answers after a random delay in this window (suppression)
     answer_delay: tuple[float, float] = (0.02, 0.25)
     #: minimum gap between two own requests of one kind
