@@ -16,6 +16,7 @@ import trio.testing
 from ampubsub_plugin.gossip import GossipConfig
 from ampubsub_plugin.memory_transport import MemoryNetwork
 from ampubsub_plugin.topic import Topic
+from ampubsub_plugin.transport import Transport
 from asyncmachine import Machine, State
 
 WORKER = {"Foo": State(require=["Bar"]), "Bar": State(), "Baz": State()}
@@ -49,10 +50,11 @@ async def start_topic(
     name: str = "t",
     config: GossipConfig | None = None,
     join: bool = True,
+    transport: Transport | None = None,
 ) -> Topic:
     topic = Topic(
         name,
-        transport=net.transport(),
+        transport=transport or net.transport(),
         bootstrap=bootstrap,
         machines=machines,
         config=config,

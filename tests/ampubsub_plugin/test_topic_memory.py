@@ -578,15 +578,7 @@ def test_nothing_is_published_until_a_neighbour_is_on_the_topic() -> None:
         transport.publish = publish  # type: ignore[method-assign]
         transport.mesh_ready = mesh.is_set  # type: ignore[method-assign]
         transport.wait_mesh = wait_mesh  # type: ignore[method-assign]
-        new = Topic(
-            "t", transport=transport, bootstrap=old.addrs, machines=[worker("new")]
-        )
-        new.start()
-        with trio.fail_after(10):
-            assert await new.mach.when("Connected")
-        new.join()
-        with trio.fail_after(10):
-            assert await new.mach.when("Joined")
+        new = await start_topic(net, old.addrs, [worker("new")], transport=transport)
         await advance(30.0)
         assert published == []
         assert new.counters["send_held_no_mesh"] > 0
