@@ -18,7 +18,7 @@ import random
 from typing import Any
 
 from netbench import sim
-from netbench.sim import SimPeer, Simulation, SimSettings
+from netbench.sim import SimPeer, SimSettings, Simulation
 
 from ampubsub_plugin._gossip import GossipConfig
 from ampubsub_plugin.protocol import Message
@@ -36,13 +36,18 @@ class LostHellos(Simulation):
 
     def _fanout(self, sender: SimPeer, msg: Message, size: int, now: float) -> None:
         owner = sender.index
-        if msg.TYPE != "info" or owner not in self.missed_by or owner in self.dropped_at:
+        if (
+            msg.TYPE != "info"
+            or owner not in self.missed_by
+            or owner in self.dropped_at
+        ):
             super()._fanout(sender, msg, size, now)
             return
         self.dropped_at[owner] = now
-        everyone, self.peers = self.peers, [
-            p for p in self.peers if p.index not in self.missed_by[owner]
-        ]
+        everyone, self.peers = (
+            self.peers,
+            [p for p in self.peers if p.index not in self.missed_by[owner]],
+        )
         try:
             super()._fanout(sender, msg, size, now)
         finally:
