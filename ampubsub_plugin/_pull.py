@@ -56,10 +56,12 @@ HEDGE_AFTER = 1.0
 #: a puller waits this many ``snapshot_wait``s (plus its lag) for a reply,
 #: and a neighbour still joining holds a snapshot pull half as long before
 #: refusing it. A direct stream shares its connection with the gossip, and
-#: its round trip is that connection's backlog: at 60 peers on 2 cores the
-#: echoes of a request took 2-6 s while the replying peers were idle, so a
-#: pull given up after 6 s was often one whose reply was on the way
-PULL_PATIENCE = 4
+#: its round trip is that connection's backlog: at 100 peers over 5
+#: processes on 2 cores a request reached its (busy) server after 3.5 s
+#: (median) and good replies came up to 22 s after asking; with 4, 47-68
+#: pulls per run timed out, most with their replies on the way, and the
+#: pulls made again cost their servers a snapshot each
+PULL_PATIENCE = 8
 
 Request = Callable[[str, bytes, float], Awaitable[bytes]]
 
