@@ -180,7 +180,9 @@ class GossipCore:
     def pull_failed(self, now: float, *, no_neighbour: bool = False) -> None:
         """Our snapshot pull failed (or found no neighbour to ask): the
         topic says so; we retry or ask everyone."""
-        self.discovery.pull_failed(now, no_neighbour=no_neighbour)
+        self.discovery.pull_failed(
+            now, no_neighbour=no_neighbour, exporting=len(self.exports) > 0
+        )
 
     def pulled(self, peer: str, now: float) -> None:
         """Our snapshot pull from ``peer`` succeeded: the topic says so after

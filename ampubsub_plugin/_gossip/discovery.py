@@ -132,6 +132,12 @@ class Discovery:
         self._pulled_from: set[str] = set()
         #: the planned pull waits for a neighbour on the topic
         self._no_neighbour = False
+        #: our pull went out and hasn't ended (``pulled``, ``pull_failed``):
+        #: its reply is handed over one message at a time, and until the
+        #: last is in, our view is part of a snapshot, not one to serve
+        self._pull_in_flight = False
+        #: a snapshot seen meanwhile: its sender and the peers it covered
+        self._seen_while_pulling: tuple[str, set[str]] | None = None
         #: a snapshot was asked for while we were joining: once settled by
         #: waiting (nobody else could answer either), the responders send it
         self._owed = False
@@ -187,6 +193,8 @@ class Discovery:
         # now) has reached it; asking everyone waits until the pulls failed
         pull_after = self._shared.stretch(PULL_AFTER) if exporting else 0.0
         self.pull_due = now + pull_after if self.direct and not alone else None
+        self._pull_in_flight = False
+        self._seen_while_pulling = None
         if self.pull_due is not None:
             self.ask_due = None
             self._pulls_left = MAX_PULLS
@@ -291,16 +299,24 @@ class Discovery:
             return False
         self.pull_due = None
         self._no_neighbour = False
+        self._pull_in_flight = True
         return True
 
-    def pull_failed(self, now: float, *, no_neighbour: bool = False) -> None:
+    def pull_failed(
+        self, now: float, *, no_neighbour: bool = False, exporting: bool = True
+    ) -> None:
         """Our snapshot pull failed (refused, timed out): another neighbour
         later, or, after ``MAX_PULLS``, ask everyone. With ``no_neighbour``
         (no neighbour is on the topic yet: the subscriptions are still being
         exchanged) it is tried again later, up to ``MAX_PULL_WAITS`` times,
         without using up a pull."""
+        self._pull_in_flight = False
         if not self.joined or self._pulls_left <= 0:
             return  # a snapshot came meanwhile
+        seen, self._seen_while_pulling = self._seen_while_pulling, None
+        if seen is not None:  # another's snapshot came whole meanwhile
+            self.snapshot_seen(*seen, now, exporting=exporting)
+            return
         if no_neighbour and self._pull_waits < MAX_PULL_WAITS:
             self._pull_waits += 1
             self.pull_due = now + self._shared.stretch(PULL_RETRY)
@@ -326,8 +342,10 @@ class Discovery:
         """Our snapshot pull succeeded (its messages were received first):
         whatever it held is the view of a settled neighbour, so it counts as
         a snapshot even when that neighbour knew nobody else."""
+        self._pull_in_flight = False
+        self._seen_while_pulling = None
         if not self.joined or self._pulls_left <= 0:
-            return  # already counted as a snapshot (intake saw one)
+            return  # already counted as a snapshot (a broadcast one)
         covered = {sender, self._shared.peer_id} if self.heard else {sender}
         self.snapshot_seen(sender, covered, now, exporting=exporting)
 
@@ -365,7 +383,21 @@ class Discovery:
         Only settled peers send snapshots, so it completes our view. If it
         lacks us, its sender never got our hello: say hello again now. If we
         had one planned, another responder answered the batch first.
+
+        While our own pull is in flight, a snapshot's messages (the pull's
+        reply, handed over one at a time, or another's broadcast) only count
+        once the pull ends: settled on part of a view, we would serve that
+        part to the next newcomer as if it were all, and the peers it lacks
+        would reach that newcomer only by gossip, minutes later at scale.
         """
+        if self._pull_in_flight:
+            seen = self._seen_while_pulling
+            if seen is not None and seen[0] == sender:
+                covered = covered | seen[1]
+            elif seen is not None:
+                return  # (the first sender's counts if the pull fails)
+            self._seen_while_pulling = (sender, covered)
+            return
         me = self._shared.peer_id
         log.debug(
             "%s: snapshot from %s of %d peers (phase: %s, us in it: %s)",

@@ -619,3 +619,39 @@ def test_a_pull_waiting_for_a_neighbour_goes_when_one_subscribes() -> None:
     assert not a.pull_now(0.5)
     a.peer_joined("B", 0.5)  # B's subscription arrived
     assert a.pull_now(0.5)
+
+
+def test_a_pulled_snapshot_counts_once_all_of_it_is_in() -> None:
+    # the reply is handed over one message at a time: settled on its first,
+    # A served that part as its whole view to the next newcomer, and the
+    # peers in the rest reached that newcomer only by gossip (1,000 peers)
+    a, _ = pulling_newcomer(snapshot_wait=1.0, hello_first=1.0)
+    assert a.pull_now(0.2)
+    first = {"B": {0: info("b1", [0, 0, 0, 0], schema=worker("b1").schema)}}
+    first["C"] = {0: signed("C", 0, info("c1", [0, 0, 0, 0]))}
+    first["E"] = {0: signed("E", 0, info("e1", [0, 0, 0, 0]))}
+    a.receive("B", wire(InfoMsg(first, {})), 1.0)
+    assert a.discovery.phase is Phase.JOINING
+    assert a.pulled_snapshot(1.0) is None  # a neighbour asking now waits
+    rest = {"D": {0: signed("D", 0, info("d1", [0, 0, 0, 0]))}}
+    a.receive("B", wire(InfoMsg(rest, {})), 1.1)
+    a.pulled("B", 1.1)
+    assert a.discovery.phase is Phase.SETTLED
+    served = a.pulled_snapshot(1.1)
+    assert served is not None
+    assert {"A", "B", "C", "D", "E"} <= {p for m in served for p in m.peer_info}
+
+
+def test_a_snapshot_seen_while_our_pull_failed_settles_us_then() -> None:
+    a, _ = pulling_newcomer(snapshot_wait=1.0, hello_first=1.0)
+    assert a.pull_now(0.2)
+    # another peer's broadcast snapshot arrives while the pull is out ...
+    view = {"B": {0: info("b1", [0, 0, 0, 0], schema=worker("b1").schema)}}
+    view["C"] = {0: signed("C", 0, info("c1", [0, 0, 0, 0]))}
+    view["D"] = {0: signed("D", 0, info("d1", [0, 0, 0, 0]))}
+    a.receive("B", wire(InfoMsg(view, {})), 1.0)
+    assert a.discovery.phase is Phase.JOINING
+    a.pull_failed(2.0)  # ... and the pull fails: that one is the snapshot
+    assert a.discovery.phase is Phase.SETTLED
+    assert not a.pull_now(5.0)
+    assert not [m for m in a.collect(5.0) if isinstance(m, ReqInfoMsg)]
