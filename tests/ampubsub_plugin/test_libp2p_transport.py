@@ -11,6 +11,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -199,6 +200,47 @@ def test_a_pubsub_stream_whose_negotiation_timed_out_is_opened_again() -> None:
             assert await a.t.wait_mesh(10)
             await a.t.publish(b"after a failed negotiation")
             await b.rec.wait_message(a.t.peer_id, b"after a failed negotiation")
+
+    run(main)
+
+
+def test_a_neighbour_whose_negotiation_always_fails_is_retried_with_backoff() -> None:
+    """A neighbour whose pubsub negotiation never succeeds (a peer that
+    stays connected but never answers it) costs a retry that backs off
+    (py-libp2p's 0.5 s doubling to 10 s), not a spin; the other neighbours
+    are served as usual meanwhile."""
+
+    async def main() -> None:
+        async with serving(3) as (a, b, c):
+            await join_all([a, b, c])
+            run_a = a.t._run
+            assert run_a is not None
+            host = run_a.host
+            real_new_stream = host.new_stream
+            b_id = ID.from_base58(b.t.peer_id)
+            attempts: list[float] = []
+            fourth = trio.Event()
+
+            async def new_stream(peer: ID, protocols: Sequence[str]) -> Any:
+                if peer == b_id and any("meshsub" in p for p in protocols):
+                    attempts.append(trio.current_time())
+                    if len(attempts) >= 4:
+                        fourth.set()
+                    raise StreamFailure("negotiation timed out (injected)")
+                return await real_new_stream(peer, protocols)  # type: ignore[arg-type]
+
+            host.new_stream = new_stream  # type: ignore[method-assign,assignment]
+            assert await a.t.connect(b.t.addrs) == 1
+            assert await a.t.connect(c.t.addrs) == 1
+            assert await a.t.wait_mesh(10)
+            await a.t.publish(b"to the neighbour that answers")
+            await c.rec.wait_message(a.t.peer_id, b"to the neighbour that answers")
+            await fourth.wait()
+            gaps = [later - earlier for earlier, later in pairwise(attempts)]
+            assert all(gap >= 0.4 for gap in gaps), gaps  # no spin
+            assert all(y > x * 1.5 for x, y in pairwise(gaps)), gaps  # backs off
+            assert b_id not in run_a.pubsub.peers  # never registered ...
+            assert a.t.connection_count() == 2  # ... and still connected
 
     run(main)
 
