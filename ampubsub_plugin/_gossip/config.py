@@ -13,6 +13,8 @@ from ..protocol import Info, clock_proof_payload, info_identity
 
 #: after a bye, messages from that peer are taken as sent before it for this long
 BYE_GRACE = 5.0
+#: time sums by peer and machine index, as gossip carries them
+Sums = dict[str, dict[int, int]]
 #: verified signatures remembered (~200 bytes each: id, signature, digest)
 PROOF_CACHE = 8192
 

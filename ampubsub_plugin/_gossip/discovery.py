@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 from enum import Enum
 
-from .answers import rank, ranked_before
+from .answers import place_for_all, rank
 from .config import Shared
 from .roster import Roster
 
@@ -464,8 +464,9 @@ class Discovery:
         if any(p in peers and not peers[p].silent for p in self._senders):
             return None
         # no peer's id is "": every live peer takes part in the ranking
-        closer = ranked_before(self._shared.peer_id, "", self._roster)
-        return closer if closer < self._shared.config.responders else None
+        responders = self._shared.config.responders
+        closer = place_for_all(self._shared.peer_id, self._roster, responders)
+        return closer if closer < responders else None
 
     def snapshot_now(self, now: float) -> bool:
         """Is our snapshot due? If so it counts as sent: we are the sender."""

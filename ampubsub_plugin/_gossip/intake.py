@@ -40,14 +40,12 @@ from ..protocol import (
     schema_hash,
 )
 from ..remote import remote_schema
-from .config import BYE_GRACE
+from .config import BYE_GRACE, Sums
 from .events import Advanced, Discovered, Event, SchemaKnown
 from .rooms import Flow
 from .roster import MachineRecord, PeerRecord
 
 log = logging.getLogger("ampubsub.gossip")
-
-Sums = dict[str, dict[int, int]]
 
 
 class Intake(Flow):
@@ -119,6 +117,8 @@ class Intake(Flow):
             )
         elif newcomer and msg.peer_info.get(sender) and not msg.pull:
             self._discovery.snapshot_wanted(now)  # a newcomer's hello asks for one
+        if newcomer and sender in proven and self._discovery.is_settled(now):
+            self._answers.newcomer_heard(sender, now)  # a roll call names it
         if stale_self:
             self._discovery.announce()  # they show an old run of ours
         elif me_shown:

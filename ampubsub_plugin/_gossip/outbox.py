@@ -37,11 +37,10 @@ from ..protocol import (
     UpdatesMsg,
     encode,
 )
+from .config import Sums
 from .rooms import Flow, Rooms
 
 log = logging.getLogger("ampubsub.gossip")
-
-Sums = dict[str, dict[int, int]]
 
 
 class Outbox(Flow):
@@ -55,6 +54,7 @@ class Outbox(Flow):
             self._updates,
             self._introductions,
             self._answers.collect_acks,
+            self._answers.collect_roll,
             self._hello,
             self._requests,
             self._gossip,
@@ -216,14 +216,15 @@ class Outbox(Flow):
 
     # -- message bodies --------------------------------------------------------------
 
+    def _own_sums(self) -> Sums:
+        entries = self._exports.entries()
+        if not entries:
+            return {}
+        return {self._shared.peer_id: {e.index: sum(e.machine.time()) for e in entries}}
+
     def gossip_sample(self) -> Sums:
         """Sums of our machines and of a few live peers' (anti-entropy)."""
-        sums: Sums = {}
-        entries = self._exports.entries()
-        if entries:
-            sums[self._shared.peer_id] = {
-                e.index: sum(e.machine.time()) for e in entries
-            }
+        sums = self._own_sums()
         known = [v for v in self._roster.live() if v.machines]
         size = min(len(known), self._shared.config.gossip_sample - 1)
         for view in self._shared.rng.sample(known, size):
