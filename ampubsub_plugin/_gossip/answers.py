@@ -16,23 +16,6 @@ Rules of this room:
    know it was heard) is acknowledged with a gossip of the sums we hold for
    it, by the responders for the empty subject (the same few peers for every
    owner, so acknowledgements batch), unless someone else already told it.
-5. After a wave of joins, the peers then ranked first for the empty
-   subject name the wave's newcomers in one gossip (a *roll call*), once no
-   first hello came for a quiet window (``ROLL_QUIET`` snapshot waits, plus
-   the lag) or at most ``ROLL_MAX`` windows after the first. Every settled
-   peer notes the first hellos it hears; who ranks first changes with the
-   joins, so whoever does when the call is due makes it, naming every live
-   peer if it joined during the wave (its snapshot, not hellos, told it of
-   the wave's start). A hello lost on its way to some peers, or one that
-   crossed a newcomer's pulled snapshot (the snapshot built before the
-   hello reached its server, the hello sent before the newcomer was on the
-   topic), otherwise reaches them only by keepalive gossip, which at N
-   peers names a given peer about every N s and starts half a keepalive
-   gap after joining: at 100 peers over 5 processes a peer lacked the last
-   joiner for 58 s that way. Who lacks a named peer pulls its info
-   (``repair``). The second ranked waits half a window longer and leaves
-   out what others named once the wave went quiet (names gossiped during
-   the wave missed those who joined after).
 """
 
 from __future__ import annotations
@@ -42,16 +25,11 @@ from functools import lru_cache
 from hashlib import blake2b
 
 from ..protocol import GossipMsg, Message, Proof, UpdatesMsg
-from .config import Shared, Sums
+from .config import Shared
 from .roster import Roster
 
 #: owners acknowledged per gossip (a message names at most MAX_PEERS_PER_MSG)
 ACKS_PER_MSG = 512
-#: a roll call goes this many ``snapshot_wait``s after the last first hello
-#: (stretched by the lag: a busy peer hears a wave's hellos late) ...
-ROLL_QUIET = 2.0
-#: ... or this many such windows after the first one, if joins go on
-ROLL_MAX = 3
 
 
 def rank(peer: str, subject: str) -> bytes:
@@ -84,13 +62,13 @@ def _rank_for_all(peer: str) -> bytes:
 
 def place_for_all(me: str, roster: Roster, limit: int) -> int:
     """How many live peers rank before ``me`` for the empty subject (who
-    sends snapshots, acknowledgements and roll calls), counted up to
-    ``limit``.
+    sends snapshots and acknowledgements), counted up to ``limit``.
 
-    In a wave of joins the live peers change with every hello, so a cached
-    full count (a hash per peer) was made again for every hello by every
-    peer: N^3 hashes in all, twice the CPU of a 1,000-peer simulation. Here
-    the ranks are remembered per peer and the count stops at ``limit``.
+    The full count is cached per roster version, which every join changes:
+    in a wave each peer made it again (a hash per peer) whenever it asked.
+    Here each peer's rank is remembered and the count stops at ``limit``;
+    asked for every hello, the full count doubled the CPU of a 1,000-peer
+    simulation (N^3 hashes), this one didn't show.
     """
     mine = _rank_for_all(me)
     found = 0
@@ -117,19 +95,6 @@ class Answers:
         #: when clocks of each peer last went by (a gossiper behind on them
         #: within ``Shared.in_flight`` has them on the way)
         self._clocks_at: OrderedDict[str, float] = OrderedDict()
-        #: rule 5: newcomers to name in our next roll call, and when it goes
-        self.roll: dict[str, float] = {}
-        self.roll_due: float | None = None
-        self._roll_since = float("-inf")
-        #: the second responder waited once for the first one's call
-        self._roll_waited = False
-        #: peers others named (non-owners, with our sums) once the wave went
-        #: quiet (names in gossip during the wave missed later joiners)
-        self._roll_called: set[str] = set()
-        self._roll_last = float("-inf")
-        #: when we joined: a responder that joined during the wave learned
-        #: its start from a snapshot, not from hellos, and names everyone
-        self._joined_at = float("-inf")
 
     def responder(self, subject: str) -> bool:
         """Is this peer one of the few chosen to answer about ``subject``?"""
@@ -145,19 +110,13 @@ class Answers:
         while len(table) > self._shared.config.max_peers:
             table.popitem(last=False)
 
-    def joined(self, now: float) -> None:
-        self._joined_at = now
-        self._end_roll()
-
     def clear(self) -> None:
         self.info.clear()
         self.updates.clear()
         self.acks.clear()
-        self._end_roll()
 
     def dues(self) -> list[float]:
-        roll = [] if self.roll_due is None else [self.roll_due]
-        return [*self.info.values(), *self.updates.values(), *self.acks.values(), *roll]
+        return [*self.info.values(), *self.updates.values(), *self.acks.values()]
 
     # -- what others say -----------------------------------------------------------
 
@@ -195,46 +154,15 @@ class Answers:
             planned = now + self._shared.answer_gap()
         self.acks[peer] = planned
 
-    def newcomer_heard(self, peer: str, now: float) -> None:
-        """A peer's first hello reached us: name it in the roll call (rule 5).
-
-        Every peer notes the wave (a dict entry per newcomer); when the call
-        is due, those ranked first by then make it: in a wave, who ranks
-        first changes with the joins, and the call must name all of it.
-        """
-        config = self._shared.config
-        if peer not in self.roll and len(self.roll) >= config.max_peers:
-            return
-        quiet = self._shared.stretch(ROLL_QUIET * config.snapshot_wait)
-        if self.roll_due is None:
-            self._roll_since = now
-            self._roll_waited = False
-            self._roll_called.clear()
-        self.roll[peer] = now
-        self._roll_last = now
-        self.roll_due = min(self._roll_since + ROLL_MAX * quiet, now + quiet)
-
-    def _roll_quiet(self) -> float:
-        """From when gossip naming the wave's peers counts as a roll call."""
-        quiet = self._shared.stretch(ROLL_QUIET * self._shared.config.snapshot_wait)
-        return min(self._roll_last + quiet / 2, self._roll_since + ROLL_MAX * quiet)
-
     def gossiped(
         self, peer: str, sums: dict[int, int], *, owner: bool, behind: bool, now: float
     ) -> None:
         """Someone gossiped sums of ``peer``: drop or plan our answers."""
         view = self._roster.get(peer)
-        if view is not None and (
-            peer in self.acks or peer in self.roll or self.roll_due is not None
-        ):
+        if peer in self.acks and not owner and view is not None:
             known = view.sums()
-            # (an owner's sums of itself, which its hello carries too, say
-            # nothing of who heard it)
-            if not owner and all(sums.get(i) == t for i, t in known.items()):
-                self.acks.pop(peer, None)  # someone already told the owner
-                if self.roll_due is not None and now >= self._roll_quiet():
-                    self.roll.pop(peer, None)  # another's roll call named it
-                    self._roll_called.add(peer)
+            if all(sums.get(i) == t for i, t in known.items()):
+                del self.acks[peer]  # someone already told the owner
         if behind and peer not in self.updates and self.responder(peer):
             heard = self._clocks_at.get(peer, float("-inf"))
             if now - heard < self._shared.in_flight():
@@ -279,53 +207,20 @@ class Answers:
 
     def collect_acks(self, now: float) -> list[Message]:
         due = [p for p, t in self.acks.items() if t <= now]
+        sums: dict[str, dict[int, int]] = {}
         for peer in due:
             del self.acks[peer]
-        return self._naming(due, "gossip_ack")
-
-    def collect_roll(self, now: float) -> list[Message]:
-        """Our roll call, when due and ranked first (rule 5); the second
-        ranked waits half a quiet window more, for the first one's call."""
-        if self.roll_due is None or self.roll_due > now:
-            return []
-        config = self._shared.config
-        place = place_for_all(self._shared.peer_id, self._roster, config.responders)
-        if place >= config.responders:  # the call is others' to make
-            self._end_roll()
-            return []
-        quiet = self._shared.stretch(ROLL_QUIET * config.snapshot_wait)
-        if place and not self._roll_waited:
-            self._roll_waited = True
-            self.roll_due = now + place * quiet / 2
-            return []
-        if self._joined_at >= self._roll_since - ROLL_MAX * quiet:
-            called = self._roll_called
-            named = [v.peer for v in self._roster.live() if v.peer not in called]
-        else:
-            named = list(self.roll)
-        self._end_roll()
-        return self._naming(named, "gossip_roll_call")
-
-    def _end_roll(self) -> None:
-        self.roll.clear()
-        self._roll_called.clear()
-        self.roll_due = None
-
-    def _naming(self, peers: list[str], counter: str) -> list[Message]:
-        """Gossip of the sums we hold for ``peers`` (those we still know)."""
-        sums: Sums = {}
-        for peer in peers:
             view = self._roster.get(peer)
             if view is not None and (view.machines or view.refused):
                 sums[peer] = view.sums()
         if not sums:
             return []
-        named = list(sums)
-        self._shared.counters[counter] += 1
+        peers = list(sums)
+        self._shared.counters["gossip_ack"] += 1
         return [
             GossipMsg(
-                peer_gossips={p: sums[p] for p in named[start : start + ACKS_PER_MSG]},
+                peer_gossips={p: sums[p] for p in peers[start : start + ACKS_PER_MSG]},
                 incarnation=self._shared.incarnation,
             )
-            for start in range(0, len(named), ACKS_PER_MSG)
+            for start in range(0, len(peers), ACKS_PER_MSG)
         ]

@@ -159,7 +159,6 @@ class GossipCore:
         """
         self._sync_exports()
         self.discovery.join(now, alone=alone, exporting=len(self.exports) > 0)
-        self.answers.joined(now)
         wait = 2 * self.config.snapshot_wait
         self.pacing.plan_gossip(now, len(self.roster), at_least=wait)
         self.pacing.last_sent = now  # the hello or the request says we're alive

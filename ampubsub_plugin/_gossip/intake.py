@@ -117,8 +117,6 @@ class Intake(Flow):
             )
         elif newcomer and msg.peer_info.get(sender) and not msg.pull:
             self._discovery.snapshot_wanted(now)  # a newcomer's hello asks for one
-        if newcomer and sender in proven and self._discovery.is_settled(now):
-            self._answers.newcomer_heard(sender, now)  # a roll call names it
         if stale_self:
             self._discovery.announce()  # they show an old run of ours
         elif me_shown:

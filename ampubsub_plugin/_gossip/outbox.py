@@ -54,7 +54,6 @@ class Outbox(Flow):
             self._updates,
             self._introductions,
             self._answers.collect_acks,
-            self._answers.collect_roll,
             self._hello,
             self._requests,
             self._gossip,
@@ -216,15 +215,14 @@ class Outbox(Flow):
 
     # -- message bodies --------------------------------------------------------------
 
-    def _own_sums(self) -> Sums:
-        entries = self._exports.entries()
-        if not entries:
-            return {}
-        return {self._shared.peer_id: {e.index: sum(e.machine.time()) for e in entries}}
-
     def gossip_sample(self) -> Sums:
         """Sums of our machines and of a few live peers' (anti-entropy)."""
-        sums = self._own_sums()
+        sums: Sums = {}
+        entries = self._exports.entries()
+        if entries:
+            sums[self._shared.peer_id] = {
+                e.index: sum(e.machine.time()) for e in entries
+            }
         known = [v for v in self._roster.live() if v.machines]
         size = min(len(known), self._shared.config.gossip_sample - 1)
         for view in self._shared.rng.sample(known, size):

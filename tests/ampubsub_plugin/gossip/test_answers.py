@@ -25,7 +25,6 @@ from ampubsub_plugin.protocol import (
 from ..coreutil import (
     CorePeer,
     clocks_in,
-    hello_of,
     infos_about,
     introduced,
     make,
@@ -183,7 +182,7 @@ def test_ranks_follow_the_live_peers() -> None:
 def test_the_place_for_everyone_is_the_full_count_capped(
     names: list[str], limit: int
 ) -> None:
-    """The capped count (snapshots, acknowledgements, roll calls) agrees with
+    """The capped count (snapshots, acknowledgements) agrees with
     the full one below its cap; silent peers don't count in either."""
     a = make("A", peer_ttl=5.0)
     a.joined(0.0, alone=True)
@@ -195,95 +194,3 @@ def test_the_place_for_everyone_is_the_full_count_capped(
     assert place_for_all("A", roster, limit) == min(full, limit)
     a.heartbeat(10.0)  # all silent now
     assert place_for_all("A", roster, limit) == 0
-
-
-# -- roll calls after a wave of joins (rule 5) -------------------------------------
-
-
-def ranked_names(count: int, after: str = "") -> list[str]:
-    """``count`` peer names, all ranking after ``after`` for the empty subject
-    (so ``after`` is the first responder among them)."""
-    floor = rank(after, "") if after else b""
-    names = (f"N{i}" for i in range(1000))
-    return [n for n in names if rank(n, "") > floor][:count]
-
-
-def wave(receivers: list[CorePeer], times: list[float], after: str) -> list[str]:
-    """Newcomers whose first hellos reach ``receivers`` at ``times``."""
-    names = ranked_names(len(times), after)
-    for name, at in zip(names, times, strict=True):
-        owner = make(name)
-        owner.export(worker(f"{name}-m"))
-        owner.joined(at)
-        (hello,) = infos_about(owner.collect(at), name)
-        for core in receivers:
-            core.receive(name, wire(hello), at)
-    return names
-
-
-def settled(name: str, **config: Any) -> CorePeer:
-    """A peer that joined alone at 0 (its hello, sent then, in ``hello``)."""
-    core = make(name, **config)
-    core.export(worker(f"{name}-m"))
-    core.joined(0.0, alone=True)
-    core.hello = hello_of(core, 0.0)  # type: ignore[attr-defined]
-    return core
-
-
-def roll_calls(core: CorePeer, start: float, end: float) -> list[GossipMsg]:
-    calls: list[GossipMsg] = []
-    for step in range(int(start * 10), int(end * 10)):
-        before = core.counters["gossip_roll_call"]
-        out = of_type(core.collect(step / 10), GossipMsg)
-        if core.counters["gossip_roll_call"] > before:
-            calls.extend(out)
-    return calls
-
-
-def test_after_a_wave_of_joins_a_responder_names_the_newcomers_once() -> None:
-    # snapshot_wait 1 s: the roll call waits 2 s after the last first hello
-    b = settled("B", snapshot_wait=1.0)
-    names = wave([b], [1.0, 1.5, 2.0], after="B")
-    assert roll_calls(b, 0.1, 3.9) == []  # the wave may go on
-    (call,) = roll_calls(b, 3.9, 4.3)
-    assert set(names) <= set(call.peer_gossips)
-    assert roll_calls(b, 4.3, 20.0) == []  # once per wave
-
-
-def test_joins_that_go_on_are_named_every_few_quiet_windows() -> None:
-    b = settled("B", snapshot_wait=1.0)
-    names = wave([b], [1.0 + i for i in range(12)], after="B")
-    # a hello every second never leaves 2 s of quiet: at most 5 windows
-    (call,) = roll_calls(b, 0.1, 11.2)
-    assert set(names[:10]) <= set(call.peer_gossips)
-
-
-def test_a_peer_that_missed_a_hello_pulls_the_newcomer_the_roll_call_names() -> None:
-    b = settled("B", snapshot_wait=1.0)
-    d = settled("D", snapshot_wait=1.0)
-    d.pull_snapshots(True)
-    (lost,) = wave([b], [1.0], after="B")  # D missed its hello
-    (call,) = roll_calls(b, 0.1, 3.5)
-    d.receive("B", wire(call), 3.5)
-    wanted = None
-    for step in range(35, 100):
-        d.collect(step / 10)
-        wanted = wanted or d.peers_to_pull()
-    assert wanted is not None and lost in wanted[0]
-
-
-def test_the_second_responder_drops_the_names_the_first_one_called() -> None:
-    b, c = settled("B", snapshot_wait=1.0), settled("C", snapshot_wait=1.0)
-    b.receive("C", wire(c.hello), 0.5)  # type: ignore[attr-defined]
-    c.receive("B", wire(b.hello), 0.5)  # type: ignore[attr-defined]
-    first, second = sorted([b, c], key=lambda core: rank(core.peer_id, ""))
-    names = wave([first, second], [1.0, 1.5], after=second.peer_id)
-    # the second waits half a quiet window longer ...
-    assert roll_calls(second, 0.6, 4.1) == []
-    (call,) = roll_calls(first, 0.6, 4.1)
-    assert set(names) <= set(call.peer_gossips)
-    # ... and drops what the first one's call named (all but the first
-    # responder itself, which a call doesn't name)
-    second.receive(first.peer_id, wire(call), 4.1)
-    later = roll_calls(second, 4.1, 20.0)
-    assert {p for m in later for p in m.peer_gossips} <= {first.peer_id}
