@@ -303,7 +303,7 @@ class Discovery:
         return True
 
     def pull_failed(
-        self, now: float, *, no_neighbour: bool = False, exporting: bool = True
+        self, now: float, *, exporting: bool, no_neighbour: bool = False
     ) -> None:
         """Our snapshot pull failed (refused, timed out): another neighbour
         later, or, after ``MAX_PULLS``, ask everyone. With ``no_neighbour``

@@ -621,6 +621,11 @@ def test_a_pull_waiting_for_a_neighbour_goes_when_one_subscribes() -> None:
     assert a.pull_now(0.5)
 
 
+def relays(*owners: str) -> dict[str, dict[int, Info]]:
+    """Introductions of ``owners``' first machines, signed by each owner."""
+    return {o: {0: signed(o, 0, info(f"{o.lower()}1", [0, 0, 0, 0]))} for o in owners}
+
+
 def test_a_pulled_snapshot_counts_once_all_of_it_is_in() -> None:
     # the reply is handed over one message at a time: settled on its first,
     # A served that part as its whole view to the next newcomer, and the
@@ -628,13 +633,10 @@ def test_a_pulled_snapshot_counts_once_all_of_it_is_in() -> None:
     a, _ = pulling_newcomer(snapshot_wait=1.0, hello_first=1.0)
     assert a.pull_now(0.2)
     first = {"B": {0: info("b1", [0, 0, 0, 0], schema=worker("b1").schema)}}
-    first["C"] = {0: signed("C", 0, info("c1", [0, 0, 0, 0]))}
-    first["E"] = {0: signed("E", 0, info("e1", [0, 0, 0, 0]))}
-    a.receive("B", wire(InfoMsg(first, {})), 1.0)
+    a.receive("B", wire(InfoMsg({**first, **relays("C", "E")}, {})), 1.0)
     assert a.discovery.phase is Phase.JOINING
     assert a.pulled_snapshot(1.0) is None  # a neighbour asking now waits
-    rest = {"D": {0: signed("D", 0, info("d1", [0, 0, 0, 0]))}}
-    a.receive("B", wire(InfoMsg(rest, {})), 1.1)
+    a.receive("B", wire(InfoMsg(relays("D"), {})), 1.1)
     a.pulled("B", 1.1)
     assert a.discovery.phase is Phase.SETTLED
     served = a.pulled_snapshot(1.1)
@@ -647,9 +649,7 @@ def test_a_snapshot_seen_while_our_pull_failed_settles_us_then() -> None:
     assert a.pull_now(0.2)
     # another peer's broadcast snapshot arrives while the pull is out ...
     view = {"B": {0: info("b1", [0, 0, 0, 0], schema=worker("b1").schema)}}
-    view["C"] = {0: signed("C", 0, info("c1", [0, 0, 0, 0]))}
-    view["D"] = {0: signed("D", 0, info("d1", [0, 0, 0, 0]))}
-    a.receive("B", wire(InfoMsg(view, {})), 1.0)
+    a.receive("B", wire(InfoMsg({**view, **relays("C", "D")}, {})), 1.0)
     assert a.discovery.phase is Phase.JOINING
     a.pull_failed(2.0)  # ... and the pull fails: that one is the snapshot
     assert a.discovery.phase is Phase.SETTLED
