@@ -37,6 +37,8 @@ STEPS = (
 
 #: a peer lacking at most this many owners has them listed (``lacking``)
 LACKING = 8
+#: changes of what a lacking peer hears, kept per peer
+HEARING = 400
 
 
 class Timeline:
@@ -53,6 +55,10 @@ class Timeline:
         self.peers = peers
         #: peer -> [time, id tails it has machines of, tails it knows it misses]
         self.lacking: dict[int, list[Any]] = {}
+        #: peer -> while it lacks owners, each change of [time, messages
+        #: received, of them gossip, mesh size, topic peers, lag s]: did a
+        #: peer that never hears an owner hear nothing at all, or lag?
+        self.hearing: dict[int, list[list[Any]]] = {}
         self.steps: dict[int, dict[str, float]] = {}
         self.counts: dict[int, dict[str, int]] = {}
         #: [caller, server id tail, kind, start, seconds, bytes or error]
@@ -60,6 +66,8 @@ class Timeline:
         #: [server, caller id tail, start, seconds, bytes or error]
         self.served: list[list[Any]] = []
         self.ids: dict[int, str] = {}
+        #: peer -> owner id tail -> [when first named to it, in what, by whom]
+        self.named: dict[int, dict[str, list[Any]]] = {}
 
     def watch(self, peer: int, topic: Any) -> None:
         """Time ``topic``'s direct requests, both ways (wraps its transport)."""
@@ -91,6 +99,26 @@ class Timeline:
 
         transport.request = timed_request
         transport.serve_requests(timed_serve)
+        self._watch_names(peer, topic.core)
+
+    def _watch_names(self, peer: int, core: Any) -> None:
+        """Note when each owner was first named to ``peer`` (an info or a
+        gossip about it): a peer that lacks an owner for long either never
+        heard of it, or heard and didn't act."""
+        receive = core.receive
+        named = self.named.setdefault(peer, {})
+
+        def noting(sender: str, msg: Any, now: float, **kw: Any) -> Any:
+            owners = getattr(msg, "peer_info", None) or getattr(
+                msg, "peer_gossips", None
+            )
+            for owner in owners or ():
+                tail = owner[-8:]
+                if tail not in named:
+                    named[tail] = [time.time(), msg.TYPE, sender[-8:]]
+            return receive(sender, msg, now, **kw)
+
+        core.receive = noting
 
     def sample(self, topics: dict[int, Any], complete: Container[int]) -> None:
         now = time.time()
@@ -129,10 +157,28 @@ class Timeline:
         if len(have) >= self.peers - 1 - LACKING:
             noticed = [p[-8:] for p in core.repair.missing_peers]
             self.lacking[peer] = [now, have, noticed]
+            self._note_hearing(peer, topic, now)
+
+    def _note_hearing(self, peer: int, topic: Any, now: float) -> None:
+        counters = topic.core.counters
+        transport = topic.transport
+        mesh = getattr(transport, "mesh_peers", transport.topic_peers)
+        heard = [
+            sum(v for k, v in counters.items() if k.startswith("in_")),
+            counters.get("in_gossip", 0),
+            len(mesh()),
+            len(transport.topic_peers()),
+            round(topic.core.lag, 2),
+        ]
+        series = self.hearing.setdefault(peer, [])
+        if (not series or series[-1][1:] != heard) and len(series) < HEARING:
+            series.append([now, *heard])
 
     def write(self) -> None:
         record = {
             "lacking": self.lacking,
+            "hearing": self.hearing,
+            "named": self.named,
             "steps": self.steps,
             "counts": self.counts,
             "requests": self.requests,
@@ -163,10 +209,14 @@ def render(directory: str) -> str:
     served: list[list[Any]] = []
     peer_of: dict[str, int] = {}
     lacking: dict[int, list[Any]] = {}
+    hearing: dict[int, list[list[Any]]] = {}
+    named: dict[int, dict[str, list[Any]]] = {}
     for path in sorted(glob.glob(os.path.join(directory, "proc-*.json"))):
         with open(path) as f:
             record = json.load(f)
         lacking.update({int(p): v for p, v in record.get("lacking", {}).items()})
+        hearing.update({int(p): v for p, v in record.get("hearing", {}).items()})
+        named.update({int(p): v for p, v in record.get("named", {}).items()})
         steps.update({int(p): s for p, s in record["steps"].items()})
         counts.update({int(p): c for p, c in record["counts"].items()})
         requests += record["requests"]
@@ -200,6 +250,7 @@ def render(directory: str) -> str:
             tails = {peer_of.get(t): t for t in noticed}
             marked = [f"{o}{'*' if o in tails else ''}" for o in gone]
             lines.append(f"  {peer:4} {at - t0:7.2f} {' '.join(marked) or '-'}")
+    lines.extend(_hearing(hearing, lacking, named, peer_of, t0))
     lines.append("")
     lines.append("direct requests: caller -> server, kind, start, took s, bytes/error")
     for caller, server, kind, start, took, out in sorted(requests, key=lambda r: r[3]):
@@ -213,6 +264,45 @@ def render(directory: str) -> str:
         who = peer_of.get(caller, caller)
         lines.append(f"  {server:4} <- {who!s:>4} {start - t0:7.2f} {took:6.2f} {out}")
     return "\n".join(lines)
+
+
+def _hearing(
+    hearing: dict[int, list[list[Any]]],
+    lacking: dict[int, list[Any]],
+    named: dict[int, dict[str, list[Any]]],
+    peer_of: dict[str, int],
+    t0: float,
+) -> list[str]:
+    """What the last peers to complete heard while they lacked owners, and
+    when the owners they lacked last were first named to them."""
+    last = sorted(lacking, key=lambda p: lacking[p][0])[-3:]
+    lines: list[str] = []
+    for peer in last:
+        _, have, _ = lacking[peer]
+        for tail in sorted(set(peer_of) - set(have)):
+            if peer_of[tail] == peer:
+                continue
+            first = named.get(peer, {}).get(tail)
+            said = (
+                "never"
+                if first is None
+                else (
+                    f"at {first[0] - t0:.2f} in {first[1]} from "
+                    f"{peer_of.get(first[2], first[2])}"
+                )
+            )
+            lines.append(f"peer {peer} lacked {peer_of[tail]}: first named {said}")
+        series = hearing.get(peer, [])
+        if not series:
+            continue
+        lines.append("")
+        lines.append(
+            f"peer {peer} while lacking: at, received, of them gossip, mesh, "
+            "topic peers, lag s"
+        )
+        for at, *heard in series:
+            lines.append(f"  {at - t0:7.2f} " + " ".join(f"{h:>6}" for h in heard))
+    return lines
 
 
 if __name__ == "__main__":
