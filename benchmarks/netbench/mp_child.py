@@ -110,6 +110,8 @@ async def mp_child_main(a: argparse.Namespace) -> None:
         if a.mp_timeline
         else None
     )
+    if timeline is not None:
+        timeline.watch_closes()
     sent_bytes = [0]
 
     def count_bytes(transport: Any) -> None:

@@ -37,6 +37,8 @@ STEPS = (
 
 #: a peer lacking at most this many owners has them listed (``lacking``)
 LACKING = 8
+#: a peer with at most this many connections has their changes recorded
+LINKS = 12
 #: changes of what a lacking peer hears, kept per peer
 HEARING = 400
 
@@ -56,8 +58,9 @@ class Timeline:
         #: peer -> [time, id tails it has machines of, tails it knows it misses]
         self.lacking: dict[int, list[Any]] = {}
         #: peer -> while it lacks owners, each change of [time, messages
-        #: received, of them gossip, mesh size, topic peers, lag s]: did a
-        #: peer that never hears an owner hear nothing at all, or lag?
+        #: received, of them gossip, mesh size, topic peers, connections,
+        #: pubsub peers, lag s]: did a peer that never hears an owner hear
+        #: nothing at all (few links), or lag?
         self.hearing: dict[int, list[list[Any]]] = {}
         self.steps: dict[int, dict[str, float]] = {}
         self.counts: dict[int, dict[str, int]] = {}
@@ -66,8 +69,49 @@ class Timeline:
         #: [server, caller id tail, start, seconds, bytes or error]
         self.served: list[list[Any]] = []
         self.ids: dict[int, str] = {}
+        #: [time, local tail or "mplex", remote tail, why]: connections closed
+        self.closes: list[list[Any]] = []
+        #: peer -> [time, "+tail" or "-tail"]: connections opened and closed
+        #: (peers with at most LINKS connections)
+        self.links: dict[int, list[list[Any]]] = {}
+        self._linked: dict[int, set[str]] = {}
         #: peer -> owner id tail -> [when first named to it, in what, by whom]
         self.named: dict[int, dict[str, list[Any]]] = {}
+
+    def watch_closes(self) -> None:
+        """Record every connection this process closes, and why (the call
+        stack's libp2p and ampubsub frames), and every mplex read loop that
+        ended (the error): who cut a peer's links?"""
+        from libp2p.network.connection.swarm_connection import SwarmConn
+        from libp2p.stream_muxer.mplex.exceptions import MplexUnavailable
+
+        from ampubsub_plugin._libp2p.muxer import ContainedMplex
+
+        closes = self.closes
+        close = SwarmConn.close
+
+        async def recorded_close(conn: Any) -> None:
+            if not conn.event_closed.is_set():
+                local = conn.swarm.get_peer_id().to_base58()[-8:]
+                remote = conn.muxed_conn.peer_id.to_base58()[-8:]
+                closes.append([time.time(), local, remote, _stack()])
+            await close(conn)
+
+        SwarmConn.close = recorded_close  # type: ignore[method-assign]
+        incoming = ContainedMplex._handle_incoming_message
+
+        async def recorded_incoming(conn: Any) -> None:
+            try:
+                await incoming(conn)
+            except MplexUnavailable as err:
+                cause = err.__cause__ or err.__context__
+                reason = f"{err!r} <- {cause!r}"[:160]
+                closes.append(
+                    [time.time(), "mplex", conn.peer_id.to_base58()[-8:], reason]
+                )
+                raise
+
+        ContainedMplex._handle_incoming_message = recorded_incoming  # type: ignore[method-assign]
 
     def watch(self, peer: int, topic: Any) -> None:
         """Time ``topic``'s direct requests, both ways (wraps its transport)."""
@@ -145,11 +189,28 @@ class Timeline:
                     steps[step] = now
             if self.peers and peer not in complete:
                 self._note_lacking(peer, topic, now)
+            conns, _ = _links(transport)
+            self._note_links(peer, transport, now)
             self.counts[peer] = {
+                "conns_max": max(conns, self.counts.get(peer, {}).get("conns_max", 0)),
                 "seen": len(topic.list_machines()),
                 "pulls_failed": counters.get("pull_failed", 0),
                 "hedged": counters.get("pull_hedged", 0),
             }
+
+    def _note_links(self, peer: int, transport: Any, now: float) -> None:
+        run = getattr(transport, "_run", None)
+        if run is None:
+            return
+        connected = run.host.get_network().connections
+        if len(connected) > LINKS:
+            return
+        tails = {p.to_base58()[-8:] for p in connected}
+        before = self._linked.get(peer, set())
+        changes = self.links.setdefault(peer, [])
+        changes.extend([now, f"+{t}"] for t in sorted(tails - before))
+        changes.extend([now, f"-{t}"] for t in sorted(before - tails))
+        self._linked[peer] = tails
 
     def _note_lacking(self, peer: int, topic: Any, now: float) -> None:
         core = topic.core
@@ -168,6 +229,7 @@ class Timeline:
             counters.get("in_gossip", 0),
             len(mesh()),
             len(transport.topic_peers()),
+            *_links(transport),
             round(topic.core.lag, 2),
         ]
         series = self.hearing.setdefault(peer, [])
@@ -179,6 +241,8 @@ class Timeline:
             "lacking": self.lacking,
             "hearing": self.hearing,
             "named": self.named,
+            "links": self.links,
+            "closes": self.closes,
             "steps": self.steps,
             "counts": self.counts,
             "requests": self.requests,
@@ -201,6 +265,26 @@ class Timeline:
                 self.write()
 
 
+def _stack() -> str:
+    """The libp2p and ampubsub frames of the current call stack, innermost last."""
+    import traceback
+
+    frames = [
+        f"{f.filename.rsplit('/', 1)[-1]}:{f.name}"
+        for f in traceback.extract_stack()[:-2]
+        if "libp2p" in f.filename or "ampubsub" in f.filename
+    ]
+    return " > ".join(frames[-6:])
+
+
+def _links(transport: Any) -> tuple[int, int]:
+    """Open connections and peers with a pubsub stream (-1: not libp2p)."""
+    run = getattr(transport, "_run", None)
+    if run is None:
+        return -1, -1
+    return len(run.host.get_network().get_connections()), len(run.pubsub.peers)
+
+
 def render(directory: str) -> str:
     """The tables of a run's ``proc-K.json`` files."""
     steps: dict[int, dict[str, float]] = {}
@@ -211,12 +295,16 @@ def render(directory: str) -> str:
     lacking: dict[int, list[Any]] = {}
     hearing: dict[int, list[list[Any]]] = {}
     named: dict[int, dict[str, list[Any]]] = {}
+    links: dict[int, list[list[Any]]] = {}
+    closes: list[list[Any]] = []
     for path in sorted(glob.glob(os.path.join(directory, "proc-*.json"))):
         with open(path) as f:
             record = json.load(f)
         lacking.update({int(p): v for p, v in record.get("lacking", {}).items()})
         hearing.update({int(p): v for p, v in record.get("hearing", {}).items()})
         named.update({int(p): v for p, v in record.get("named", {}).items()})
+        links.update({int(p): v for p, v in record.get("links", {}).items()})
+        closes += record.get("closes", [])
         steps.update({int(p): s for p, s in record["steps"].items()})
         counts.update({int(p): c for p, c in record["counts"].items()})
         requests += record["requests"]
@@ -225,7 +313,9 @@ def render(directory: str) -> str:
     if not steps:
         return f"no timeline in {directory}"
     t0 = min(s["joined"] for s in steps.values() if "joined" in s)
-    lines = ["peer " + " ".join(f"{s[:10]:>10}" for s in STEPS) + "  failed hedged"]
+    lines = [
+        "peer " + " ".join(f"{s[:10]:>10}" for s in STEPS) + "  failed hedged conns"
+    ]
     for peer in sorted(steps, key=lambda p: steps[p].get("complete", float("inf"))):
         s, c = steps[peer], counts.get(peer, {})
         cells = " ".join(
@@ -233,6 +323,7 @@ def render(directory: str) -> str:
         )
         lines.append(
             f"{peer:4} {cells}  {c.get('pulls_failed', 0):6} {c.get('hedged', 0):6}"
+            f" {c.get('conns_max', -1):5}"
         )
     if lacking:
         lines.append("")
@@ -251,6 +342,26 @@ def render(directory: str) -> str:
             marked = [f"{o}{'*' if o in tails else ''}" for o in gone]
             lines.append(f"  {peer:4} {at - t0:7.2f} {' '.join(marked) or '-'}")
     lines.extend(_hearing(hearing, lacking, named, peer_of, t0))
+    lines.append("")
+    lines.append("connections closed (peer: at -other ...; +other: opened again)")
+    for peer in sorted(links):
+        events = links[peer]
+        if not any(change.startswith("-") for _, change in events):
+            continue
+        shown = " ".join(
+            f"{at - t0:.2f}{change[0]}{peer_of.get(change[1:], change[1:])}"
+            for at, change in events
+        )
+        lines.append(f"  {peer:4}: {shown}")
+    if closes:
+        lines.append("")
+        lines.append(
+            "why: at, closing peer (or mplex: its read loop ended), other, stack"
+        )
+        for at, local, remote, why in sorted(closes, key=lambda c: c[0]):
+            who = peer_of.get(local, local)
+            other = peer_of.get(remote, remote)
+            lines.append(f"  {at - t0:7.2f} {who!s:>5} {other!s:>5} {why}")
     lines.append("")
     lines.append("direct requests: caller -> server, kind, start, took s, bytes/error")
     for caller, server, kind, start, took, out in sorted(requests, key=lambda r: r[3]):
@@ -298,7 +409,7 @@ def _hearing(
         lines.append("")
         lines.append(
             f"peer {peer} while lacking: at, received, of them gossip, mesh, "
-            "topic peers, lag s"
+            "topic peers, connections, pubsub peers, lag s"
         )
         for at, *heard in series:
             lines.append(f"  {at - t0:7.2f} " + " ".join(f"{h:>6}" for h in heard))
