@@ -52,16 +52,22 @@ class PeerGate(INotifee):
         for peer in list(host.get_network().connections):
             self._judge(peer)
 
-    def _judge(self, peer: ID) -> None:
-        allows, nursery = self._allows, self._nursery
-        if allows is None or nursery is None:
-            return
+    def allows(self, peer: ID) -> bool:
+        """Whether the filter lets ``peer`` stay connected (no filter: yes)."""
+        allows = self._allows
+        if allows is None:
+            return True
         try:
-            allowed = allows(peer.to_base58())
+            return bool(allows(peer.to_base58()))
         except Exception:
             log.warning("%s: the peer filter raised", self._name, exc_info=True)
-            allowed = False
-        if not allowed:
+            return False
+
+    def _judge(self, peer: ID) -> None:
+        nursery = self._nursery
+        if self._allows is None or nursery is None:
+            return
+        if not self.allows(peer):
             nursery.start_soon(self._close, peer)
 
     async def _close(self, peer: ID) -> None:

@@ -64,6 +64,7 @@ from .errors import explain
 from .gate import PeerGate
 from .inbox import Inbox
 from .keys import PublicKeys
+from .links import Links
 from .logs import log
 from .mdns import run_mdns
 from .psk import load_psk, psk_fingerprint
@@ -167,6 +168,10 @@ class Libp2pTransport(Transport):
         # direct requests (direct.py) and who may connect (gate.py)
         self._direct = DirectServer(self.peer_id)
         self._gate = PeerGate(self.peer_id)
+        # the peers connect() dialled, kept connected (links.py)
+        self._links = Links(self.peer_id, self._gate.allows)
+        # serve()'s nursery: dials that outlive connect() run there
+        self._nursery: trio.Nursery | None = None
 
     def _validator(
         self, accept: Callable[[str, bytes], bool]
@@ -201,6 +206,7 @@ class Libp2pTransport(Transport):
             "direct_served": self._direct.served,
             "direct_refused": self._direct.refused,
             "conn_refused_peer": self._gate.closed,
+            "redials": self._links.redials,
             **self._admission.counters,
         }
         counts.update((name, n) for name, n in extra.items() if n)
@@ -266,6 +272,8 @@ class Libp2pTransport(Transport):
                     if stack.error is None and running is not None:
                         self._direct.attach(running.host)
                         self._gate.attach(running.host, nursery)
+                        self._nursery = nursery
+                        nursery.start_soon(self._links.run, running.host, nursery)
                         if self._mdns:
                             nursery.start_soon(self._run_mdns, running, discovery)
                         task_status.started()
@@ -275,6 +283,7 @@ class Libp2pTransport(Transport):
                     stack.stop.set()
         finally:
             self._stack = None
+            self._nursery = None
             self._gate.detach()
         if stack.error is not None:
             listen = ", ".join(str(a) for a in self._config.listen)
@@ -319,10 +328,13 @@ class Libp2pTransport(Transport):
 
         Addresses of one peer are dialled together (one connection); this
         peer's own addresses are skipped (an empty list returns 0). Each dial
-        is bounded by ``connect_timeout``, at most ``MAX_PARALLEL_DIALS`` at
-        once. Raises ``ValueError`` (before dialling anything) for a malformed
-        address or one without ``/p2p/``, :class:`TransportError` when not
-        serving or when no peer could be reached.
+        is waited for up to ``connect_timeout``, at most
+        ``MAX_PARALLEL_DIALS`` at once; a dial not done by then goes on in
+        the background. Raises ``ValueError`` (before dialling anything) for
+        a malformed address or one without ``/p2p/``, :class:`TransportError`
+        when not serving or when no peer could be reached. The peers dialled
+        are kept connected while serving: redialled with backoff when their
+        dial failed or their connection closed (``_libp2p/links.py``).
         """
         if isinstance(addrs, str):
             addrs = (addrs,)
@@ -331,9 +343,16 @@ class Libp2pTransport(Transport):
         if not plan.addrs:
             return 0
         fingerprint = "none" if self._psk is None else psk_fingerprint(self._psk)
-        return await plan.dial(
-            run.host, self._connect_timeout, self.peer_id, psk=fingerprint
-        )
+        try:
+            return await plan.dial(
+                run.host,
+                self._connect_timeout,
+                self.peer_id,
+                psk=fingerprint,
+                background=self._nursery,
+            )
+        finally:
+            self._links.keep(plan.addrs, plan.attempts)
 
     def connection_count(self) -> int:
         """Open connections to other peers (0 unless serving)."""

@@ -778,3 +778,73 @@ def test_own_messages_reach_subscribed_peers_while_the_mesh_is_short() -> None:
         is_graylisted=lambda peer, topics: False,
     )
     assert sent(me, me) <= set(others[:2])
+
+
+def test_a_peer_whose_connection_closed_is_dialled_again() -> None:
+    """py-libp2p redials a lost peer only 60 s after the disconnect (its
+    AutoConnector); the peers given to connect() are kept (links.py)."""
+
+    async def main() -> None:
+        async with serving(2) as (a, b):
+            await join_all([a, b])
+            assert await a.t.connect(b.t.addrs) == 1
+            await a.rec.wait_event("joined", b.t.peer_id)
+            run_b = b.t._run
+            assert run_b is not None
+            a_id = ID.from_base58(a.t.peer_id)
+            await run_b.host.get_network().close_peer(a_id)
+            await a.rec.wait_event("left", b.t.peer_id)
+            # py-libp2p's AutoConnector, on either side, may dial from its
+            # peerstore at once (or a minute later): only the kept peer's
+            # way back is tested here, so neither peerstore knows the way
+            run_a = a.t._run
+            assert run_a is not None
+            run_a.host.get_peerstore().clear_addrs(ID.from_base58(b.t.peer_id))
+            run_b.host.get_peerstore().clear_addrs(a_id)
+            # within the test's bound: back in about a second, not a minute
+            joined = ("joined", b.t.peer_id)
+            await a.rec.wait_for(lambda: a.rec.events.count(joined) == 2)
+            assert a.t.topic_peers() == {b.t.peer_id}
+            assert a.t.counters()["redials"] >= 1
+
+    run(main, timeout=15)
+
+
+def test_a_dial_that_outlives_connects_wait_keeps_its_connection() -> None:
+    """A busy process registers a new connection slowly (py-libp2p runs the
+    network's notifees first); connect() stops waiting at its timeout, and
+    cancelling the dial then would close the connection it just made."""
+    from libp2p.abc import INotifee
+
+    class Slow(INotifee):
+        async def connected(self, network: Any, conn: Any) -> None:
+            await trio.sleep(1.0)  # a loaded process, not a wait in the test
+
+        async def disconnected(self, network: Any, conn: Any) -> None:
+            pass
+
+        async def opened_stream(self, network: Any, stream: Any) -> None:
+            pass
+
+        async def closed_stream(self, network: Any, stream: Any) -> None:
+            pass
+
+        async def listen(self, network: Any, multiaddr: Any) -> None:
+            pass
+
+        async def listen_close(self, network: Any, multiaddr: Any) -> None:
+            pass
+
+    async def main() -> None:
+        async with serving(2, connect_timeout=0.5) as (a, b):
+            await join_all([a, b])
+            run_a = a.t._run
+            assert run_a is not None
+            run_a.host.get_network().register_notifee(Slow())
+            with pytest.raises(TransportError):
+                await a.t.connect(b.t.addrs)
+            await a.rec.wait_event("joined", b.t.peer_id)
+            assert a.t.connection_count() == 1
+            assert a.t.counters().get("redials", 0) == 0  # the first dial's
+
+    run(main)
