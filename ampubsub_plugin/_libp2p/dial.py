@@ -89,8 +89,8 @@ class DialPlan:
         timeout: float,
         name: str,
         *,
+        background: trio.Nursery,
         psk: str = "none",
-        background: trio.Nursery | None = None,
     ) -> int:
         """Dial every peer; return how many peers are now connected.
 
@@ -98,8 +98,8 @@ class DialPlan:
         our words (:func:`errors.explain`). ``name`` (this peer's id) labels
         the log lines. ``psk`` names our private-network key (its
         fingerprint, or "none") in the :class:`PskMismatchError` of rule 6.
-        With ``background``, a dial not done within the timeout goes on
-        there (rule 5); without, it is cancelled.
+        A dial not done within the timeout goes on in ``background``
+        (rule 5).
         """
         limiter = trio.CapacityLimiter(MAX_PARALLEL_DIALS)
         failures: dict[ID, str] = {}
@@ -122,14 +122,10 @@ class DialPlan:
                 attempt = self.attempts[peer] = Attempt(
                     host, PeerInfo(peer, peer_addrs)
                 )
-                if background is None:
-                    with trio.move_on_after(budget):
-                        await attempt.run()
-                else:
-                    background.start_soon(attempt.run)
-                    with trio.move_on_after(budget):
-                        await attempt.done.wait()
-                if attempt.done.is_set():
+                background.start_soon(attempt.run)
+                with trio.move_on_after(budget):
+                    await attempt.done.wait()
+                if attempt.finished:
                     error = attempt.error
                     if error is not None:  # any dial failure is a failure
                         reason = explain(error, target, psk=psk != "none")
@@ -171,21 +167,27 @@ class DialPlan:
 class Attempt:
     """One dial of one peer, which may outlive its caller's wait (rule 5)."""
 
-    __slots__ = ("done", "error", "host", "info")
+    __slots__ = ("done", "error", "finished", "host", "info")
 
     def __init__(self, host: IHost, info: PeerInfo) -> None:
         self.host = host
         self.info = info
+        #: set when the dial ended, however (cancelled too)
         self.done = trio.Event()
-        #: why it failed (None: it succeeded, or DIAL_BOUND passed)
+        #: it ran to its end (not cancelled): connected, or failed with ``error``
+        self.finished = False
         self.error: Exception | None = None
 
     async def run(self) -> None:
         try:
-            with trio.move_on_after(DIAL_BOUND):
-                await self.host.connect(self.info)
-        except Exception as error:
-            self.error = error
+            with trio.move_on_after(DIAL_BOUND) as bound:
+                try:
+                    await self.host.connect(self.info)
+                except Exception as error:
+                    self.error = error
+            if bound.cancelled_caught:
+                self.error = TimeoutError(f"no connection within {DIAL_BOUND:g} s")
+            self.finished = True
         finally:
             self.done.set()
 

@@ -343,13 +343,16 @@ class Libp2pTransport(Transport):
         if not plan.addrs:
             return 0
         fingerprint = "none" if self._psk is None else psk_fingerprint(self._psk)
+        background = self._nursery
+        if background is None:  # (the stack is up, serve() not started yet)
+            raise TransportError(f"transport {self.peer_id} is not serving yet")
         try:
             return await plan.dial(
                 run.host,
                 self._connect_timeout,
                 self.peer_id,
+                background=background,
                 psk=fingerprint,
-                background=self._nursery,
             )
         finally:
             self._links.keep(plan.addrs, plan.attempts)
