@@ -33,9 +33,12 @@ Things the topic must know:
   then the event-driven GRAFT. After ``leave``, a re-``join`` within the 5-s
   backoff leaves the mesh empty for ~5-10 s (GRAFTs wait for the backoff
   and the next heartbeat); ``wait_mesh`` covers that too.
-- py-libp2p's AutoConnector (``network/auto_connector.py``) redials peers it
-  knows from its peerstore every 10 s while under 50 connections, so a peer
-  that went away may come back (``on_peer_joined``) without ``connect``.
+- The peers given to ``connect`` are redialled whenever they have no
+  connection (``links.py``); py-libp2p's AutoConnector
+  (``network/auto_connector.py``) also redials peers it knows from its
+  peerstore every 10 s while under 50 connections (but a peer only a minute
+  after it disconnected), so a peer that went away may come back
+  (``on_peer_joined``) without ``connect``.
 """
 
 from __future__ import annotations
