@@ -13,17 +13,16 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetConn, INetwork
 from libp2p.peer.id import ID
 
 from ..transport import PeerFilter
 from .logs import log
+from .notifee import Notifee
 
 
-class PeerGate(INotifee):
+class PeerGate(Notifee):
     """Closes connections of refused peers (rule 1), on the serving host."""
 
     def __init__(self, name: str) -> None:
@@ -81,22 +80,7 @@ class PeerGate(INotifee):
         except Exception:
             log.debug("%s: closing %s failed", self._name, peer, exc_info=True)
 
-    # -- the notifee interface ---------------------------------------------
+    # -- the notifee events it watches ----------------------------------------
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         self._judge(conn.muxed_conn.peer_id)
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        pass
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def listen(self, network: INetwork, multiaddr: Any) -> None:
-        pass
-
-    async def listen_close(self, network: INetwork, multiaddr: Any) -> None:
-        pass

@@ -25,16 +25,16 @@ topic's messages and kept the whole network from being in sync.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import multiaddr  # type: ignore[import-untyped]
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetConn, INetwork
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from .dial import Attempt, forget_stale_dial_state
 from .logs import log
+from .notifee import Notifee
 
 #: peers kept connected (rule 1)
 KEPT = 64
@@ -67,7 +67,7 @@ class _Kept:
         return self.attempt is not None and not self.attempt.done.is_set()
 
 
-class Links(INotifee):
+class Links(Notifee):
     """Redials the kept peers of the serving host (rules 1-3)."""
 
     def __init__(self, name: str, allows: Callable[[ID], bool]) -> None:
@@ -147,22 +147,7 @@ class Links(INotifee):
             log.debug("%s: redial of %s failed: %s", self._name, peer, attempt.error)
         self._wake.set()
 
-    # -- the notifee interface (a closed connection: look now) ------------------
-
-    async def connected(self, network: INetwork, conn: INetConn) -> None:
-        pass
+    # -- the notifee event it watches (a closed connection: look now) ----------
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         self._wake.set()
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def listen(self, network: INetwork, multiaddr: Any) -> None:
-        pass
-
-    async def listen_close(self, network: INetwork, multiaddr: Any) -> None:
-        pass

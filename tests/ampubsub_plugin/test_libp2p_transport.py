@@ -814,26 +814,11 @@ def test_a_dial_that_outlives_connects_wait_keeps_its_connection() -> None:
     """A busy process registers a new connection slowly (py-libp2p runs the
     network's notifees first); connect() stops waiting at its timeout, and
     cancelling the dial then would close the connection it just made."""
-    from libp2p.abc import INotifee
+    from ampubsub_plugin._libp2p.notifee import Notifee
 
-    class Slow(INotifee):
+    class Slow(Notifee):
         async def connected(self, network: Any, conn: Any) -> None:
             await trio.sleep(1.0)  # a loaded process, not a wait in the test
-
-        async def disconnected(self, network: Any, conn: Any) -> None:
-            pass
-
-        async def opened_stream(self, network: Any, stream: Any) -> None:
-            pass
-
-        async def closed_stream(self, network: Any, stream: Any) -> None:
-            pass
-
-        async def listen(self, network: Any, multiaddr: Any) -> None:
-            pass
-
-        async def listen_close(self, network: Any, multiaddr: Any) -> None:
-            pass
 
     async def main() -> None:
         async with serving(2, connect_timeout=0.5) as (a, b):
