@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from libp2p.host.exceptions import StreamFailure
 from libp2p.peer.id import ID
 
@@ -833,3 +834,41 @@ def test_a_dial_that_outlives_connects_wait_keeps_its_connection() -> None:
             assert a.t.counters().get("redials", 0) == 0  # the first dial's
 
     run(main)
+
+
+def test_a_write_cancelled_while_it_waits_for_the_link_breaks_nothing() -> None:
+    """py-libp2p's Noise channel numbers a frame before it waits for the
+    connection's write lock: a write cancelled while it waited (a request's
+    timeout on a busy link) used to put the two ends out of step, and the
+    far end dropped the connection at its next frame."""
+    from libp2p.stream_muxer.mplex.constants import HeaderTags
+    from libp2p.stream_muxer.mplex.datastructures import StreamID
+
+    async def main() -> None:
+        async with serving(2) as (a, b):
+            await join_all([a, b])
+            await a.t.connect(b.t.addrs)
+            await b.rec.wait_event("joined", a.t.peer_id)
+            run_a = a.t._run
+            assert run_a is not None
+            network = run_a.host.get_network()
+            (conn,) = network.get_connections(ID.from_base58(b.t.peer_id))
+            muxed = conn.muxed_conn
+            raw = muxed.secured_conn.conn.read_writer.read_write_closer
+            lock = raw.stream.write_lock  # the link is busy: a write is queued
+            await lock.acquire()
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    # a valid frame the far end ignores (no such stream)
+                    stray = StreamID(channel_id=999, is_initiator=True)
+                    nursery.start_soon(
+                        muxed.send_message, HeaderTags.CloseInitiator, None, stray
+                    )
+                    await trio.testing.wait_all_tasks_blocked()
+                    scope.cancel()  # its caller gives up while it waits
+                    lock.release()
+            await a.t.publish(b"after")
+            await b.rec.wait_message(a.t.peer_id, b"after")
+            assert ("left", a.t.peer_id) not in b.rec.events
+
+    run(main, timeout=15)
