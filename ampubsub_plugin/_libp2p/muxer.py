@@ -17,7 +17,7 @@ used up a number the other end still expects, and every later frame
 failed authentication there (``NoiseInvalidMessage``: the connection
 dropped). Here a write finishes once started (within :data:`WRITE_BOUND`;
 past it the link is stuck anyway, and is closed) and the cancellation
-takes effect after it. Measured at 100 peers over 5 processes: 1-5 links a
+takes effect after it. Measured at 100 peers over 5 processes: up to 4 links a
 run broke so, and their far ends noticed only 20-40 s later.
 
 It also delivers frames without a scheduling pass each. py-libp2p's read
