@@ -92,7 +92,8 @@ class Links(Notifee):
                 if len(self._kept) >= KEPT:
                     continue
                 kept = self._kept[peer] = _Kept(list(peer_addrs))
-            kept.addrs = list(peer_addrs)
+            else:
+                kept.addrs = list(peer_addrs)
             kept.attempt = attempts.get(peer, kept.attempt)
         self._wake.set()
 
