@@ -243,6 +243,10 @@ class EventPubsub(Pubsub):
     ) -> None:
         super().__init__(host, router)
         self.peer_queues = _RoomyQueues()
+        #: set while a dead stream's peer is still connected
+        self._keep_subscriptions = False
+        #: our streams that died while their peer stayed connected
+        self.streams_renewed = 0
         #: the stage before signature checks (``shedding.py``)
         self.admission = admission or Admission()
         if isinstance(router, BudgetedGossipSub):
@@ -344,7 +348,28 @@ class EventPubsub(Pubsub):
         elif before and not after:
             self.on_unsubscribed(topic, origin_id)
 
+    def _handle_dead_peer(self, peer_id: ID) -> None:
+        """py-libp2p's, except that a neighbour still connected keeps its
+        subscriptions (as in go-libp2p).
+
+        py-libp2p calls this when our pubsub stream to a neighbour fails (a
+        write to a reset stream, a duplicate connection pruned) and, if the
+        neighbour is still connected, opens a new stream; but it first
+        forgets what the neighbour subscribed to. The neighbour told us on
+        its own stream, which lives on and never says it again: nothing we
+        published reached it any more, our bye included.
+        """
+        self._keep_subscriptions = self._peer_is_connected(peer_id)
+        if self._keep_subscriptions and peer_id in self.peers:
+            self.streams_renewed += 1
+        try:
+            super()._handle_dead_peer(peer_id)
+        finally:
+            self._keep_subscriptions = False
+
     def _forget_all_subscriptions(self, peer_id: ID) -> None:
+        if self._keep_subscriptions:
+            return  # only a stream died (``_handle_dead_peer``)
         topics = [t for t, peers in self.peer_topics.items() if peer_id in peers]
         super()._forget_all_subscriptions(peer_id)
         for topic in topics:

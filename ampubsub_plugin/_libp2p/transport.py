@@ -39,6 +39,9 @@ Things the topic must know:
   peerstore every 10 s while under 50 connections (but a peer only a minute
   after it disconnected), so a peer that went away may come back
   (``on_peer_joined``) without ``connect``.
+- Our pubsub stream to a neighbour that dies while the neighbour stays
+  connected is opened again, and the neighbour's subscriptions are kept
+  (py-libp2p forgot them; counted as ``streams_renewed``, per serve()).
 """
 
 from __future__ import annotations
@@ -210,6 +213,8 @@ class Libp2pTransport(Transport):
             "direct_refused": self._direct.refused,
             "conn_refused_peer": self._gate.closed,
             "redials": self._links.redials,
+            # since serve() started (a new pubsub each time)
+            "streams_renewed": self._run.pubsub.streams_renewed if self._run else 0,
             **self._admission.counters,
         }
         counts.update((name, n) for name, n in extra.items() if n)

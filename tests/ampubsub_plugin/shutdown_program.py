@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import faulthandler
 import json
+import logging
 import signal
 import sys
 
@@ -35,6 +36,11 @@ TIMEOUT = 20
 
 # where every thread is, when a test finds us still running (procutil.py)
 faulthandler.register(signal.SIGUSR1, all_threads=True)
+# what the topic did, quoted by a failing test (stderr goes to a file)
+logging.basicConfig(
+    level=logging.WARNING, format="%(relativeCreated)7.0f %(name)s %(message)s"
+)
+logging.getLogger("ampubsub").setLevel(logging.INFO)
 # SIGINT raises KeyboardInterrupt, as in a program started from a terminal.
 # Started from a non-interactive shell's background job (`cmd &` in a
 # script: how a CI runner may start the tests), a process inherits SIGINT

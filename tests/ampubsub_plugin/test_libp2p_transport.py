@@ -872,3 +872,37 @@ def test_a_write_cancelled_while_it_waits_for_the_link_breaks_nothing() -> None:
             assert ("left", a.t.peer_id) not in b.rec.events
 
     run(main, timeout=15)
+
+
+def test_a_pubsub_stream_lost_on_a_live_link_keeps_the_neighbours_subscriptions() -> (
+    None
+):
+    """When our pubsub stream to a neighbour fails while it stays connected
+    (a duplicate connection pruned, a reset stream), py-libp2p opens a new
+    one but forgot what the neighbour subscribed to; the neighbour told us
+    on its own stream, which lives on and never says it again. Nothing we
+    published reached it any more (a bye included)."""
+
+    async def main() -> None:
+        async with serving(2) as (a, b):
+            await join_all([a, b])
+            assert await a.t.connect(b.t.addrs) == 1
+            await a.rec.wait_event("joined", b.t.peer_id)
+            await b.rec.wait_event("joined", a.t.peer_id)
+            run_a = a.t._run
+            assert run_a is not None
+            b_id = ID.from_base58(b.t.peer_id)
+            old = run_a.pubsub.peers[b_id]
+            await old.reset()
+            await a.t.publish(b"into the reset stream")  # its write fails
+            with trio.move_on_after(10):
+                while run_a.pubsub.peers.get(b_id) in (None, old):
+                    await trio.sleep(0.01)  # py-libp2p has no event for it
+            assert run_a.pubsub.peers.get(b_id) not in (None, old)
+            assert a.t.topic_peers() == {b.t.peer_id}
+            await a.t.publish(b"after")
+            await b.rec.wait_message(a.t.peer_id, b"after")
+            assert ("left", b.t.peer_id) not in a.rec.events
+            assert a.t.counters()["streams_renewed"] == 1
+
+    run(main, timeout=15)

@@ -104,10 +104,20 @@ def connected_owner(watcher: Topic) -> RemoteMachine:
     return remote
 
 
-def assert_gone(watcher: Topic, remote: RemoteMachine, since: float) -> None:
+def assert_gone(
+    watcher: Topic, remote: RemoteMachine, since: float, owner: Process
+) -> None:
     gone = watcher.mach.when_query(lambda _: not remote.is_connected)
     left = SHOWN_WITHIN - (time.monotonic() - since)
-    assert gone.wait(max(0.0, left)), f"{remote!r} still connected"
+    if gone.wait(max(0.0, left)):
+        return
+    code = owner.proc.poll()
+    counters = {k: v for k, v in watcher.counters.items() if v}
+    raise AssertionError(
+        f"{remote!r} still connected {SHOWN_WITHIN} s after the owner's last step;"
+        f" owner's exit code {code}; watcher's counters {counters};"
+        f" owner's stderr:\n{owner.stderr()}"
+    )
 
 
 # -- a program that exits right after dispose() -------------------------------------
@@ -134,7 +144,7 @@ def test_a_program_that_exits_after_dispose_delivers_its_last_update_and_bye(
     shown = remote.when_time(remote.state_names, final)
     assert shown.wait(max(0.0, SHOWN_WITHIN - (time.monotonic() - since))), remote
     assert remote.time() == final
-    assert_gone(watcher, remote, since)
+    assert_gone(watcher, remote, since, owner)
     counters = watcher.counters
     # the change travelled as an update, then the bye followed
     assert counters["in_updates"] > received.get("in_updates", 0)
@@ -156,7 +166,7 @@ def test_sigterm_to_a_program_using_bye_on_signals_sends_the_bye(
     assert owner.line() == "blocking"  # blocked with the handlers installed
     owner.proc.send_signal(signal.SIGTERM)
     since = time.monotonic()
-    assert_gone(watcher, remote, since)
+    assert_gone(watcher, remote, since, owner)
     # then the signal is handled as before: SIGTERM's default ends the process
     assert owner.wait(EXITS_WITHIN) == -signal.SIGTERM, owner.stderr()
 
@@ -172,7 +182,7 @@ def test_sigint_to_sync_code_sends_the_bye_then_raises_keyboard_interrupt(
     assert owner.line() == "blocking"
     owner.proc.send_signal(signal.SIGINT)
     since = time.monotonic()
-    assert_gone(watcher, remote, since)
+    assert_gone(watcher, remote, since, owner)
     code = owner.wait(EXITS_WITHIN)
     assert code != 0
     assert "KeyboardInterrupt" in owner.stderr()
@@ -188,7 +198,7 @@ def test_sigterm_to_the_peer_command_sends_the_bye(
     remote = connected_owner(watcher)
     peer.proc.send_signal(signal.SIGTERM)
     since = time.monotonic()
-    assert_gone(watcher, remote, since)
+    assert_gone(watcher, remote, since, peer)
     assert peer.wait(EXITS_WITHIN) == -signal.SIGTERM, peer.stderr()
 
 
@@ -457,4 +467,3 @@ def test_a_machine_waits_like_before_for_everything_else() -> None:
     waiter = machine.when("Foo")
     machine.add("Foo")
     assert waiter.wait(0) and waiter.outcome is Outcome.MET
-
