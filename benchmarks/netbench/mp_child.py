@@ -377,6 +377,11 @@ async def mp_child_main(a: argparse.Namespace) -> None:
                             for k2, v in counters.items()
                             if k2.startswith("drop_")
                         },
+                        # links lost and made again (the transport's own)
+                        "links": {
+                            k2: counters.get(k2, 0)
+                            for k2 in ("redials", "streams_renewed")
+                        },
                     }
                 )
                 os._exit(0)

@@ -318,6 +318,10 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
         for f in finals.values():
             drops.update(f["drops"])
         res["drops"] = dict(drops)
+        links: Counter[str] = Counter()
+        for f in finals.values():
+            links.update(f.get("links") or {})
+        res["links"] = dict(links)
         res["phase"] = "done"
     except PhaseTimeout as err:
         res["error"] = str(err)

@@ -264,6 +264,8 @@ def notes(results: list[dict[str, Any]]) -> list[str]:
             out.append(f"{tag}: of the infos and gossip sent: {kinds or 'n/a'}")
         if r.get("drops"):
             out.append(f"{tag}: drops {r['drops']}")
+        if r.get("links"):
+            out.append(f"{tag}: links made again {r['links']}")
         if r.get("rss_mb_per_proc"):
             out.append(f"{tag}: RSS per process MB {r['rss_mb_per_proc']}")
         if r.get("timeouts_ours") or r.get("timeouts_raw"):
