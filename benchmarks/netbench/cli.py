@@ -98,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="multi-process run: when each peer joined, met a neighbour, said "
         "hello, pulled, settled and saw everyone, and every direct request "
-        "timed at both ends, to DIR/proc-K.json (diagnostic; print with "
-        "python benchmarks/netbench/timeline.py DIR)",
+        "timed at both ends, to DIR/proc-K.json (diagnostic: it samples "
+        "every peer every 0.1 s, which at 100 peers over 5 processes costs "
+        "about a quarter more CPU and slows the sync, so take no target "
+        "figures with it; print with python benchmarks/netbench/timeline.py DIR)",
     )
     p.add_argument(
         "--no-multiproc", action="store_true", help="skip the multi-process run"

@@ -8,6 +8,10 @@ server's handling). It writes ``DIR/proc-K.json`` once a second;
 ``python benchmarks/netbench/timeline.py DIR`` prints the tables, times
 from the first peer's join. This is how the pull times behind
 ``_libp2p/muxer.py`` were found: a reply built in 50 ms, read 2-8 s later.
+
+It is not free: at 100 peers over 5 processes the sampling costs about a
+quarter more CPU (a core while idle) and slows the sync (RESULTS.md,
+ninth stop), so the figures for the targets are taken without it.
 """
 
 from __future__ import annotations
