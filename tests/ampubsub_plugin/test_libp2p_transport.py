@@ -91,6 +91,14 @@ async def join_all(peers: Sequence[Peer]) -> None:
         await peer.t.join(TOPIC)
 
 
+async def neighbours(a: Peer, b: Peer) -> None:
+    """Both on the topic, ``a`` connected to ``b``, each told of the other."""
+    await join_all([a, b])
+    assert await a.t.connect(b.t.addrs) == 1
+    await a.rec.wait_event("joined", b.t.peer_id)
+    await b.rec.wait_event("joined", a.t.peer_id)
+
+
 def run(fn: Callable[[], Any], timeout: float = 20) -> None:
     async def main() -> None:
         with trio.fail_after(timeout):
@@ -149,10 +157,7 @@ def test_key_seed_fixes_the_peer_id() -> None:
 def test_two_peers_join_and_publish_both_ways() -> None:
     async def main() -> None:
         async with serving(2) as (a, b):
-            await join_all([a, b])
-            assert await a.t.connect(b.t.addrs) == 1
-            await a.rec.wait_event("joined", b.t.peer_id)
-            await b.rec.wait_event("joined", a.t.peer_id)
+            await neighbours(a, b)
             assert a.t.topic_peers() == {b.t.peer_id}
             assert a.t.connection_count() == b.t.connection_count() == 1
             assert await a.t.wait_mesh(10)
@@ -885,10 +890,7 @@ def test_a_pubsub_stream_lost_on_a_live_link_keeps_the_neighbours_subscriptions(
 
     async def main() -> None:
         async with serving(2) as (a, b):
-            await join_all([a, b])
-            assert await a.t.connect(b.t.addrs) == 1
-            await a.rec.wait_event("joined", b.t.peer_id)
-            await b.rec.wait_event("joined", a.t.peer_id)
+            await neighbours(a, b)
             run_a = a.t._run
             assert run_a is not None
             b_id = ID.from_base58(b.t.peer_id)
