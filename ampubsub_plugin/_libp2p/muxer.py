@@ -76,14 +76,14 @@ class ContainedMplex(Mplex):
             raise MplexUnavailable(f"the secure channel failed: {error!r}") from error
 
     async def write_to_stream(self, _bytes: bytes) -> None:
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(WRITE_BOUND) as bound:
-                await super().write_to_stream(_bytes)
-            if bound.cancelled_caught:
-                log.debug("%s: a write took over %g s", self.peer_id, WRITE_BOUND)
-                with trio.move_on_after(1.0):
-                    await self.close()
-                raise MplexUnavailable(f"a write took over {WRITE_BOUND:g} s")
+        deadline = trio.current_time() + WRITE_BOUND
+        with trio.CancelScope(deadline=deadline, shield=True) as bound:
+            await super().write_to_stream(_bytes)
+        if bound.cancelled_caught:
+            log.debug("%s: a write took over %g s", self.peer_id, WRITE_BOUND)
+            with trio.CancelScope(deadline=trio.current_time() + 1.0, shield=True):
+                await self.close()
+            raise MplexUnavailable(f"a write took over {WRITE_BOUND:g} s")
         await trio.lowlevel.checkpoint_if_cancelled()  # a cancel waits until now
 
     async def _initialize_stream(self, stream_id: StreamID, name: str) -> MplexStream:
