@@ -315,12 +315,11 @@ def multiproc(a: argparse.Namespace) -> dict[str, Any]:
             if raw_q and burst_q:
                 res[f"burst_{q}_vs_raw"] = burst_q / raw_q
         drops: Counter[str] = Counter()
-        for f in finals.values():
-            drops.update(f["drops"])
-        res["drops"] = dict(drops)
         links: Counter[str] = Counter()
         for f in finals.values():
+            drops.update(f["drops"])
             links.update(f.get("links") or {})
+        res["drops"] = dict(drops)
         res["links"] = dict(links)
         res["phase"] = "done"
     except PhaseTimeout as err:
