@@ -560,13 +560,16 @@ class Topic:
             if not self.transport.mesh_ready():
                 await self._hold_until_mesh()
                 continue
-            async with self._sending:
+            await self._acquire_sending()
+            try:
                 if self._leaving:
                     return
                 self.mach.add("Flush")  # its handler fills the outbox, sets _due
                 sent = bool(self._outbox)
                 while self._outbox:
                     await self._publish(self._outbox.popleft())
+            finally:
+                self._sending.release()
             due = self._due
             if due is not None and due <= self._now():
                 if not sent:  # not due after all (rate limit): don't spin
@@ -577,6 +580,19 @@ class Topic:
                 deadline = trio.current_time() + (due - self._now())
             with trio.move_on_at(deadline):
                 await self._wake_event.wait()
+
+    async def _acquire_sending(self) -> None:
+        """Take the send lock, with no scheduling round when it is free.
+
+        ``trio.Lock.acquire`` yields even uncontended, and every task ready
+        in the process (each peer's, in a busy one) runs first: a change
+        would wait that long to be published, and a goodbye at the end of a
+        trio run could find py-libp2p's listener closed by then.
+        """
+        if self._sending.locked():
+            await self._sending.acquire()  # the other side holds it
+        else:
+            self._sending.acquire_nowait()
 
     async def _hold_until_mesh(self) -> None:
         """Nothing we publish now would reach anyone: no neighbour is on the
@@ -622,9 +638,10 @@ class Topic:
             log.warning("%s: can't send a %s message: %s", self, msg.TYPE, err)
             return
         # py-libp2p drops past 32 queued messages per peer: pace, don't lose
-        with trio.move_on_after(self.config.heartbeat):
-            while self.transport.outbound_backlog() > OUTBOUND_BACKLOG:
-                await trio.sleep(0.005)
+        if self.transport.outbound_backlog() > OUTBOUND_BACKLOG:
+            with trio.move_on_after(self.config.heartbeat):
+                while self.transport.outbound_backlog() > OUTBOUND_BACKLOG:
+                    await trio.sleep(0.005)
         try:
             await self.transport.publish(data)
         except TransportError as err:
@@ -649,10 +666,7 @@ class Topic:
                 # is idle: a trio run that is ending closes py-libp2p's
                 # listener (a system task) within a few scheduling rounds,
                 # and a publish fails once it is closed
-                if not self._sending.locked():
-                    self._sending.acquire_nowait()
-                else:
-                    await self._sending.acquire()  # after the round it sends
+                await self._acquire_sending()  # after the round it may send
                 try:
                     # an owner that keeps changing must not keep the bye back
                     with trio.move_on_after(BYE_TIMEOUT / 2):
