@@ -122,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         help="count messages and bytes per protocol builder (diagnostic; costs CPU)",
     )
     p.add_argument(
+        "--trace-latency",
+        action="store_true",
+        help="single-process sizes: where an update's time goes (the owner's "
+        "steps, publish to arrival, to the handler, to shown; ours next to "
+        "raw); diagnostic, costs CPU",
+    )
+    p.add_argument(
         "--debug-log",
         help="write ampubsub's debug log of the single-process sizes here "
         "(PATH.<peers>; diagnostic, costs CPU)",

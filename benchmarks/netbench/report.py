@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .common import TARGET_P50_10, TARGET_RATIO, TARGET_SYNC_30
+from .latency import render_trace
 
 
 def fmt(v: Any, spec: str = ".0f") -> str:
@@ -318,5 +319,8 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any], form: str) -> No
                 kib, avg = size / 1024, size / count
                 print(f"  {name:22s} {count:6d} msgs  {kib:9.1f} KiB  avg {avg:7.0f} B")
             print(f"  answers built because of: {why}")
+        if r.get("latency_trace"):
+            print()
+            print("\n".join(render_trace(r["peers"], r["latency_trace"])))
         for kind, text in (r.get("profile") or {}).items():
             print(f"\ncProfile, {r['peers']} peers, {kind} events:\n{text}")

@@ -31,6 +31,7 @@ from .common import (
     updates_payload_size,
     wait_state,
 )
+from .latency import LatencyTrace
 from .metrics import Aggregator, Breakdown, Expectation, Probe, counters_sum
 from .raw import RawHandler
 
@@ -58,6 +59,7 @@ async def single_main(a: argparse.Namespace) -> dict[str, Any]:
     probe = Probe(m_per * (n - 1), time.monotonic)
     hooks.register(probe, name="network-bench-probe")
     breakdown = Breakdown() if a.breakdown else None
+    trace = LatencyTrace() if a.trace_latency else None
     t_run = time.monotonic()
 
     def progress(msg: str) -> None:
@@ -350,6 +352,8 @@ async def single_main(a: argparse.Namespace) -> dict[str, Any]:
         res["ours_out_total"] = dict(counters_sum(topics, "out_"))
         if breakdown:
             res["breakdown_total"] = breakdown.snapshot()
+        if trace:
+            res["latency_trace"] = trace.summary()
         if profs:
             events = {
                 "idle (per second)": max(1, round(a.idle)),
@@ -436,6 +440,8 @@ def run_single(a: argparse.Namespace, n: int) -> dict[str, Any]:
         cmd.append("--profile")
     if a.breakdown:
         cmd.append("--breakdown")
+    if a.trace_latency:
+        cmd.append("--trace-latency")
     if a.debug_log:
         cmd.extend(["--debug-log", f"{a.debug_log}.{n}"])
     budget = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from .conftest import BENCHMARKS
 
@@ -49,3 +50,28 @@ def test_bad_sim_sizes_and_settings_are_named() -> None:
     proc = _run("--sim", "10", "--rx-cost", "-1")
     assert proc.returncode != 0
     assert "rx_cost must be >= 0" in proc.stderr
+
+
+def test_trace_latency_places_every_update_reception(tmp_path: Path) -> None:
+    out = tmp_path / "quick.json"
+    proc = _run(
+        "--quick", "--no-multiproc", "--trace-latency", "--json-out", str(out)
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(out.read_text())["results"]
+    trace = result["latency_trace"]
+    receptions = result["lat_ours"]["n"]
+    assert receptions > 0
+    ours, raw = trace["ours"], trace["raw"]
+    # [median, mean, count]: each of our update receptions is placed at each
+    # stage, and a reception passes the stages in order
+    for stage in ("arrived", "dispatched", "shown"):
+        assert ours[stage][2] == receptions, stage
+    assert 0 < ours["arrived"][0] <= ours["dispatched"][0] <= ours["shown"][0]
+    assert raw["dispatched"][2] == result["lat_raw"]["n"]
+    assert 0 < raw["arrived"][0] <= raw["dispatched"][0]
+    owner = trace["owner"]
+    assert owner["changed -> published"][2] > 0
+    assert 0 < owner["flush_start -> flush_end"][0] < owner["changed -> published"][0]
+    assert trace["cpu_us_per_reception"]["handler"][2] == receptions
+    assert "where an update's time goes" in proc.stdout
