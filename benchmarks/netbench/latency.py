@@ -206,24 +206,24 @@ class LatencyTrace:
                 shown = (exp.sent_at + lat - at for lat in exp.got.values())
                 since[kind]["shown"].extend(shown)
         out: dict[str, Any] = {
-            kind: {name: _median_ms(v) for name, v in segs.items()}
+            kind: {name: _stats(v) for name, v in segs.items()}
             for kind, segs in since.items()
         }
         owner: dict[str, Any] = {}
         for a, b in pairwise(STEPS):
             spans = [s[b] - s[a] for s in self.steps if a in s and b in s]
-            owner[f"{a} -> {b}"] = _median_ms(spans)
+            owner[f"{a} -> {b}"] = _stats(spans)
         spans = [s["published"] - s["changed"] for s in self.steps]
-        owner["changed -> published"] = _median_ms(spans)
+        owner["changed -> published"] = _stats(spans)
         out["owner"] = owner
         out["cpu_us_per_reception"] = {
-            "validator": _median_ms(self.validator_s, 1e6),
-            "handler": _median_ms(self.handler_s, 1e6),
+            "validator": _stats(self.validator_s, 1e6),
+            "handler": _stats(self.handler_s, 1e6),
         }
         return out
 
 
-def _median_ms(values: list[float], scale: float = 1000.0) -> list[float]:
+def _stats(values: list[float], scale: float = 1000.0) -> list[float]:
     """[median, mean, count] of ``values`` seconds, scaled (ms by default)."""
     if not values:
         return [0.0, 0.0, 0]
