@@ -153,11 +153,15 @@ class Outbox(Flow):
         hello = self.info_messages([me], with_schema=False, gossip=False)
         repeat = self._discovery.hello_repeated
         self._shared.counters["info_hello_repeat" if repeat else "info_hello"] += 1
-        if self._discovery.direct:  # we fetch our snapshot ourselves
-            hello = [
-                replace(m, pull=True) if isinstance(m, InfoMsg) else m for m in hello
-            ]
-        return hello
+        # ``again`` asks for an acknowledgement; ``pull``: we fetch our
+        # snapshot ourselves
+        pull = self._discovery.direct
+        if not (repeat or pull):
+            return hello
+        return [
+            replace(m, pull=pull, again=repeat) if isinstance(m, InfoMsg) else m
+            for m in hello
+        ]
 
     def pulled_snapshot(self, now: float) -> list[Message] | None:
         """Everything we know, for one newcomer that asked us directly.

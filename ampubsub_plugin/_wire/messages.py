@@ -78,6 +78,10 @@ class InfoMsg:
     #: a hello whose sender fetches its snapshot directly from a neighbour:
     #: nobody broadcasts one for it
     pull: bool = False
+    #: a hello said again: its sender doesn't know it was heard, and waits
+    #: for an acknowledgement (a first hello needs none: the newcomer's
+    #: snapshot shows whether it was heard)
+    again: bool = False
     #: the sender's clock when it sent this, in ms (0: not said; Go peers
     #: don't): receivers measure how far behind they run (back-pressure)
     sent_at: int = field(default=0, compare=False)

@@ -126,6 +126,7 @@ def read_message(obj: Any, strict_relations: bool) -> Message:
             _peers(obj.get("PeerInfo"), "PeerInfo", _info_reader(strict_relations)),
             _peers(obj.get("PeerGossips"), "PeerGossips", _tick),
             _bool(obj.get("Pull"), "Pull"),
+            _bool(obj.get("Again"), "Again"),
             sent_at,
         )
     if type_ == "reqinfo":

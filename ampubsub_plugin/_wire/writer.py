@@ -7,8 +7,8 @@ Rules:
    map keys for machine indexes. Where Go's sender allocates, an empty value
    is sent as an empty container, else as nil, as in the golden data.
 2. Our extensions ride in extra keys (``"V"``, ``"SchemaHash"``, ``"Inc"``,
-   ``"Sig"``, ``"Proofs"``, ``"Probe"``), which Go skips; a default value is
-   not written.
+   ``"Sig"``, ``"Proofs"``, ``"Probe"``, ``"Pull"``, ``"Again"``, ``"At"``),
+   which Go skips; a default value is not written.
 3. Every message passes the reader's checks before it is packed (so whatever
    we send, we accept); a message over :data:`MAX_PAYLOAD` is refused, never
    cut.
@@ -83,6 +83,8 @@ def _to_wire(msg: Message) -> dict[str, Any]:
         wire["PeerGossips"] = {p: dict(g) for p, g in msg.peer_gossips.items()}
         if msg.pull:
             wire["Pull"] = True
+        if msg.again:
+            wire["Again"] = True
     elif isinstance(msg, ReqInfoMsg | ReqUpdatesMsg):
         wire["PeerIds"] = list(msg.peer_ids) or None
         if isinstance(msg, ReqUpdatesMsg) and msg.probe:

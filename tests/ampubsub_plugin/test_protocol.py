@@ -219,6 +219,7 @@ def roundtrip_cases() -> list[Message]:
         InfoMsg({PEER: {0: full, 7: by_hash}, PEER_B: {3: bare}}, {PEER: {0: 8}}),
         InfoMsg({PEER: {}}, {}),
         InfoMsg({}, {}),
+        InfoMsg({PEER: {0: by_hash}}, {}, pull=True, again=True),
         UpdatesMsg({PEER: {0: [1, 2, 3], 1: [MAX_TICK]}, PEER_B: {5: []}}),
         UpdatesMsg({}),
         GossipMsg({PEER: {0: 0, 2: MAX_TICK}, PEER_B: {}}),
@@ -237,6 +238,15 @@ def test_roundtrip(msg: Message) -> None:
     data = encode(msg)
     assert unpack(data)["Type"] == msg.TYPE
     assert decode(data) == msg
+
+
+def test_hello_flags_are_written_only_when_set() -> None:
+    # Go's layout has neither: a first hello of a peer that can't pull
+    # looks to Go exactly as Go's own
+    plain = unpack(encode(InfoMsg({PEER: {}}, {})))
+    assert "Pull" not in plain and "Again" not in plain
+    again = unpack(encode(InfoMsg({PEER: {}}, {}, again=True)))
+    assert again["Again"] is True and "Pull" not in again
 
 
 def test_decoded_schema_follows_states_order() -> None:
@@ -413,6 +423,8 @@ def test_reject_missing_type() -> None:
             "PeerInfo['12D3KooWPeerA'][0]",
         ),
         ({"Type": "info", "PeerGossips": {PEER: {0: -0.5}}}, "PeerGossips"),
+        ({"Type": "info", "Pull": 1}, "Pull"),
+        ({"Type": "info", "Again": "yes"}, "Again"),
     ],
 )
 def test_reject_field_type(obj: dict[str, Any], culprit: str) -> None:

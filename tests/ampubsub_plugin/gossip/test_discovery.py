@@ -8,6 +8,7 @@ of newcomers, and of two senders one steps down.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from itertools import pairwise
 
 import pytest
@@ -121,13 +122,16 @@ def test_hello_repeats_with_backoff_until_gossip_shows_it_was_heard() -> None:
     a = make("A", hello_first=0.25, hello_max=2.0)
     a.export(worker("a1"))
     a.joined(0.0, alone=True)
-    hellos = []
+    hellos, flags = [], []
     for step in range(400):  # 4 s in 10 ms steps
         now = step / 100
-        if infos_about(a.collect(now), "A"):
+        for hello in infos_about(a.collect(now), "A"):
             hellos.append(now)
+            flags.append(hello.again)
     gaps = [round(y - x, 2) for x, y in pairwise(hellos)]
     assert hellos[0] == 0.0
+    # each repeat says so: it asks for an acknowledgement, the first doesn't
+    assert flags[0] is False and all(flags[1:]) and len(flags) > 3
     assert gaps[:3] == [0.25, 0.5, 1.0]
     assert all(g == 2.0 for g in gaps[3:])  # capped at hello_max
     # another peer's gossip lists our machine: the hello was heard
@@ -473,22 +477,65 @@ def test_peers_starting_together_settle_with_one_snapshot_and_go_quiet(
     assert len(late) <= 1.5 * len(idle), (len(late), len(idle))
 
 
+def repeated_hello(owner: CorePeer, since: float) -> tuple[float, InfoMsg]:
+    """The next hello ``owner`` (heard by nobody) says again, and when."""
+    for step in range(int(since * 10), 600):
+        for hello in infos_about(owner.collect(step / 10), owner.peer_id):
+            return step / 10, hello
+    raise AssertionError(f"{owner.peer_id} never said hello again")
+
+
 def test_a_repeated_hello_from_a_known_peer_is_acknowledged() -> None:
-    a, b = make("A"), make("B")
+    a, b = make("A", snapshot_wait=2.0), make("B")
     a.export(worker("a1"))
     b.export(worker("b1"))
     b.joined(0.0, alone=True)
     b.collect(0.0)
-    hello = introduced(a, b)  # B knew nothing of A: a snapshot answers it
+    introduced(a, b)  # B knew nothing of A: a snapshot answers it
     for step in range(1, 100):
         b.collect(step / 10)  # (what B owes A now lost)
+    assert b.counters["gossip_ack"] == 0  # a first hello asks for nothing
     # A never heard of it and says hello again: B acknowledges the repeat
-    b.receive("A", wire(hello), 10.0)
+    now, again = repeated_hello(a, 0.1)
+    assert again.again
+    b.receive("A", wire(again), max(now, 10.0))
     acks = [m for s in range(100, 120) for m in of_type(b.collect(s / 10), GossipMsg)]
-    assert acks and any("A" in m.peer_gossips for m in acks)
-    a.receive("B", wire(acks[0]), 12.0)
+    assert b.counters["gossip_ack"] == 1
+    (ack,) = [m for m in acks if list(m.peer_gossips) == ["A"]]
+    a.receive("B", wire(ack), 12.0)
     assert a.discovery.heard
     assert a.discovery.hello_due is None
+
+
+def test_a_first_hello_that_comes_after_a_relay_of_it_draws_no_ack() -> None:
+    # gossipsub is slower than a pulled snapshot: B may know A from C's
+    # relay before A's own hello reaches it. A isn't waiting to be told it
+    # was heard (its snapshot tells it), so nobody acknowledges the hello
+    a, b, c = make("A"), make("B"), make("C")
+    for core in (a, b, c):
+        core.export(worker(f"{core.peer_id.lower()}1"))
+    b.joined(0.0, alone=True)
+    b.collect(0.0)
+    hello = introduced(a, c)
+    mine = a.collect(0.0)  # (nothing more: A waits for its snapshot)
+    assert not infos_about(mine, "A")
+    relayed = InfoMsg(
+        {
+            "C": {0: signed("C", 0, info("c1", [0, 0, 0, 0]))},
+            **{"A": hello.peer_info["A"]},
+        },
+        {},
+    )
+    b.receive("C", wire(relayed), 0.5)
+    assert "A" in b.roster
+    b.receive("A", wire(hello), 1.0)  # A's first hello, late
+    sent = [m for s in range(10, 100) for m in b.collect(s / 10)]
+    assert b.counters["gossip_ack"] == 0
+    assert not [m for m in of_type(sent, GossipMsg) if list(m.peer_gossips) == ["A"]]
+    # the same hello said again asks, and is answered
+    b.receive("A", wire(replace(hello, again=True)), 10.0)
+    [m for s in range(100, 130) for m in b.collect(s / 10)]
+    assert b.counters["gossip_ack"] == 1
 
 
 def test_acknowledgements_of_many_hellos_share_one_message() -> None:
@@ -506,7 +553,8 @@ def test_acknowledgements_of_many_hellos_share_one_message() -> None:
     for step in range(6, 100):
         b.collect(step / 10)  # the snapshot for the newcomers
     for owner in owners:  # ... lost: every owner repeats its hello
-        b.receive(owner.peer_id, hellos[owner.peer_id], 10.0)
+        _, again = repeated_hello(owner, 0.1)
+        b.receive(owner.peer_id, wire(again), 10.0)
     acks = [m for s in range(100, 130) for m in of_type(b.collect(s / 10), GossipMsg)]
     assert len(acks) == 1
     assert {o.peer_id for o in owners} <= set(acks[0].peer_gossips)
