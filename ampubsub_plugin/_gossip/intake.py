@@ -124,12 +124,14 @@ class Intake(Flow):
         for peer, infos in proven.items():
             owner = sender == peer
             # a repeated hello: its owner doesn't know it was heard, so one or
-            # two of those who knew it tell it (a hello new to us is news to
-            # others, too). Any other introduction by its owner (a first hello
-            # come after a relay of it, an answer, a pulled snapshot) asks for
-            # nothing: at 100 peers over 5 processes a third of the first
-            # hellos arrived after a relay, and the acknowledgements they drew
-            # were all the gossip sent until synced
+            # two of the peers that knew the owner tell it (when peers it was
+            # news to answered too, the first answer came too late to hold
+            # back the others: more gossip, measured in the simulator). Any
+            # other introduction by its owner (a first hello come after a
+            # relay of it, an answer, a pulled snapshot) asks for nothing: at
+            # 100 peers over 5 processes a third of the first hellos arrived
+            # after a relay, and the acknowledgements they drew were all the
+            # gossip sent until synced
             asks_ack = owner and msg.again and not newcomer
             # an introduction arrived: our own pending answer is redundant
             self._answers.info.pop(peer, None)

@@ -37,10 +37,11 @@ back-pressure, slicing and timeout.
 And a stream writes in frames of up to :data:`WRITE_CHUNK` bytes, where
 py-libp2p cuts every write into 4 KB ones: each frame is a Noise message
 and a socket write at the sender and a read at the receiver, each a pass
-of the scheduler, and in a busy process a pass takes 0.1-0.3 s. Traced at
-100 peers over 5 processes, a pulled snapshot's reply (ten 4 KB frames)
-took 1.25 s to write at the median and its frames reached the puller
-3.2 s after the protocol's echo. An incoming frame of up to
+of the scheduler, and in a busy process a pass takes tenths of a second
+(0.3-0.5 s at the median at the peak of the joins). Traced at 100 peers
+over 5 processes, a pulled snapshot's reply (ten 4 KB frames) took 1.25 s
+to write at the median and its frames reached the puller 3.2 s after the
+protocol's echo. An incoming frame of up to
 ``WRITE_CHUNK`` bytes goes into its stream's channel whole when the
 channel is empty (so a stream buffers at most one of them beside its
 small frames). Every mplex reader takes frames of up to 1 MiB (py-libp2p's
