@@ -41,11 +41,12 @@ of the scheduler, and in a busy process a pass takes tenths of a second
 (0.3-0.5 s at the median at the peak of the joins). Traced at 100 peers
 over 5 processes, a pulled snapshot's reply (ten 4 KB frames) took 1.25 s
 to write at the median and its frames reached the puller 3.2 s after the
-protocol's echo. An incoming frame of up to
-``WRITE_CHUNK`` bytes goes into its stream's channel whole when the
-channel is empty (so a stream buffers at most one of them beside its
-small frames). Every mplex reader takes frames of up to 1 MiB (py-libp2p's
-and go-mplex's limit); 4 KB is go-mplex's own write size, not a limit.
+protocol's echo. An incoming frame of up to ``WRITE_CHUNK`` bytes goes
+into its stream's channel whole when the channel is empty and has
+``STREAM_FRAMES`` slots (so such a stream buffers at most one of them
+beside its small frames, and the others still one small frame). Every
+mplex reader takes frames of up to 1 MiB (py-libp2p's and go-mplex's
+limit); 4 KB is go-mplex's own write size, not a limit.
 """
 
 from __future__ import annotations
@@ -130,12 +131,10 @@ class ContainedMplex(Mplex):
         # or remove the stream in between (the locks guard across awaits)
         stream = self.streams.get(stream_id)
         channel = self.streams_msg_channels.get(stream_id)
-        size = len(message)
         if (
             stream is not None
             and channel is not None
-            and 0 < size <= WRITE_CHUNK
-            and (size <= BUFFER_SIZE or channel.statistics().current_buffer_used == 0)
+            and _takes_whole(channel, len(message))
             and not stream.event_remote_closed.is_set()
         ):
             try:
@@ -146,6 +145,22 @@ class ContainedMplex(Mplex):
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # py-libp2p's path decides what that means
         await super()._handle_message(stream_id, message)
+
+
+def _takes_whole(channel: trio.MemorySendChannel[bytes], size: int) -> bool:
+    """Does a frame of ``size`` bytes go into this stream's buffer as it is?
+
+    A small one does (while there is room); a large one only into an empty
+    buffer of a stream with ``STREAM_FRAMES`` slots: the streams past
+    ``FAST_STREAMS``, which a peer may open without letting us read them,
+    keep py-libp2p's bound of one small frame each.
+    """
+    if size <= BUFFER_SIZE:
+        return size > 0
+    if size > WRITE_CHUNK:
+        return False
+    held = channel.statistics()
+    return held.current_buffer_used == 0 and held.max_buffer_size > 1
 
 
 def muxer_options(preferred: str) -> TMuxerOptions:

@@ -775,6 +775,59 @@ def test_a_peer_opening_many_streams_gets_one_slot_for_each_past_the_first() -> 
     run(main)
 
 
+def test_a_large_frame_is_buffered_whole_only_by_a_fast_stream() -> None:
+    """A stream with ``STREAM_FRAMES`` slots takes a large frame whole into
+    its empty buffer; a stream opened past ``FAST_STREAMS`` (one a peer may
+    open and never let us read) keeps py-libp2p's bound: one small frame,
+    the rest waiting for its reader."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+    from libp2p.stream_muxer.mplex.constants import BUFFER_SIZE
+
+    from ampubsub_plugin._libp2p.muxer import FAST_STREAMS
+
+    protocol = TProtocol("/ampubsub-test/large-frames/1")
+    frame = b"x" * 40_000
+
+    async def main() -> None:
+        async with serving(2) as (a, b):
+            await a.t.connect(b.t.addrs)
+            assert a.t._run is not None and b.t._run is not None
+            opened = 0
+            all_open = trio.Event()
+
+            async def never_reads(stream: Any) -> None:
+                nonlocal opened
+                opened += 1
+                if opened == FAST_STREAMS + 1:
+                    all_open.set()
+                await trio.sleep_forever()
+
+            b.t._run.host.set_stream_handler(protocol, never_reads)
+            for _ in range(FAST_STREAMS + 1):
+                await a.t._run.host.new_stream(ID.from_base58(b.t.peer_id), [protocol])
+            await all_open.wait()
+            network = b.t._run.host.get_network()
+            (conn,) = network.get_connections(ID.from_base58(a.t.peer_id))
+            muxed = conn.muxed_conn
+            channels = muxed.streams_msg_channels
+            ours = [s for s in muxed.streams if not s.is_initiator]
+            fast = [s for s in ours if channels[s].statistics().max_buffer_size > 1]
+            slow = [s for s in ours if channels[s].statistics().max_buffer_size == 1]
+            assert fast and slow
+            # (the read loop's own call, made here: nothing else writes)
+            await muxed._handle_message(fast[-1], frame)
+            assert (
+                muxed.streams[fast[-1]].incoming_data_channel.receive_nowait() == frame
+            )
+            with trio.move_on_after(1.0):  # py-libp2p's path waits for the reader
+                await muxed._handle_message(slow[0], frame)
+            held = muxed.streams[slow[0]].incoming_data_channel.receive_nowait()
+            assert len(held) == BUFFER_SIZE
+
+    run(main)
+
+
 def test_a_burst_of_100_publishes_reaches_a_neighbour_whole() -> None:
     """py-libp2p's outbound queue per peer held 32 RPCs and dropped the rest
     silently; ours holds OUTBOUND_QUEUE_SIZE, and drops are counted."""
