@@ -522,7 +522,7 @@ def test_a_first_hello_that_comes_after_a_relay_of_it_draws_no_ack() -> None:
     relayed = InfoMsg(
         {
             "C": {0: signed("C", 0, info("c1", [0, 0, 0, 0]))},
-            **{"A": hello.peer_info["A"]},
+            "A": hello.peer_info["A"],
         },
         {},
     )
@@ -534,8 +534,31 @@ def test_a_first_hello_that_comes_after_a_relay_of_it_draws_no_ack() -> None:
     assert not [m for m in of_type(sent, GossipMsg) if list(m.peer_gossips) == ["A"]]
     # the same hello said again asks, and is answered
     b.receive("A", wire(replace(hello, again=True)), 10.0)
-    [m for s in range(100, 130) for m in b.collect(s / 10)]
+    for step in range(100, 130):
+        b.collect(step / 10)
     assert b.counters["gossip_ack"] == 1
+
+
+def test_again_relayed_by_another_peer_draws_no_ack() -> None:
+    # only the owner can say its hello was unheard: C relaying A's info
+    # with Again set (a lie, or a confused relay) asks nobody for anything
+    a, b = make("A"), make("B")
+    a.export(worker("a1"))
+    b.export(worker("b1"))
+    b.joined(0.0, alone=True)
+    b.collect(0.0)
+    hello = introduced(a, b)
+    for step in range(1, 100):
+        b.collect(step / 10)
+    relayed = InfoMsg(
+        {"C": {0: signed("C", 0, info("c1", [0, 0, 0, 0]))}, "A": hello.peer_info["A"]},
+        {},
+        again=True,
+    )
+    b.receive("C", wire(relayed), 10.0)
+    for step in range(100, 130):
+        b.collect(step / 10)
+    assert b.counters["gossip_ack"] == 0
 
 
 def test_acknowledgements_of_many_hellos_share_one_message() -> None:
