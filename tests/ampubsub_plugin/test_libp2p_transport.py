@@ -731,12 +731,37 @@ def test_a_large_write_goes_out_in_few_frames_and_arrives_whole() -> None:
     run(main)
 
 
+async def streams_never_read(a: Any, b: Any, protocol: Any, count: int) -> Any:
+    """``a`` opens ``count`` streams to ``b``, whose handler never reads
+    them; returns ``b``'s muxed connection to ``a`` once all are open."""
+    from libp2p.peer.id import ID
+
+    await a.t.connect(b.t.addrs)
+    assert a.t._run is not None and b.t._run is not None
+    opened = 0
+    all_open = trio.Event()
+
+    async def never_reads(stream: Any) -> None:
+        nonlocal opened
+        opened += 1
+        if opened == count:
+            all_open.set()
+        await trio.sleep_forever()
+
+    b.t._run.host.set_stream_handler(protocol, never_reads)
+    for _ in range(count):
+        await a.t._run.host.new_stream(ID.from_base58(b.t.peer_id), [protocol])
+    await all_open.wait()
+    network = b.t._run.host.get_network()
+    (conn,) = network.get_connections(ID.from_base58(a.t.peer_id))
+    return conn.muxed_conn
+
+
 def test_a_peer_opening_many_streams_gets_one_slot_for_each_past_the_first() -> None:
     """Each stream's buffer (``STREAM_FRAMES`` frames) is memory a peer can
     fill without letting us read it; streams opened past ``FAST_STREAMS``
     on one connection get py-libp2p's single slot."""
     from libp2p.custom_types import TProtocol
-    from libp2p.peer.id import ID
 
     from ampubsub_plugin._libp2p.muxer import FAST_STREAMS, STREAM_FRAMES
 
@@ -745,25 +770,7 @@ def test_a_peer_opening_many_streams_gets_one_slot_for_each_past_the_first() -> 
 
     async def main() -> None:
         async with serving(2) as (a, b):
-            await a.t.connect(b.t.addrs)
-            assert a.t._run is not None and b.t._run is not None
-            opened = 0
-            all_open = trio.Event()
-
-            async def never_reads(stream: Any) -> None:
-                nonlocal opened
-                opened += 1
-                if opened == FAST_STREAMS + extra:
-                    all_open.set()
-                await trio.sleep_forever()
-
-            b.t._run.host.set_stream_handler(protocol, never_reads)
-            for _ in range(FAST_STREAMS + extra):
-                await a.t._run.host.new_stream(ID.from_base58(b.t.peer_id), [protocol])
-            await all_open.wait()
-            network = b.t._run.host.get_network()
-            (conn,) = network.get_connections(ID.from_base58(a.t.peer_id))
-            muxed = conn.muxed_conn
+            muxed = await streams_never_read(a, b, protocol, FAST_STREAMS + extra)
             sizes = [  # of the streams open now
                 muxed.streams_msg_channels[sid].statistics().max_buffer_size
                 for sid in muxed.streams
@@ -781,7 +788,6 @@ def test_a_large_frame_is_buffered_whole_only_by_a_fast_stream() -> None:
     open and never let us read) keeps py-libp2p's bound: one small frame,
     the rest waiting for its reader."""
     from libp2p.custom_types import TProtocol
-    from libp2p.peer.id import ID
     from libp2p.stream_muxer.mplex.constants import BUFFER_SIZE
 
     from ampubsub_plugin._libp2p.muxer import FAST_STREAMS
@@ -791,25 +797,7 @@ def test_a_large_frame_is_buffered_whole_only_by_a_fast_stream() -> None:
 
     async def main() -> None:
         async with serving(2) as (a, b):
-            await a.t.connect(b.t.addrs)
-            assert a.t._run is not None and b.t._run is not None
-            opened = 0
-            all_open = trio.Event()
-
-            async def never_reads(stream: Any) -> None:
-                nonlocal opened
-                opened += 1
-                if opened == FAST_STREAMS + 1:
-                    all_open.set()
-                await trio.sleep_forever()
-
-            b.t._run.host.set_stream_handler(protocol, never_reads)
-            for _ in range(FAST_STREAMS + 1):
-                await a.t._run.host.new_stream(ID.from_base58(b.t.peer_id), [protocol])
-            await all_open.wait()
-            network = b.t._run.host.get_network()
-            (conn,) = network.get_connections(ID.from_base58(a.t.peer_id))
-            muxed = conn.muxed_conn
+            muxed = await streams_never_read(a, b, protocol, FAST_STREAMS + 1)
             channels = muxed.streams_msg_channels
             ours = [s for s in muxed.streams if not s.is_initiator]
             fast = [s for s in ours if channels[s].statistics().max_buffer_size > 1]
