@@ -120,6 +120,8 @@ class Topic:
         self.runtime: Runtime | None = None
         self._serve_task: Task | None = None
         self._wake_event: trio.Event | None = None
+        #: a wake asked for a ``Flush`` (not only for an earlier timer)
+        self._flush_wanted = False
         self.core = GossipCore("", config=self.config)
         self._views = RemoteViews(self.core, on_built=self._attach_remote)
         # remote mutations (mutations.py): ours to answer, theirs to ask
@@ -475,10 +477,16 @@ class Topic:
             runtime.call_soon(fn, *args)
 
     def _wake(self) -> None:
-        """The core has something new to send (callable from any thread)."""
-        self._in_runtime(self._set_wake)
+        """Something new to send: the send loop runs a ``Flush`` (any thread)."""
+        self._in_runtime(self._set_wake, True)
 
-    def _set_wake(self) -> None:
+    def _rearm(self) -> None:
+        """The next due moved earlier: the send loop's timer follows it."""
+        self._in_runtime(self._set_wake, False)
+
+    def _set_wake(self, flush: bool) -> None:
+        if flush:
+            self._flush_wanted = True
         if self._wake_event is not None:
             self._wake_event.set()
 
@@ -555,6 +563,7 @@ class Topic:
     async def _send_loop(self) -> None:
         while True:
             self._wake_event = trio.Event()
+            self._flush_wanted = False
             if self._leaving:  # dispose(): the goodbye sends from now on
                 return
             if not self.transport.mesh_ready():
@@ -575,11 +584,30 @@ class Topic:
                 if not sent:  # not due after all (rate limit): don't spin
                     await trio.sleep(self.config.update_interval / 4)
                 continue
+            await self._until_asked_or_due()
+
+    async def _until_asked_or_due(self) -> None:
+        """Wait until something is due or a ``Flush`` is asked for.
+
+        A due that only moved earlier re-arms the timer: the core's windows
+        stretch with its lag, so the next hello or keepalive drifts a little
+        earlier on almost every reception, and an empty ``Flush`` is a whole
+        transition (ten peers in one process ran 1.6 per update received).
+        """
+        wake = self._wake_event
+        while wake is not None:
+            due = self._due
             deadline = math.inf
             if due is not None:
                 deadline = trio.current_time() + (due - self._now())
             with trio.move_on_at(deadline):
-                await self._wake_event.wait()
+                await wake.wait()
+            if self._flush_wanted or self._leaving or not wake.is_set():
+                return  # asked for, leaving, or the timer ran out
+            due = self._due
+            if due is not None and due <= self._now():
+                return
+            wake = self._wake_event = trio.Event()
 
     async def _acquire_sending(self) -> None:
         """Take the send lock, with no scheduling round when it is free.
@@ -617,7 +645,7 @@ class Topic:
         self._sync_intents()
         if due is not None and (self._due is None or due < self._due):
             self._due = due
-            self._wake()
+            self._rearm()
 
     def _answer_held_pulls(self, now: float) -> None:
         """Answer the snapshot pulls held while we were joining, once settled
