@@ -19,7 +19,7 @@ from .single import run_single, single_entry
 #: clock updates per size in one process. Each update's receptions move
 #: together, so the p50 rests on about this many independent draws: at 30
 #: the ratio to raw moved by 0.3x between runs of the same code; at 120 by
-#: about 0.1x (RESULTS.md, "Flushes that found nothing due").
+#: 0.1-0.15x (RESULTS.md, "Flushes that found nothing due").
 UPDATES = 120
 
 

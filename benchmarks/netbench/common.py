@@ -11,7 +11,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ampubsub_plugin.protocol import UpdatesMsg
 
 HERE = Path(__file__).resolve().parent.parent / "network_bench.py"
 
@@ -97,11 +100,11 @@ def lat_summary(values_s: list[float], expected: int) -> dict[str, Any]:
     }
 
 
-def owner_update(machines: int) -> Any:
+def owner_update(machines: int) -> UpdatesMsg:
     """An ``updates`` message as an owner publishes it: the clock of its
     last machine, signed and stamped. A real core makes it, so the raw
     baseline's payload follows the format (it once left out the proof and
-    the stamp: 90 bytes where ours sent 250)."""
+    the stamps: 90 bytes where ours sent 247)."""
     from ampubsub_plugin._gossip.core import GossipCore
     from ampubsub_plugin.libp2p_transport import Libp2pTransport
     from ampubsub_plugin.protocol import UpdatesMsg
