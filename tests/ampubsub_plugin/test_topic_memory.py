@@ -639,7 +639,7 @@ def test_a_due_that_drifts_earlier_rearms_the_timer_without_a_flush() -> None:
             await advance(0.05)
             b.mach.add("Heartbeat")  # the lag decays: the due moves earlier
             await trio.testing.wait_all_tasks_blocked()
-        assert flushes.count <= 3  # only what really fell due (21 before)
+        assert flushes.count <= 3  # only what really fell due (21-24 before)
         await until([b], lambda t: sent(t) > before, timeout=60)
         await dispose_all([a, b])
 
