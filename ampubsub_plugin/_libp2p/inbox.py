@@ -36,6 +36,7 @@ from libp2p.pubsub.pb import rpc_pb2
 
 from ..transport import TransportHandler
 from .logs import log
+from .peer_ids import peer_text
 
 #: Inbox backlog (messages + events) above which a warning is logged.
 INBOX_WARN_BACKLOG = 10_000
@@ -126,7 +127,7 @@ class Inbox:
         if msg.from_id == self._own:
             return
         try:
-            sender = ID(msg.from_id).to_base58()
+            sender = peer_text(msg.from_id)
         except Exception:
             log.debug("%s: message with a bad from_id dropped", self._name)
             return

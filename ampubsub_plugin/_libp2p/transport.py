@@ -73,6 +73,7 @@ from .keys import PublicKeys
 from .links import Links
 from .logs import log
 from .mdns import run_mdns
+from .peer_ids import peer_text
 from .psk import load_psk, psk_fingerprint
 from .pubsub import MAX_PAYLOAD, MUXERS, HostConfig
 from .shedding import Admission, ShedConfig
@@ -191,7 +192,7 @@ class Libp2pTransport(Transport):
             if msg.from_id == own:
                 return True
             try:
-                sender = ID(msg.from_id).to_base58()
+                sender = peer_text(msg.from_id)
                 accepted = bool(accept(sender, msg.data))
             except Exception:  # a validator must not break py-libp2p's loop
                 log.debug("%s: validator failed", self.peer_id, exc_info=True)

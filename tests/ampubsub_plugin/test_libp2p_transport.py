@@ -598,6 +598,24 @@ def test_a_full_inbox_sheds_the_author_with_the_most_queued(
     assert inbox.shed == 20
 
 
+def test_an_authors_id_is_encoded_once_and_the_kept_ids_stay_bounded() -> None:
+    from libp2p.crypto.ed25519 import create_new_key_pair
+
+    from ampubsub_plugin._libp2p.peer_ids import CACHE_SIZE, peer_text
+
+    author = ID.from_pubkey(create_new_key_pair(bytes([7]) * 32).public_key)
+    raw = author.to_bytes()
+    peer_text.cache_clear()
+    assert peer_text(raw) == author.to_base58()
+    assert peer_text(raw) == author.to_base58()
+    assert peer_text.cache_info().hits == 1  # the second reception: no encoding
+    for i in range(CACHE_SIZE + 100):  # any bytes a signed from_id may carry
+        peer_text(b"\x00\x24" + i.to_bytes(36, "big"))
+    assert peer_text.cache_info().currsize == CACHE_SIZE
+    assert peer_text(raw) == author.to_base58()  # evicted, encoded again
+    peer_text.cache_clear()
+
+
 def test_what_the_inbox_shed_shows_in_the_transports_counters() -> None:
     transport = Libp2pTransport([TCP])
     assert transport.counters() == {"inbox_shed": 0}
