@@ -62,6 +62,8 @@ class MachineFields:
         self._ticks = [0] * len(self._names)
         # (clock, its active states): derived on demand, see ``_active``
         self._active_memo: tuple[list[int], tuple[str, ...]] = (self._ticks, ())
+        # (clock, the auto states to try on it): see ``Machine._auto_after``
+        self._auto_memo: tuple[list[int], list[str]] | None = None
         # False while the active states may break the relations (a restored
         # snapshot): transitions then resolve in full instead of by deltas
         self._consistent = True

@@ -522,7 +522,7 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
             and not mutation.is_auto
             and not self._disposing
         ):
-            auto = self._resolver.auto_candidates(ActiveView(self._ticks, self._index))
+            auto = self._auto_after(tx)
             if auto:
                 with self._lock:
                     self._queue.appendleft(Mutation(ADD, tuple(auto), is_auto=True))
@@ -545,6 +545,30 @@ class Machine(WaitingAPI, Checking, Binding, Disposal, Snapshots, SchemaChanges)
         if mutation.is_auto:
             return EXECUTED if len(tx.target_states) > len(tx._before) else CANCELED
         return EXECUTED
+
+    def _auto_after(self, tx: Transition) -> list[str]:
+        """The auto states to try after ``tx`` (which changed the clock).
+
+        They depend only on which states are active, so a transition that
+        only re-entered active multi states (an event such as ``MsgReceived``,
+        the common case) finds the ones found on the clock it started from.
+        Every clock is a new list, so its identity says nothing else changed
+        the clock in between (a schema change, a shown clock).
+        """
+        ticks = self._ticks
+        memo = self._auto_memo
+        if memo is not None and memo[0] is tx.time_before:
+            before, index = tx.time_before, self._index
+            for state in tx.changed:
+                i = index[state]
+                if (before[i] ^ ticks[i]) & 1:
+                    break  # (de)activated: the active states differ
+            else:
+                self._auto_memo = (ticks, memo[1])
+                return memo[1]
+        auto = self._resolver.auto_candidates(ActiveView(ticks, self._index))
+        self._auto_memo = (ticks, auto)
+        return auto
 
     def _reresolve_auto(self, tx: Transition) -> None:
         """Auto states refused by handlers are left out; targets are recomputed."""

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asyncmachine import Machine, Result, State
-from asyncmachine._resolver import Resolver
+from asyncmachine._resolver import ActiveView, Resolver
 
 from .test_properties import Harness, SchemaSpec, scenarios
 
@@ -68,6 +68,50 @@ def test_deltas_match_the_full_resolution(
         for a, b in zip(fast.txs, full.txs, strict=True):
             assert a.clock_after == b.clock_after, ctx
             assert a.accepted == b.accepted, ctx
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(scenarios())
+def test_remembered_auto_states_match_those_found_anew(
+    scenario: tuple[SchemaSpec, dict[str, Any], list[Any]],
+) -> None:
+    """The auto states to try are found again only when the active states
+    changed; a machine that finds them after every transition agrees."""
+    spec, behaviours, ops = scenario
+    fast, anew = Harness(spec, behaviours), Harness(spec, behaviours)
+    m = anew.m
+    m._auto_after = lambda tx: m._resolver.auto_candidates(  # type: ignore[method-assign]
+        ActiveView(m._ticks, m._index)
+    )
+    for i, op in enumerate(ops):
+        results = run(fast, op), run(anew, op)
+        ctx = f"op#{i} {op!r}"
+        assert results[0] == results[1], ctx
+        assert fast.m.time() == anew.m.time(), ctx
+        assert fast.handler_calls == anew.handler_calls, ctx
+
+
+def test_a_refused_auto_state_is_tried_after_every_event() -> None:
+    """An event (a multi state re-entered) changes no active state, so the
+    auto states are the remembered ones, and still tried each time: here
+    until the enter handler lets ``Ready`` in."""
+    m = Machine({"Ready": State(auto=True), "Msg": State(multi=True)})
+    tries: list[int] = []
+
+    class Handlers:
+        def Ready_enter(self, e: Any) -> bool:
+            tries.append(1)
+            return len(tries) >= 4
+
+    m.bind(Handlers())
+    for _ in range(5):
+        m.add("Msg")
+    assert len(tries) == 4
+    assert m.active_states == ["Ready", "Msg"]
 
 
 class Seen:
