@@ -178,13 +178,22 @@ class Repair:
         if now < self.next_check:
             return out
         self.next_check = now + interval
-        if self.direct and now >= self._last_pull + interval:
+        pull_due = self.direct and now >= self._last_pull + interval
+        ask_due = now >= self._last_reqinfo + interval
+        unschemed: set[str] = set()
+        quiet = False
+        if pull_due or ask_due:  # one look at every peer's schemas, for both
+            unschemed = {v.peer for v in self._roster.peers.values() if v.needs_schema}
             quiet = is_settled(now) and now - last_snapshot >= grace
-            wanted = self._wanted_infos(quiet, lambda _p, t: now - t >= grace)
-            self._plan_pull(now, wanted)
-        if now >= self._last_reqinfo + interval:
-            quiet = is_settled(now) and now - last_snapshot >= grace
-            wanted = self._wanted_infos(quiet, lambda p, t: self._ours(p, t, now))
+        if pull_due:
+            due_pull = self._wanted_infos(
+                unschemed, quiet, lambda _p, t: now - t >= grace
+            )
+            self._plan_pull(now, due_pull)
+        if ask_due:
+            wanted = self._wanted_infos(
+                unschemed, quiet, lambda p, t: self._ours(p, t, now)
+            )
             if self.direct:  # pulled first (rule 4)
                 wanted = {p for p in wanted if p in self._pulled}
             ids = self._pick(wanted, self._asked_info, now)
@@ -205,11 +214,14 @@ class Repair:
                 out.append(ReqUpdatesMsg(peer_ids=ids))
         return out
 
-    def _wanted_infos(self, quiet: bool, due: Callable[[str, float], bool]) -> set[str]:
-        """Peers whose info we lack: schemas known only by hash; and, when
-        ``quiet`` (settled, no snapshot coming that might bring them), the
-        missing peers ``due(peer, noted)`` and the owners of buffered clocks."""
-        wanted = {v.peer for v in self._roster.peers.values() if v.needs_schema}
+    def _wanted_infos(
+        self, unschemed: set[str], quiet: bool, due: Callable[[str, float], bool]
+    ) -> set[str]:
+        """Peers whose info we lack: ``unschemed`` (schemas known only by
+        hash); and, when ``quiet`` (settled, no snapshot coming that might
+        bring them), the missing peers ``due(peer, noted)`` and the owners of
+        buffered clocks."""
+        wanted = set(unschemed)
         if quiet:
             missing = self.missing_peers
             wanted.update(p for p, t in missing.items() if due(p, t))
@@ -254,6 +266,8 @@ class Repair:
         self._last_reqinfo = now
 
     def _pick(self, wanted: set[str], asked: dict[str, float], now: float) -> list[str]:
+        if not wanted:
+            return []
         rerequest = self._shared.stretch(self._shared.config.rerequest, 2)
         fresh = [
             p
