@@ -38,6 +38,14 @@ class FullResolver(Resolver):
         return None
 
 
+#: each random-scenario check: 100 examples, however slow or large
+SCENARIOS = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
 def run(h: Harness, op: tuple[Any, ...]) -> Any:
     kind, names, k = op
     if kind == "unknown":
@@ -46,11 +54,7 @@ def run(h: Harness, op: tuple[Any, ...]) -> Any:
     return getattr(h.m, kind)(names, args)
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@SCENARIOS
 @given(scenarios())
 def test_deltas_match_the_full_resolution(
     scenario: tuple[SchemaSpec, dict[str, Any], list[Any]],
@@ -70,11 +74,7 @@ def test_deltas_match_the_full_resolution(
             assert a.accepted == b.accepted, ctx
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@SCENARIOS
 @given(scenarios())
 def test_remembered_auto_states_match_those_found_anew(
     scenario: tuple[SchemaSpec, dict[str, Any], list[Any]],
@@ -155,11 +155,7 @@ def naive(kind: str, names: list[str], ticks: list[int]) -> Any:
     return args_met
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@SCENARIOS
 @given(scenarios(), st.data())
 def test_indexed_waiters_match_naive_conditions(
     scenario: tuple[SchemaSpec, dict[str, Any], list[Any]], data: st.DataObject
