@@ -186,10 +186,10 @@ class Repair:
             unschemed = {v.peer for v in self._roster.peers.values() if v.needs_schema}
             quiet = is_settled(now) and now - last_snapshot >= grace
         if pull_due:
-            due_pull = self._wanted_infos(
+            to_pull = self._wanted_infos(
                 unschemed, quiet, lambda _p, t: now - t >= grace
             )
-            self._plan_pull(now, due_pull)
+            self._plan_pull(now, to_pull)
         if ask_due:
             wanted = self._wanted_infos(
                 unschemed, quiet, lambda p, t: self._ours(p, t, now)
