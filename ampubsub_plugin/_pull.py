@@ -21,7 +21,8 @@ within :data:`HEDGE_AFTER` (plus the lag), a second neighbour is asked too,
 and the first reply wins (:func:`hedged_fetch`). A neighbour that is busy
 or still joining answers in seconds, and the newcomer's view, hence the
 whole network's time to sync, waits on the slowest pull; the second ask
-costs one more one-to-one reply, never a broadcast. The slower attempt is
+costs one more one-to-one reply, never a broadcast. A neighbour that
+refuses at once is followed by the second ask at once. The slower attempt is
 not cancelled (a write cancelled inside py-libp2p's Noise channel breaks
 the connection): it runs out on its own bound and its reply is dropped
 undecoded.
@@ -131,13 +132,15 @@ async def hedged_fetch(
     on_reply: Callable[[str, list[Message]], None],
     on_error: Callable[[str, Exception], None],
 ) -> bool:
-    """Ask ``first``; if it hasn't answered within ``hedge_after``, ask
-    ``second()`` too (None: nobody else). ``on_reply`` gets the first good
-    reply as soon as it arrives, ``on_error`` each failure. A reply that
-    arrives after another won is dropped undecoded (a snapshot's decoding
-    costs the newcomer as much as its building cost the neighbour). Returns
-    once every attempt ended (each within ``timeout``): whether one
-    succeeded."""
+    """Ask ``first``; if it hasn't answered within ``hedge_after``, or failed
+    before then, ask ``second()`` too (None: nobody else): after a refusal
+    the next pull waited ``PULL_RETRY`` (stretched by the lag), and in a
+    bunch of joins that wait was the newcomers' time to sync. ``on_reply``
+    gets the first good reply as soon as it arrives, ``on_error`` each
+    failure. A reply that arrives after another won is dropped undecoded
+    (a snapshot's decoding costs the newcomer as much as its building cost
+    the neighbour). Returns once every attempt ended (each within
+    ``timeout``): whether one succeeded."""
     won = False
     first_ended = trio.Event()
 
@@ -162,7 +165,7 @@ async def hedged_fetch(
         nursery.start_soon(attempt, first, first_ended)
         with trio.move_on_after(hedge_after):
             await first_ended.wait()
-        if not first_ended.is_set():
+        if not won:  # slow, or it failed already (refused: still joining)
             other = second()
             if other is not None and other != first:
                 nursery.start_soon(attempt, other, None)

@@ -352,6 +352,8 @@ class Topic:
             raise PermissionError("not joined")
         with trio.move_on_after(wait):
             await done.wait()
+        if not built:
+            self.core.counters["pull_refused_held_out"] += 1
         if not built or built[0] is None:
             raise PermissionError("still joining: no complete view to send")
         log.debug("%s: %s pulled by %s", self.name, peers or "snapshot", caller)
@@ -883,17 +885,22 @@ class _Handlers:
             reply(t.core.pulled_infos(peers))
             return
         snapshot = t.core.pulled_snapshot(now)
-        if (
-            snapshot is None
-            and e.args.get("caller") not in t._pulling_from
-            and len(t._held_pulls) < MAX_HELD_PULLS
-        ):
+        if snapshot is not None:
+            reply(snapshot)
+        elif e.args.get("caller") in t._pulling_from and e.args["caller"] < t.peer_id:
+            # both joining, each pulling the other: holding both would stall
+            # both until the hold ran out, refusing both sends both elsewhere;
+            # the id that sorts first holds, the other refuses
+            t.core.counters["pull_refused_mutual"] += 1
+            reply(None)
+        elif len(t._held_pulls) >= MAX_HELD_PULLS:
+            t.core.counters["pull_refused_full"] += 1
+            reply(None)
+        else:
             # still joining: our snapshot is on its way, and then it has
             # what the puller needs (a refusal would send it elsewhere, or
             # make it ask everyone)
             t._held_pulls.append((reply, e.args.get("until", now)))
-            return
-        reply(snapshot)
 
     def PullFailed_state(self, e: Event) -> None:
         t = self.t

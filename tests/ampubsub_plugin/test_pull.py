@@ -139,9 +139,23 @@ def test_a_quick_pull_asks_nobody_else() -> None:
     assert ok and asked == ["A"] and replies == [("A", 0.2)]
 
 
-def test_a_refused_pull_is_a_failure_without_a_second_ask() -> None:
+def test_a_refused_pull_asks_the_second_neighbour_at_once() -> None:
+    """Not after ``hedge_after``, nor after a ``PULL_RETRY`` for the next
+    pull: a neighbour still joining refuses in one round trip."""
     ok, asked, replies, errors = _fetch_with({"A": None, "B": 0.1})
+    assert ok and asked == ["A", "B"] and errors == ["A"]
+    assert replies == [("B", 0.1)]
+
+
+def test_a_refused_pull_with_nobody_else_to_ask_fails() -> None:
+    ok, asked, replies, errors = _fetch_with({"A": None})
     assert not ok and asked == ["A"] and replies == [] and errors == ["A"]
+
+
+def test_a_pull_refused_twice_fails() -> None:
+    ok, asked, replies, errors = _fetch_with({"A": None, "B": None})
+    assert not ok and asked == ["A", "B"] and replies == []
+    assert errors == ["A", "B"]
 
 
 def test_a_pull_fails_only_when_both_neighbours_failed() -> None:

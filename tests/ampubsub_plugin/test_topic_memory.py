@@ -505,11 +505,11 @@ def test_a_neighbour_too_far_behind_refuses_a_pull_at_once() -> None:
     run(main)
 
 
-def test_a_joining_neighbour_holds_a_pull_unless_it_pulls_from_the_puller() -> None:
+def test_a_joining_neighbour_holds_a_pull_unless_both_pull_each_other() -> None:
     """Joining, a neighbour answers a snapshot pull once it settles (its own
-    snapshot is what the puller needs), even one more ``snapshot_wait`` away;
-    from the peer it is pulling from itself, it refuses at once, or the two
-    would wait on each other."""
+    snapshot is what the puller needs), even one more ``snapshot_wait`` away.
+    Two joining peers pulling each other would each wait on the other: the
+    one whose id sorts first holds, the other refuses at once."""
     from ampubsub_plugin._gossip import Phase
     from ampubsub_plugin._pull import PULL_REQUEST, decode_reply
     from ampubsub_plugin.transport import DirectRefused
@@ -518,19 +518,34 @@ def test_a_joining_neighbour_holds_a_pull_unless_it_pulls_from_the_puller() -> N
         net = MemoryNetwork(latency=0.01)
         a, b = await start_network(net, 2, 1)
         await until([a, b], sees(1), timeout=30)
-        discovery = b.core.discovery
-        discovery.phase = Phase.JOINING  # as if b had just joined
-        settles_in = 1.3 * b.config.snapshot_wait  # ... and settles by waiting
-        discovery._settle_at = b._now() + settles_in
-        b._pulling_from.add(a.peer_id)  # b waits on a pull from a
+        first, second = sorted([a, b], key=lambda t: t.peer_id)
+
+        def joining(t: Topic) -> float:
+            """``t`` as if it had just joined; how long it takes to settle."""
+            t.core.discovery.phase = Phase.JOINING
+            settles_in = 1.3 * t.config.snapshot_wait  # ... and settles by waiting
+            t.core.discovery._settle_at = t._now() + settles_in
+            return settles_in
+
+        joining(second)
+        second._pulling_from.add(first.peer_id)  # second waits on first
         with pytest.raises(DirectRefused, match="still joining"):
-            await a.transport.request(b.peer_id, PULL_REQUEST, 5.0)
-        b._pulling_from.clear()
-        asked = trio.current_time()
-        reply = await a.transport.request(b.peer_id, PULL_REQUEST, 10.0)
-        assert decode_reply(reply)  # held, then answered: not refused
-        assert trio.current_time() - asked >= settles_in - 0.1  # (waited for b)
-        assert discovery.phase is not Phase.JOINING
+            await first.transport.request(second.peer_id, PULL_REQUEST, 5.0)
+        assert second.counters["pull_refused_mutual"] == 1
+        await until([second], lambda t: t.mach.is_active("Joined"), timeout=30)
+        second._pulling_from.clear()
+        await until([second], lambda t: t.core.discovery.phase is not Phase.JOINING)
+        for server, puller, pulling in ((second, first, False), (first, second, True)):
+            settles_in = joining(server)
+            if pulling:  # first waits on second, and holds second's pull
+                server._pulling_from.add(puller.peer_id)
+            asked = trio.current_time()
+            reply = await puller.transport.request(server.peer_id, PULL_REQUEST, 10.0)
+            assert decode_reply(reply)  # held, then answered: not refused
+            assert trio.current_time() - asked >= settles_in - 0.1  # (waited)
+            assert server.core.discovery.phase is not Phase.JOINING
+            server._pulling_from.clear()
+        assert first.counters.get("pull_refused_mutual", 0) == 0
         await dispose_all([a, b])
 
     run(main)
