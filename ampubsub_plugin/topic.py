@@ -349,6 +349,7 @@ class Topic:
             "until": self._now() + wait,
         }
         if self.mach.add("ServePull", args) == 1:
+            self.core.counters["pull_refused_not_joined"] += 1
             raise PermissionError("not joined")
         with trio.move_on_after(wait):
             await done.wait()

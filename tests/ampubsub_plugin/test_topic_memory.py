@@ -551,6 +551,44 @@ def test_a_joining_neighbour_holds_a_pull_unless_both_pull_each_other() -> None:
     run(main)
 
 
+def test_a_joining_neighbour_refuses_pulls_past_its_bound_and_counts_why() -> None:
+    """Held pulls are bounded in number (``MAX_HELD_PULLS``: the next is
+    refused at once) and in time (half the puller's patience); each refusal
+    is counted by its reason."""
+    from ampubsub_plugin._gossip import Phase
+    from ampubsub_plugin._pull import PULL_PATIENCE, PULL_REQUEST
+    from ampubsub_plugin.topic import MAX_HELD_PULLS
+    from ampubsub_plugin.transport import DirectRefused
+
+    async def main() -> None:
+        net = MemoryNetwork(latency=0.01)
+        a, b = await start_network(net, 2, 1)
+        await until([a, b], sees(1), timeout=30)
+        b.core.discovery.phase = Phase.JOINING  # joining, and not settling
+        b.core.discovery._settle_at = b._now() + 1e6
+        refused: list[float] = []
+        asked = trio.current_time()
+
+        async def pull() -> None:
+            with pytest.raises(DirectRefused, match="still joining"):
+                await a.transport.request(b.peer_id, PULL_REQUEST, 60.0)
+            refused.append(trio.current_time() - asked)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(MAX_HELD_PULLS + 1):
+                nursery.start_soon(pull)
+        hold = PULL_PATIENCE / 2 * b.config.snapshot_wait
+        assert len(refused) == MAX_HELD_PULLS + 1
+        assert refused[0] < 1.0  # the one past the bound, at once
+        assert all(hold - 0.1 <= t < hold + 1.0 for t in refused[1:])
+        assert b.counters["pull_refused_full"] == 1
+        assert b.counters["pull_refused_held_out"] == MAX_HELD_PULLS
+        assert b.counters.get("pull_refused_mutual", 0) == 0
+        await dispose_all([a, b])
+
+    run(main)
+
+
 def test_an_introduction_missed_in_a_partition_is_pulled_from_a_neighbour() -> None:
     """One-to-one repair: a peer cut off while another joined learns of the
     newcomer by name once the partition heals, and fetches its info from
