@@ -56,12 +56,14 @@ MAX_PULL_PEERS = 64
 HEDGE_AFTER = 1.0
 #: a puller waits this many ``snapshot_wait``s (plus its lag) for a reply,
 #: and a neighbour still joining holds a snapshot pull half as long before
-#: refusing it. A direct stream shares its connection with the gossip, and
-#: its round trip is that connection's backlog: at 100 peers over 5
-#: processes on 2 cores a request reached its (busy) server after 3.5 s
-#: (median) and good replies came up to 22 s after asking; with 4, 47-68
-#: pulls per run timed out, most with their replies on the way, and the
-#: pulls made again cost their servers a snapshot each
+#: refusing it (at most until the transport's bound on a request's handler,
+#: ``DIRECT_HANDLER_TIMEOUT``, less ``HOLD_MARGIN``). A direct stream
+#: shares its connection with the gossip, and its round trip is that
+#: connection's backlog: at 100 peers over 5 processes on 2 cores a request
+#: reached its (busy) server after 3.5 s (median) and good replies came up
+#: to 22 s after asking; with 4, 47-68 pulls per run timed out, most with
+#: their replies on the way, and the pulls made again cost their servers a
+#: snapshot each
 PULL_PATIENCE = 8
 
 Request = Callable[[str, bytes, float], Awaitable[bytes]]

@@ -25,8 +25,10 @@ from typing import Any
 import trio
 
 from .transport import (
+    DIRECT_HANDLER_TIMEOUT,
     DIRECT_MAX_REPLY,
     DIRECT_MAX_REQUEST,
+    HANDLER_TIMED_OUT,
     DirectClosed,
     DirectError,
     DirectRefused,
@@ -466,10 +468,14 @@ class MemoryTransport(Transport):
             return
         answered = False
         try:
-            result = await handler(sender, payload)
+            with trio.fail_after(DIRECT_HANDLER_TIMEOUT):
+                result = await handler(sender, payload)
             if len(result) > DIRECT_MAX_REPLY:
                 raise ValueError(f"reply of {len(result)} bytes is over the limit")
             reply(bytes(result))
+            answered = True
+        except trio.TooSlowError:
+            reply(DirectRefused(me, HANDLER_TIMED_OUT))
             answered = True
         except Exception as error:
             reply(DirectRefused(me, str(error) or type(error).__name__))

@@ -60,7 +60,12 @@ from .mutations import MutableBy, MutationClient, MutationPolicy, MutationServer
 from .protocol import ByeMsg, Message, ProtocolError, encode
 from .remote import RemoteMachine
 from .states import MSG_STATES, TOPIC_SCHEMA
-from .transport import PskMismatchError, Transport, TransportError
+from .transport import (
+    DIRECT_HANDLER_TIMEOUT,
+    PskMismatchError,
+    Transport,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from asyncmachine import StateContext
@@ -74,6 +79,9 @@ OUTBOUND_BACKLOG = 16
 PullReply = Callable[[list[Message] | None], None]
 #: snapshot pulls held while we are joining (more are refused at once)
 MAX_HELD_PULLS = 32
+#: a held pull is refused this many seconds before the transport's bound
+#: on a request's handler would cut it (its refusal says "still joining")
+HOLD_MARGIN = 1.0
 #: how long ``dispose()`` may spend sending the last updates and the bye
 BYE_TIMEOUT = 2.0
 #: ... and then waiting for the transport to write out what it queued
@@ -341,7 +349,10 @@ class Topic:
             else:
                 runtime.call_soon(done.set)
 
-        wait = PULL_PATIENCE / 2 * self.config.snapshot_wait
+        wait = min(
+            PULL_PATIENCE / 2 * self.config.snapshot_wait,
+            DIRECT_HANDLER_TIMEOUT - HOLD_MARGIN,
+        )
         args = {
             "reply": reply,
             "peers": peers,

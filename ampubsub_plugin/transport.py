@@ -33,6 +33,11 @@ RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
 DIRECT_MAX_REQUEST = 64 * 1024
 #: (a pulled snapshot is a reply: several info messages of up to MAX_PAYLOAD)
 DIRECT_MAX_REPLY = 4 * 1024 * 1024 - 1
+#: Seconds a server's handler has for one direct request, on every
+#: transport; past it the request is refused (:data:`HANDLER_TIMED_OUT`).
+DIRECT_HANDLER_TIMEOUT = 10.0
+#: The reason a request whose handler ran out of time is refused with.
+HANDLER_TIMED_OUT = f"no reply within {DIRECT_HANDLER_TIMEOUT:g} s"
 
 #: Decides whether a peer may connect (see :meth:`Transport.set_peer_filter`).
 PeerFilter = Callable[[str], bool]

@@ -45,8 +45,10 @@ from libp2p.utils import encode_delim
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from ..transport import (
+    DIRECT_HANDLER_TIMEOUT,
     DIRECT_MAX_REPLY,
     DIRECT_MAX_REQUEST,
+    HANDLER_TIMED_OUT,
     DirectClosed,
     DirectRefused,
     DirectTimeout,
@@ -60,7 +62,7 @@ PROTOCOL = TProtocol("/ampubsub/direct/1.0.0")
 MAX_REQUEST = DIRECT_MAX_REQUEST
 MAX_REPLY = DIRECT_MAX_REPLY + 1  # the status byte
 READ_TIMEOUT = 5.0
-HANDLER_TIMEOUT = 10.0
+HANDLER_TIMEOUT = DIRECT_HANDLER_TIMEOUT
 MAX_SERVING = 32
 OK = 0
 REFUSED = 1
@@ -152,6 +154,9 @@ class DirectServer:
         try:
             with trio.fail_after(HANDLER_TIMEOUT):
                 reply = await handler(peer, request)
+        except trio.TooSlowError:
+            await self._refuse(stream, HANDLER_TIMED_OUT)
+            return
         except Exception as error:
             await self._refuse(stream, str(error) or type(error).__name__)
             return

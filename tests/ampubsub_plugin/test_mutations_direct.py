@@ -17,6 +17,7 @@ from ampubsub_plugin.memory_transport import MemoryNetwork
 from ampubsub_plugin.transport import (
     DIRECT_MAX_REPLY,
     DIRECT_MAX_REQUEST,
+    HANDLER_TIMED_OUT,
     DirectRefused,
     DirectTimeout,
     DirectUnreachable,
@@ -119,6 +120,42 @@ def test_refusals_timeouts_and_limits_are_named(kind: str) -> None:
             a.set_peer_filter(lambda peer: peer != b.peer_id)
             with trio.fail_after(10), pytest.raises(TransportError):
                 await b.request(a.peer_id, b"x", 5)
+
+    run(main)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_handler_past_the_servers_bound_is_refused_by_name(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every transport bounds a request's handler (``DIRECT_HANDLER_TIMEOUT``,
+    shortened here) and refuses, naming why, while the caller still waits:
+    a caller's patience is no reason for a server to work on forever."""
+    from ampubsub_plugin import memory_transport
+    from ampubsub_plugin._libp2p import direct
+
+    bound = 0.3
+    monkeypatch.setattr(direct, "HANDLER_TIMEOUT", bound)
+    monkeypatch.setattr(memory_transport, "DIRECT_HANDLER_TIMEOUT", bound)
+
+    async def main() -> None:
+        async with serving(kind) as (a, b):
+            cancelled: list[bool] = []
+
+            async def slow(caller: str, payload: bytes) -> bytes:
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    cancelled.append(True)
+                raise AssertionError
+
+            a.serve_requests(slow)
+            started = trio.current_time()
+            with trio.fail_after(10):
+                with pytest.raises(DirectRefused, match=HANDLER_TIMED_OUT):
+                    await b.request(a.peer_id, b"x", 5)
+            assert bound <= trio.current_time() - started < 3
+            assert cancelled == [True]
 
     run(main)
 

@@ -394,21 +394,29 @@ def test_a_pull_waits_for_a_slow_link_instead_of_asking_again() -> None:
     everyone. (With 4 snapshot_waits, 12 s, the pull failed and was made
     again.)"""
 
+    from ampubsub_plugin.transport import DirectTimeout
+
     async def main() -> None:
         net = MemoryNetwork(latency=0.01, seed=5)
         first = await start_topic(net, [], [worker("first")])
         await until([first], lambda t: t.mach.is_active("Joined"))
-        handler = first.transport._request_handler
-        assert handler is not None
         slow = 20.0
+        late_transport = net.transport()
+        request = late_transport.request
 
-        async def slow_link(peer: str, payload: bytes) -> bytes:
-            reply = await handler(peer, payload)
-            await trio.sleep(slow)  # the reply, queued behind the link's gossip
-            return reply
+        async def slow_link(peer: str, payload: bytes, timeout: float) -> bytes:
+            # the server answered at once; its reply, queued behind the
+            # link's gossip, arrives ``slow`` s later
+            with trio.move_on_after(timeout):
+                reply = await request(peer, payload, timeout)
+                await trio.sleep(slow)
+                return reply
+            raise DirectTimeout(peer, f"no reply within {timeout} s")
 
-        first.transport.serve_requests(slow_link)
-        late = await start_topic(net, first.addrs, [worker("late")])
+        late_transport.request = slow_link  # type: ignore[method-assign]
+        late = await start_topic(
+            net, first.addrs, [worker("late")], transport=late_transport
+        )
         await until([late], sees(1), timeout=60)
 
         def pull_ended(t: Topic) -> bool:
@@ -553,12 +561,13 @@ def test_a_joining_neighbour_holds_a_pull_unless_both_pull_each_other() -> None:
 
 def test_a_joining_neighbour_refuses_pulls_past_its_bound_and_counts_why() -> None:
     """Held pulls are bounded in number (``MAX_HELD_PULLS``: the next is
-    refused at once) and in time (half the puller's patience); each refusal
-    is counted by its reason."""
+    refused at once) and in time (half the puller's patience, and less than
+    the transport gives a request's handler); each refusal is counted by its
+    reason."""
     from ampubsub_plugin._gossip import Phase
     from ampubsub_plugin._pull import PULL_PATIENCE, PULL_REQUEST
-    from ampubsub_plugin.topic import MAX_HELD_PULLS
-    from ampubsub_plugin.transport import DirectRefused
+    from ampubsub_plugin.topic import HOLD_MARGIN, MAX_HELD_PULLS
+    from ampubsub_plugin.transport import DIRECT_HANDLER_TIMEOUT, DirectRefused
 
     async def main() -> None:
         net = MemoryNetwork(latency=0.01)
@@ -577,7 +586,10 @@ def test_a_joining_neighbour_refuses_pulls_past_its_bound_and_counts_why() -> No
         async with trio.open_nursery() as nursery:
             for _ in range(MAX_HELD_PULLS + 1):
                 nursery.start_soon(pull)
-        hold = PULL_PATIENCE / 2 * b.config.snapshot_wait
+        hold = min(
+            PULL_PATIENCE / 2 * b.config.snapshot_wait,
+            DIRECT_HANDLER_TIMEOUT - HOLD_MARGIN,  # (before the transport cuts it)
+        )
         assert len(refused) == MAX_HELD_PULLS + 1
         assert refused[0] < 1.0  # the one past the bound, at once
         assert all(hold - 0.1 <= t < hold + 1.0 for t in refused[1:])
