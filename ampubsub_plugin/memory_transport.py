@@ -43,6 +43,9 @@ from .transport import (
 
 log = logging.getLogger("ampubsub.memory")
 
+#: how often :meth:`MemoryTransport.wait_mesh` looks (py-libp2p's interval)
+MESH_POLL_INTERVAL = 0.05
+
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 PREFIX = "/memory/"
 
@@ -381,6 +384,27 @@ class MemoryTransport(Transport):
 
     def topic_peers(self) -> frozenset[str]:
         return self._neighbours
+
+    def mesh_ready(self) -> bool:
+        """As over py-libp2p: a publish reaches the topic only through a
+        neighbour on it, and peers that subscribe later never get it (a
+        hello published before then was lost, and the peers joining
+        together saw each other only after their pulls had failed)."""
+        return bool(self._neighbours)
+
+    async def wait_mesh(self, timeout: float) -> bool:
+        """Wait until :meth:`mesh_ready` (polled, as py-libp2p's is); False
+        when ``timeout`` s pass first or the topic is left meanwhile."""
+        self._require_serving("wait for the mesh")
+        topic = self._topic
+        if topic is None:
+            raise TransportError(f"{self!r} has not joined a topic")
+        with trio.move_on_after(timeout):
+            while self._topic == topic and self._serving:
+                if self.mesh_ready():
+                    return True
+                await trio.sleep(MESH_POLL_INTERVAL)
+        return False
 
     def connection_count(self) -> int:
         net = self.network

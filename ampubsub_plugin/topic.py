@@ -899,11 +899,13 @@ class _Handlers:
         snapshot = t.core.pulled_snapshot(now)
         if snapshot is not None:
             reply(snapshot)
-        elif e.args.get("caller") in t._pulling_from and e.args["caller"] < t.peer_id:
-            # both joining, each pulling the other: holding both would stall
-            # both until the hold ran out, refusing both sends both elsewhere;
-            # the id that sorts first holds, the other refuses
-            t.core.counters["pull_refused_mutual"] += 1
+        elif t._pulling_from:
+            # joining, and our own snapshot is a pull away: held, the puller
+            # would wait on our pull, which may wait on the puller's, or on
+            # a third peer's that waits on the puller's (four peers started
+            # together stalled 9 s in such a ring). Refused, the puller asks
+            # another neighbour at once
+            t.core.counters["pull_refused_pulling"] += 1
             reply(None)
         elif len(t._held_pulls) >= MAX_HELD_PULLS:
             t.core.counters["pull_refused_full"] += 1
