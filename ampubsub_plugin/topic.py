@@ -145,9 +145,6 @@ class Topic:
         #: snapshot pulls that came while we were joining, answered once we
         #: settle: (reply, the moment the puller stops waiting)
         self._held_pulls: list[tuple[PullReply, float]] = []
-        #: neighbours our snapshot pulls are waiting on (a pull from one of
-        #: them while we are joining would wait on us in turn: refused)
-        self._pulling_from: set[str] = set()
         #: held by the send loop while it sends a round; the goodbye takes it
         self._sending = trio.Lock()
         #: dispose() was called: the goodbye sends from now on, the send loop stops
@@ -412,17 +409,8 @@ class Topic:
             if snapshot:
                 self.mach.add("Pulled", {"peer_id": peer})
 
-        async def request(peer: str, payload: bytes, timeout: float) -> bytes:
-            if not snapshot:
-                return await self.transport.request(peer, payload, timeout)
-            self._pulling_from.add(peer)
-            try:
-                return await self.transport.request(peer, payload, timeout)
-            finally:
-                self._pulling_from.discard(peer)
-
         ok = await hedged_fetch(
-            request,
+            self.transport.request,
             payload,
             peer,
             another,
@@ -786,6 +774,12 @@ async def _serve_transport(
     await transport.serve(handler, task_status=task_status)
 
 
+def _sorts_first(caller: object, topic: Topic) -> bool:
+    """Does ``caller`` (a peer id; anything else counts as first) sort
+    before ``topic``'s own id, or equal it?"""
+    return not isinstance(caller, str) or caller <= topic.peer_id
+
+
 class _Handlers:
     """The topic machine's handlers: the protocol's moves, one state each."""
 
@@ -899,12 +893,14 @@ class _Handlers:
         snapshot = t.core.pulled_snapshot(now)
         if snapshot is not None:
             reply(snapshot)
-        elif t._pulling_from:
-            # joining, and our own snapshot is a pull away: held, the puller
-            # would wait on our pull, which may wait on the puller's, or on
-            # a third peer's that waits on the puller's (four peers started
-            # together stalled 9 s in such a ring). Refused, the puller asks
-            # another neighbour at once
+        elif t.core.discovery.pulling and _sorts_first(e.args.get("caller"), t):
+            # joining, and our own snapshot is a pull away (planned or on its
+            # way). Held every time, pulls waited on each other in rings
+            # (four peers started together stalled 9 s in a ring of three);
+            # refused every time, a bunch of joins made many pulls fail. A
+            # pulling peer holds only the pulls of peers whose ids sort after
+            # its own: every wait is on a smaller id, so no ring closes.
+            # Refused, the puller asks another neighbour at once
             t.core.counters["pull_refused_pulling"] += 1
             reply(None)
         elif len(t._held_pulls) >= MAX_HELD_PULLS:

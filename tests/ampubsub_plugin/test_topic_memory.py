@@ -517,18 +517,16 @@ def _settled(t: Topic) -> bool:
     """Joined, no snapshot pull planned or in flight, nothing held."""
     discovery = t.core.discovery
     return (
-        discovery.is_settled(t._now())
-        and not discovery.pulling
-        and not t._pulling_from
-        and not t._held_pulls
+        discovery.is_settled(t._now()) and not discovery.pulling and not t._held_pulls
     )
 
 
-def test_a_joining_neighbour_holds_a_pull_unless_it_is_pulling_itself() -> None:
+def test_a_joining_neighbour_holds_a_pull_unless_pulling_from_a_smaller_id() -> None:
     """Joining, a neighbour answers a snapshot pull once it settles (its own
     snapshot is what the puller needs), even one more ``snapshot_wait`` away.
-    While its own snapshot is a pull away it refuses at once (counted): held,
-    pulls can wait on each other in a ring."""
+    While its own snapshot is a pull away, it holds only the pulls of peers
+    whose ids sort after its own and refuses the rest at once (counted):
+    every wait is then on a smaller id, and no ring of waits closes."""
     from ampubsub_plugin._gossip import Phase
     from ampubsub_plugin._pull import PULL_REQUEST, decode_reply
     from ampubsub_plugin.transport import DirectRefused
@@ -538,21 +536,51 @@ def test_a_joining_neighbour_holds_a_pull_unless_it_is_pulling_itself() -> None:
         a, b = await start_network(net, 2, 1)
         await until([a, b], sees(1), timeout=30)
         await until([a, b], _settled, timeout=30)
-        discovery = b.core.discovery
-        discovery.phase = Phase.JOINING  # as if b had just joined
-        settles_in = 1.3 * b.config.snapshot_wait  # ... and settles by waiting
-        discovery._settle_at = b._now() + settles_in
-        b._pulling_from.add("a third peer")  # b waits on a pull of its own
+        first, second = sorted([a, b], key=lambda t: t.peer_id)
+        settles_in = 1.3 * a.config.snapshot_wait
+
+        def joining(t: Topic, pulling: bool) -> None:
+            """As if ``t`` had just joined; it settles by waiting."""
+            discovery = t.core.discovery
+            discovery.phase = Phase.JOINING
+            discovery._settle_at = t._now() + settles_in
+            discovery._pulls_left = 1 if pulling else 0
+
+        async def pull(puller: Topic, server: Topic) -> tuple[bytes, float]:
+            asked = trio.current_time()
+            reply = await puller.transport.request(server.peer_id, PULL_REQUEST, 20)
+            return reply, trio.current_time() - asked
+
+        # pulling, the larger id refuses the smaller id's pull at once
+        joining(second, pulling=True)
         with pytest.raises(DirectRefused, match="still joining"):
-            await a.transport.request(b.peer_id, PULL_REQUEST, 5.0)
-        assert b.counters["pull_refused_pulling"] == 1
-        b._pulling_from.clear()
-        asked = trio.current_time()
-        reply = await a.transport.request(b.peer_id, PULL_REQUEST, 10.0)
+            await pull(first, second)
+        assert second.counters["pull_refused_pulling"] == 1
+        second.core.discovery._pulls_left = 0  # its pull failed: it waits
+        await until([second], _settled, timeout=30)
+
+        # pulling, the smaller id holds the larger id's pull until it settles
+        joining(first, pulling=True)
+        replies: list[tuple[bytes, float]] = []
+        async with trio.open_nursery() as nursery:
+
+            async def held() -> None:
+                replies.append(await pull(second, first))
+
+            nursery.start_soon(held)
+            await until([first], lambda t: len(t._held_pulls) == 1, timeout=5)
+            first.core.discovery._pulls_left = 0  # its pull failed: it waits
+        assert decode_reply(replies[0][0])
+        assert first.counters.get("pull_refused_pulling", 0) == 0
+
+        # not pulling, anyone's pull is held until it settles
+        await until([first], _settled, timeout=30)
+        joining(second, pulling=False)
+        reply, took = await pull(first, second)
         assert decode_reply(reply)  # held, then answered: not refused
-        assert trio.current_time() - asked >= settles_in - 0.1  # (waited for b)
-        assert discovery.phase is not Phase.JOINING
-        assert b.counters["pull_refused_pulling"] == 1
+        assert took >= settles_in - 0.1  # (waited for it)
+        assert second.core.discovery.phase is not Phase.JOINING
+        assert second.counters["pull_refused_pulling"] == 1
         await dispose_all([a, b])
 
     run(main)
