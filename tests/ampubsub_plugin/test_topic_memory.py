@@ -501,6 +501,7 @@ def test_a_neighbour_too_far_behind_refuses_a_pull_at_once() -> None:
         net = MemoryNetwork(latency=0.01)
         a, b = await start_network(net, 2, 1)
         await until([a, b], sees(1), timeout=30)
+        await until([a, b], _settled, timeout=30)
         # not behind: the snapshot comes
         reply = await a.transport.request(b.peer_id, PULL_REQUEST, 5.0)
         assert decode_reply(reply)
