@@ -31,7 +31,8 @@ from ._libp2p.inbox import INBOX_WARN_BACKLOG
 from ._libp2p.pubsub import MAX_PAYLOAD, OUTBOUND_QUEUE_SIZE
 from ._libp2p.shedding import ShedConfig
 from ._libp2p.stack import SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT
-from ._libp2p.transport import MESH_POLL_INTERVAL, Libp2pTransport
+from ._libp2p.transport import Libp2pTransport
+from .transport import MESH_POLL_INTERVAL
 
 __all__ = [
     "INBOX_WARN_BACKLOG",

@@ -29,6 +29,7 @@ from .transport import (
     DIRECT_MAX_REPLY,
     DIRECT_MAX_REQUEST,
     HANDLER_TIMED_OUT,
+    MESH_POLL_INTERVAL,
     DirectClosed,
     DirectError,
     DirectRefused,
@@ -42,9 +43,6 @@ from .transport import (
 )
 
 log = logging.getLogger("ampubsub.memory")
-
-#: how often :meth:`MemoryTransport.wait_mesh` looks (py-libp2p's interval)
-MESH_POLL_INTERVAL = 0.05
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 PREFIX = "/memory/"

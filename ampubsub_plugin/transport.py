@@ -39,6 +39,10 @@ DIRECT_HANDLER_TIMEOUT = 10.0
 #: The reason a request whose handler ran out of time is refused with.
 HANDLER_TIMED_OUT = f"no reply within {DIRECT_HANDLER_TIMEOUT:g} s"
 
+#: How often a transport's ``wait_mesh`` looks (gossipsub has no event for
+#: mesh changes).
+MESH_POLL_INTERVAL = 0.05
+
 #: Decides whether a peer may connect (see :meth:`Transport.set_peer_filter`).
 PeerFilter = Callable[[str], bool]
 

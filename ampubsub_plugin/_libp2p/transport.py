@@ -57,6 +57,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
 from ..transport import (
+    MESH_POLL_INTERVAL,
     PeerFilter,
     RequestHandler,
     Transport,
@@ -81,10 +82,6 @@ from .stack import Running, Stack
 
 #: Peers whose last message time :meth:`Libp2pTransport.last_heard` keeps.
 HEARD_LIMIT = 10_000
-
-#: How often :meth:`Libp2pTransport.wait_mesh` looks at the mesh (py-libp2p
-#: has no event for mesh changes).
-MESH_POLL_INTERVAL = 0.05
 
 
 class Libp2pTransport(Transport):
