@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from .conftest import BENCHMARKS
-
-SCRIPT = str(BENCHMARKS / "network_bench.py")
+from .conftest import run_script
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, SCRIPT, *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    return run_script("network_bench.py", *args)
 
 
 def test_sim_json_has_a_result_per_size_and_start_and_growth() -> None:

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from .conftest import BENCHMARKS
+from .conftest import run_script
 
 
 def test_the_event_bench_prints_min_median_max() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "event_bench.py"),
-            "--repeat",
-            "3",
-            "--number",
-            "200",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_script("event_bench.py", "--repeat", "3", "--number", "200", timeout=120)
     assert done.returncode == 0, done.stderr
     for part in ("min ", "median ", "max ", "(3 x 200)"):
         assert part in done.stdout, done.stdout
